@@ -1,0 +1,63 @@
+"""cbk-vault: a local, encrypted vault for AI-agent credentials with ChatBotKit's secret API.
+
+::
+
+    import vault
+
+    with vault.init("agent.cbkv", "correct horse battery staple") as v:
+        s = v.secret.create(name="PaymentAPIKey", type="bearer", value="sk_live_...")
+        v.secret.fetch(s.id).value
+
+The public API is exactly the names in ``__all__``; everything else is private.
+"""
+
+from __future__ import annotations
+
+from ._crypto import KdfParams
+from ._records import Page, Secret
+from ._store import default_path
+from ._vault import SecretClient, Vault, init, open
+from .errors import (
+    ConflictError,
+    CorruptVaultError,
+    InsecureFileError,
+    InvalidRequestError,
+    KdfParamsError,
+    LockTimeoutError,
+    NotFoundError,
+    StorageError,
+    UnsupportedVersionError,
+    VaultClosedError,
+    VaultError,
+    VaultExistsError,
+    VaultNotFoundError,
+    WrongPassphraseError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConflictError",
+    "CorruptVaultError",
+    "InsecureFileError",
+    "InvalidRequestError",
+    "KdfParams",
+    "KdfParamsError",
+    "LockTimeoutError",
+    "NotFoundError",
+    "Page",
+    "Secret",
+    "SecretClient",
+    "StorageError",
+    "UnsupportedVersionError",
+    "Vault",
+    "VaultClosedError",
+    "VaultError",
+    "VaultExistsError",
+    "VaultNotFoundError",
+    "WrongPassphraseError",
+    "__version__",
+    "default_path",
+    "init",
+    "open",
+]

@@ -1,0 +1,404 @@
+"""The on-disk format, version 1: bytes <-> structures, limits, framing. No I/O, no keys.
+
+The normative description is docs/FORMAT.md; the constants and layouts here follow it
+field for field. Layout of a vault file::
+
+    0    40   header       magic "CBKVAULT", version, reserved, vault id, epoch
+    40   32   header tag   BLAKE2b-256(K_chain, "cbkv1-header" || header)
+    72   256  key slot A   Argon2id parameters, salt, wrapped data key, checksum
+    328  256  key slot B   (the other slot: empty, or the one a passphrase change writes)
+    584  ...  frames       one per commit: len, ~len, sealed ops, chain tag
+
+Everything pre-authentication (header, slots, frame lengths) is fixed-width binary,
+so the parser that sees untrusted bytes before any MAC check is a few struct reads
+with every field range-checked. msgpack is only decoded after the frame's chain tag
+and secretbox have both verified.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+import msgpack
+
+from . import _crypto
+from .errors import CorruptVaultError, KdfParamsError, UnsupportedVersionError
+
+MAGIC: Final = b"CBKVAULT"
+VERSION: Final = 1
+
+HEADER_SIZE: Final = 40
+HEADER_TAG_OFFSET: Final = 40
+SLOT_OFFSETS: Final = (72, 328)
+SLOT_SIZE: Final = 256
+LOG_START: Final = 584
+
+SLOT_MAGIC: Final = b"CKS1"
+ALG_ARGON2ID13: Final = 1
+WRAP_PLAIN_SIZE: Final = 32 + 16 + 8  # data key || vault id || slot generation
+WRAP_SEALED_SIZE: Final = _crypto.NONCE_SIZE + WRAP_PLAIN_SIZE + _crypto.MAC_SIZE
+_SLOT_BODY: Final = struct.Struct(">4sQB3sII16s96s")  # 136 bytes, then 32-byte checksum
+_SLOT_CHECKSUM_PERSON: Final = b"cbkv1-slot"
+
+FRAME_HEAD: Final = struct.Struct(">II")  # sealed length, its bitwise complement
+FRAME_TAG_SIZE: Final = _crypto.TAG_SIZE
+FRAME_PAD: Final = 64
+VALUE_PAD: Final = 256
+MIN_SEALED: Final = _crypto.NONCE_SIZE + _crypto.MAC_SIZE + FRAME_PAD
+MAX_SEALED: Final = 64 << 20
+#: A run this long of zero bytes never occurs in sealed data; it marks a block the
+#: file system extended but never wrote (a torn append after a crash).
+ZERO_RUN: Final = 16
+
+# Field limits, enforced on write and on read.
+MAX_NAME: Final = 1024
+MAX_DESCRIPTION: Final = 64 << 10
+MAX_VALUE: Final = 1 << 20
+MAX_JSON: Final = 64 << 10
+MAX_DEPTH: Final = 8
+MAX_ALIAS: Final = 128
+MAX_ID: Final = 128
+MAX_RECORDS: Final = 1_000_000
+
+TYPES: Final = ("plain", "basic", "bearer", "jwt", "oauth", "template", "reference")
+KINDS: Final = ("shared", "personal")
+VISIBILITIES: Final = ("private", "protected", "public")
+ALIAS_RE: Final = re.compile(r"[a-z0-9_-]{0,128}")
+ID_RE: Final = re.compile(r"[a-z][a-z0-9]{23}|c[a-z0-9]{24}")
+
+OP_PUT: Final = 1
+OP_DELETE: Final = 2
+OP_SETTING: Final = 3
+
+
+def corrupt(what: str) -> CorruptVaultError:
+    return CorruptVaultError(f"vault file is damaged or has been tampered with ({what})")
+
+
+# --- header -------------------------------------------------------------------------
+
+_HEADER: Final = struct.Struct(">8sB7s16sQ")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    vault_id: bytes
+    epoch: int
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(MAGIC, VERSION, bytes(7), self.vault_id, self.epoch)
+
+
+def decode_header(data: bytes) -> Header:
+    if len(data) < LOG_START:
+        if data[: len(MAGIC)] != MAGIC[: len(data)]:
+            raise corrupt("not a cbk-vault file")
+        raise corrupt("file is shorter than its header")
+    magic, version, reserved, vault_id, epoch = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise corrupt("not a cbk-vault file")
+    if version != VERSION:
+        raise UnsupportedVersionError(
+            f"vault format version {version} is not supported by this build (it reads version {VERSION})"
+        )
+    if reserved != bytes(7):
+        raise corrupt("reserved header bytes are not zero")
+    return Header(vault_id=vault_id, epoch=epoch)
+
+
+def header_mac_input(header: bytes) -> bytes:
+    return b"cbkv1-header" + header
+
+
+# --- key slots ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Slot:
+    generation: int
+    kdf: _crypto.KdfParams
+    salt: bytes
+    wrapped: bytes  # nonce || secretbox(data key || vault id || generation)
+
+    def encode(self) -> bytes:
+        body = _SLOT_BODY.pack(
+            SLOT_MAGIC,
+            self.generation,
+            ALG_ARGON2ID13,
+            bytes(3),
+            self.kdf.opslimit,
+            self.kdf.memlimit // 1024,
+            self.salt,
+            self.wrapped,
+        )
+        return (body + _crypto.checksum(body, _SLOT_CHECKSUM_PERSON)).ljust(SLOT_SIZE, b"\0")
+
+    def __repr__(self) -> str:
+        return f"Slot(generation={self.generation}, kdf={self.kdf!r})"
+
+
+EMPTY_SLOT: Final = bytes(SLOT_SIZE)
+
+
+def decode_slot(raw: bytes) -> Slot | None:
+    """A valid slot, or None for an empty or damaged one (a torn slot write looks damaged).
+
+    KDF limits are checked here, before anyone can derive with them.
+    """
+    if raw == EMPTY_SLOT:
+        return None
+    body = raw[: _SLOT_BODY.size]
+    check = raw[_SLOT_BODY.size : _SLOT_BODY.size + 32]
+    if not _crypto.macs_equal(_crypto.checksum(body, _SLOT_CHECKSUM_PERSON), check):
+        return None
+    if raw[_SLOT_BODY.size + 32 :] != bytes(SLOT_SIZE - _SLOT_BODY.size - 32):
+        return None
+    magic, gen, alg, reserved, ops, mem_kib, salt, wrapped = _SLOT_BODY.unpack(body)
+    if magic != SLOT_MAGIC or reserved != bytes(3):
+        return None
+    if alg != ALG_ARGON2ID13:
+        raise KdfParamsError(f"key slot uses unknown KDF algorithm {alg}")
+    _crypto.check_kdf_limits(ops, mem_kib * 1024)
+    return Slot(gen, _crypto.KdfParams(ops, mem_kib * 1024), salt, wrapped)
+
+
+def choose_slot(data: bytes) -> tuple[int, Slot]:
+    """The slot to unlock with: the valid one with the highest generation.
+
+    A passphrase change commits when its new slot is durable; from then on only the
+    new slot is tried, so the old passphrase stops working even if the erase of the
+    old slot never happened.
+    """
+    found: list[tuple[int, Slot]] = []
+    for index, offset in enumerate(SLOT_OFFSETS):
+        slot = decode_slot(data[offset : offset + SLOT_SIZE])
+        if slot is not None:
+            found.append((index, slot))
+    if not found:
+        raise corrupt("no intact key slot")
+    if len(found) == 2 and found[0][1].generation == found[1][1].generation:
+        raise corrupt("two key slots share a generation")
+    return max(found, key=lambda pair: pair[1].generation)
+
+
+def wrap_plaintext(data_key: bytes, vault_id: bytes, generation: int) -> bytes:
+    return data_key + vault_id + generation.to_bytes(8, "big")
+
+
+# --- padding ------------------------------------------------------------------------
+
+
+def pad(data: bytes, block: int) -> bytes:
+    """ISO/IEC 7816-4 padding (libsodium's sodium_pad): 0x80 then zeros up to a block multiple."""
+    total = (len(data) // block + 1) * block
+    return data + b"\x80" + bytes(total - len(data) - 1)
+
+
+def unpad(data: bytes, block: int) -> bytes:
+    if not data or len(data) % block:
+        raise corrupt("bad padding")
+    end = len(data.rstrip(b"\0")) - 1
+    if end < 0 or data[end] != 0x80 or len(data) - end > block:
+        raise corrupt("bad padding")
+    return data[:end]
+
+
+# --- msgpack ------------------------------------------------------------------------
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError("msgpack extension types are not allowed")
+
+
+def packb(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpackb(data: bytes) -> Any:
+    """Strict decode of data that has already authenticated.
+
+    Even authenticated data is decoded strictly (no ext types, str map keys, one
+    object, valid UTF-8): a key-holding writer with a bug must not be able to plant
+    something the reader mistakes for another structure.
+    """
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_no_ext)
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise corrupt("undecodable record") from exc
+
+
+# --- records ------------------------------------------------------------------------
+
+
+#: The order of a record's fields on disk (a PUT op carries them as a msgpack array).
+ENTRY_FIELDS: Final = (
+    "id",
+    "rev",
+    "created_at",
+    "updated_at",
+    "name",
+    "description",
+    "kind",
+    "type",
+    "visibility",
+    "alias",
+    "meta",
+    "config",
+    "blueprint_id",
+    "value_rev",
+    "value_box",
+    "ext",
+)
+
+
+class Entry:
+    """One stored secret, as kept in memory: metadata in the clear, the value still sealed."""
+
+    __slots__ = ENTRY_FIELDS
+
+    def __init__(
+        self,
+        id: str,
+        rev: int,
+        created_at: int,
+        updated_at: int,
+        name: str,
+        description: str,
+        kind: str,
+        type: str,
+        visibility: str,
+        alias: str | None,
+        meta: dict[str, Any] | None,
+        config: dict[str, Any] | None,
+        blueprint_id: str | None,
+        value_rev: int,
+        value_box: bytes | None,
+        ext: dict[str, Any],
+    ) -> None:
+        self.id = id
+        self.rev = rev
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.name = name
+        self.description = description
+        self.kind = kind
+        self.type = type
+        self.visibility = visibility
+        self.alias = alias
+        self.meta = meta
+        self.config = config
+        self.blueprint_id = blueprint_id
+        self.value_rev = value_rev
+        self.value_box = value_box
+        self.ext = ext
+
+    def to_list(self) -> list[Any]:
+        return [getattr(self, name) for name in ENTRY_FIELDS]
+
+    def copy(self) -> Entry:
+        return Entry(*self.to_list())
+
+    def __repr__(self) -> str:
+        return f"Entry(id={self.id!r}, rev={self.rev})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("vault entries cannot be pickled")
+
+
+_U63: Final = (1 << 63) - 1
+
+
+def _is_uint(x: object) -> bool:
+    return type(x) is int and 0 <= x <= _U63  # type: ignore[operator,unused-ignore]
+
+
+def _is_str(x: object, limit: int) -> bool:
+    return type(x) is str and len(x) <= limit
+
+
+def _is_opt_str(x: object, limit: int) -> bool:
+    return x is None or _is_str(x, limit)
+
+
+def _is_json_map(x: object) -> bool:
+    return x is None or type(x) is dict
+
+
+def decode_entry(fields: object) -> Entry:
+    if type(fields) is not list or len(fields) != len(ENTRY_FIELDS):
+        raise corrupt("malformed record")
+    (rid, rev, ca, ua, name, desc, kind, typ, vis, alias, meta, config, bp, vrev, vbox, ext) = fields
+    ok = (
+        type(rid) is str
+        and ID_RE.fullmatch(rid) is not None
+        and _is_uint(rev)
+        and rev >= 1
+        and _is_uint(ca)
+        and _is_uint(ua)
+        and _is_str(name, MAX_NAME)
+        and _is_str(desc, MAX_DESCRIPTION)
+        and kind in KINDS
+        and typ in TYPES
+        and vis in VISIBILITIES
+        and (alias is None or (type(alias) is str and alias != "" and ALIAS_RE.fullmatch(alias) is not None))
+        and _is_json_map(meta)
+        and _is_json_map(config)
+        and _is_opt_str(bp, MAX_ID)
+        and _is_uint(vrev)
+        and vrev <= rev
+        and (vbox is None or (type(vbox) is bytes and len(vbox) >= _crypto.NONCE_SIZE + _crypto.MAC_SIZE))
+        and type(ext) is dict
+    )
+    if not ok:
+        raise corrupt("malformed record")
+    return Entry(rid, rev, ca, ua, name, desc, kind, typ, vis, alias, meta, config, bp, vrev, vbox, ext)
+
+
+Op = tuple[int, Any, Any]
+
+
+def encode_frame_plaintext(epoch: int, seq: int, ops: list[list[Any]]) -> bytes:
+    return pad(packb([epoch, seq, ops]), FRAME_PAD)
+
+
+def decode_frame_plaintext(plaintext: bytes, epoch: int, seq: int) -> list[Any]:
+    obj = unpackb(unpad(plaintext, FRAME_PAD))
+    if type(obj) is not list or len(obj) != 3:
+        raise corrupt("malformed frame")
+    f_epoch, f_seq, ops = obj
+    if f_epoch != epoch or f_seq != seq:
+        # A frame from another epoch or position: spliced or replayed.
+        raise corrupt("frame out of sequence")
+    if type(ops) is not list:
+        raise corrupt("malformed frame")
+    return ops
+
+
+def value_plaintext(vault_id: bytes, record_id: str, value_rev: int, value: str) -> bytes:
+    return pad(packb([vault_id, record_id, value_rev, value]), VALUE_PAD)
+
+
+def decode_value_plaintext(plaintext: bytes, vault_id: bytes, record_id: str, value_rev: int) -> str:
+    obj = unpackb(unpad(plaintext, VALUE_PAD))
+    if type(obj) is not list or len(obj) != 4 or type(obj[3]) is not str:
+        raise corrupt("malformed value")
+    if obj[0] != vault_id or obj[1] != record_id or obj[2] != value_rev:
+        # The box opened, so it is ours, but it belongs to another record or revision.
+        raise corrupt(f"value of secret {record_id} is bound to another record")
+    value: str = obj[3]
+    return value
+
+
+def json_depth_ok(obj: object, depth: int = 0) -> bool:
+    """JSON-shaped (str keys; str/int/float/bool/None/list/dict leaves) and at most MAX_DEPTH deep."""
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(obj, Mapping):
+        return all(type(k) is str and json_depth_ok(v, depth + 1) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(json_depth_ok(v, depth + 1) for v in obj)
+    return obj is None or isinstance(obj, (str, int, float, bool))

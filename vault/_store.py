@@ -1,0 +1,365 @@
+"""The filesystem edge: paths, permissions, the lock, appends, fsync and atomic replace.
+
+Every system call that changes the disk goes through ``IO``, one object whose methods
+mirror ``os``; tests swap it for one that fails or "dies" at the Nth call. OSErrors are
+translated to :class:`~vault.errors.StorageError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import platformdirs
+
+from .errors import (
+    InsecureFileError,
+    LockTimeoutError,
+    StorageError,
+    VaultExistsError,
+    VaultNotFoundError,
+)
+
+__all__ = ["IO", "Store", "create_file", "default_path", "resolve_path"]
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def default_path() -> Path:
+    """``$CBK_VAULT_PATH`` if set, else ``platformdirs.user_data_path("cbk-vault") / "vault.cbkv"``."""
+    env = os.environ.get("CBK_VAULT_PATH")
+    if env:
+        return Path(env).expanduser()
+    return platformdirs.user_data_path("cbk-vault") / "vault.cbkv"
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    return default_path() if path is None else Path(os.fspath(path)).expanduser()
+
+
+class IO:
+    """The system calls the store makes. Subclassed by the fault-injection tests."""
+
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        return os.open(path, flags | _O_CLOEXEC, mode)
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        # fdatasync also flushes the size change an append makes, which is all we need.
+        getattr(os, "fdatasync", os.fsync)(fd)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        os.ftruncate(fd, length)
+
+    def replace(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def link(self, src: str, dst: str) -> None:
+        os.link(src, dst)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(path, 0o700)
+
+
+def _storage_error(action: str, exc: OSError) -> StorageError:
+    reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    return StorageError(f"could not {action}: {reason}", errno=exc.errno)
+
+
+def _write_all(io: IO, fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = io.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.EIO, "short write")
+        view = view[written:]
+        offset += written
+
+
+def _fsync_dir(io: IO, directory: Path) -> None:
+    # Without this, a rename or a new link can be lost in a crash even though the data was synced.
+    fd = io.open(str(directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        io.fsync(fd)
+    finally:
+        io.close(fd)
+
+
+def _ensure_dir(io: IO, directory: Path) -> None:
+    """Create missing parent directories 0700; leave existing ones alone."""
+    missing: list[Path] = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        if d.parent == d:
+            break
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            io.mkdir(str(d))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _storage_error("create the vault directory", exc) from exc
+
+
+def _temp_prefix(target: Path) -> str:
+    # Per-vault prefix: cleaning up after one vault must never touch another vault's temp.
+    return f".{target.name}.tmp-"
+
+
+def _write_temp(io: IO, target: Path, data: bytes) -> str:
+    """A new 0600 file next to ``target``, written and fsynced; its path."""
+    directory = target.parent
+    for _ in range(16):
+        tmp = str(directory / f"{_temp_prefix(target)}{secrets.token_hex(8)}")
+        try:
+            fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        break
+    else:  # pragma: no cover - 16 collisions of 64 random bits
+        raise StorageError("could not create a temporary file")
+    try:
+        try:
+            # O_CREAT's mode is filtered by the umask; make the mode exact without ever widening it.
+            os.fchmod(fd, 0o600)
+            _write_all(io, fd, data, 0)
+            io.fsync(fd)
+        finally:
+            io.close(fd)
+    except BaseException:
+        _unlink_quietly(io, tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(io: IO, path: str) -> None:
+    with suppress(OSError):
+        io.unlink(path)
+
+
+def create_file(path: Path, data: bytes, io: IO) -> None:
+    """Create ``path`` holding ``data``, durably, or fail without leaving anything behind.
+
+    The content is written to a temp file and linked into place: link() refuses to
+    overwrite, so an existing vault is never clobbered, and a crash leaves either no
+    vault or a complete one (never a half-written file that ``init`` then refuses).
+    """
+    directory = path.parent
+    if path.exists() or path.is_symlink():
+        raise VaultExistsError(f"a file already exists at {path}")
+    _ensure_dir(io, directory)
+    try:
+        tmp = _write_temp(io, path, data)
+    except OSError as exc:
+        raise _storage_error("write the new vault", exc) from exc
+    try:
+        try:
+            io.link(tmp, str(path))
+        except FileExistsError:
+            raise VaultExistsError(f"a file already exists at {path}") from None
+        finally:
+            _unlink_quietly(io, tmp)
+        _fsync_dir(io, directory)
+    except OSError as exc:
+        raise _storage_error("write the new vault", exc) from exc
+
+
+class Store:
+    """An open vault file plus its sidecar lock file. Not thread-safe; the Vault serialises."""
+
+    def __init__(self, path: Path, io: IO | None = None) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.io = io or IO()
+        self.fd = -1
+        self.lock_fd = -1
+        self._ident: tuple[int, int] = (0, 0)
+        self.poisoned = False
+        self._open_data_fd()
+        try:
+            self.lock_fd = self.io.open(str(self.lock_path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            self.close()
+            if exc.errno == errno.ELOOP:
+                raise InsecureFileError(f"lock file {self.lock_path} is a symbolic link") from None
+            raise _storage_error("open the lock file", exc) from exc
+
+    def _open_data_fd(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            raise VaultNotFoundError(f"no vault at {self.path}") from None
+        except OSError as exc:
+            raise _storage_error("read the vault", exc) from exc
+        if stat.S_ISLNK(st.st_mode):
+            # A planted symlink could redirect our writes; we never follow one.
+            raise InsecureFileError(f"vault path {self.path} is a symbolic link")
+        if not stat.S_ISREG(st.st_mode):
+            raise InsecureFileError(f"vault path {self.path} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise InsecureFileError(f"vault file {self.path} is owned by another user")
+        if st.st_mode & 0o022:
+            raise InsecureFileError(f"vault file {self.path} is writable by other users")
+        try:
+            fd = self.io.open(str(self.path), os.O_RDWR | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InsecureFileError(f"vault path {self.path} is a symbolic link") from None
+            raise _storage_error("open the vault", exc) from exc
+        fst = os.fstat(fd)
+        if self.fd >= 0:
+            self.io.close(self.fd)
+        self.fd = fd
+        self._ident = (fst.st_dev, fst.st_ino)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def read(self, offset: int = 0, size: int | None = None) -> bytes:
+        if size is None:
+            size = max(0, self.size() - offset)
+        chunks: list[bytes] = []
+        try:
+            while size > 0:
+                chunk = os.pread(self.fd, size, offset)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                offset += len(chunk)
+                size -= len(chunk)
+        except OSError as exc:
+            raise _storage_error("read the vault", exc) from exc
+        return b"".join(chunks)
+
+    def replaced(self) -> bool:
+        """Whether another process swapped in a new file (compaction) since we opened ours."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) != self._ident
+
+    def reopen(self) -> None:
+        self._open_data_fd()
+
+    # --- locking ---------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, *, exclusive: bool, timeout: float) -> Iterator[None]:
+        """flock on the sidecar file: the data file's inode changes on replace, the lock file's never does."""
+        op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, op | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"vault {self.path} is locked by another process (waited {timeout:g} s)"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+            except OSError as exc:
+                raise _storage_error("lock the vault", exc) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+
+    # --- writing (caller holds the exclusive lock) -------------------------------------
+
+    def append(self, data: bytes, at: int) -> None:
+        """Write ``data`` at offset ``at`` (the committed end) and make it durable.
+
+        Anything past ``at`` is a torn append from a crashed writer and is cut first.
+        On failure the file is cut back to ``at``: the vault is as it was. The fsync
+        is never retried: after a failed fsync the kernel may have dropped the pages
+        and a retry would report success for lost data (PostgreSQL's fsyncgate).
+        """
+        if self.poisoned:
+            raise StorageError("an earlier write failed and could not be rolled back; reopen the vault")
+        try:
+            if self.size() != at:
+                self.io.ftruncate(self.fd, at)
+            _write_all(self.io, self.fd, data, at)
+            self.io.fdatasync(self.fd)
+        except OSError as exc:
+            self._rollback(at)
+            raise _storage_error("write to the vault", exc) from exc
+
+    def _rollback(self, at: int) -> None:
+        try:
+            self.io.ftruncate(self.fd, at)
+        except OSError:
+            # The failed frame may still be on disk; only a fresh read can say what is committed.
+            self.poisoned = True
+
+    def write_slot(self, offset: int, data: bytes) -> None:
+        """Overwrite a key slot in place. Slots carry a checksum, so a torn write reads as an empty slot."""
+        try:
+            _write_all(self.io, self.fd, data, offset)
+            self.io.fdatasync(self.fd)
+        except OSError as exc:
+            raise _storage_error("write the key slot", exc) from exc
+
+    def replace_with(self, data: bytes) -> None:
+        """Atomically replace the whole file (compaction): temp, fsync, rename, fsync(dir)."""
+        directory = self.path.parent
+        self.remove_stale_temps()
+        try:
+            tmp = _write_temp(self.io, self.path, data)
+        except OSError as exc:
+            raise _storage_error("write the compacted vault", exc) from exc
+        try:
+            self.io.replace(tmp, str(self.path))
+        except OSError as exc:
+            _unlink_quietly(self.io, tmp)
+            raise _storage_error("replace the vault file", exc) from exc
+        try:
+            _fsync_dir(self.io, directory)
+        except OSError as exc:
+            raise _storage_error("sync the vault directory", exc) from exc
+        finally:
+            # The rename happened either way; follow the path to the new inode.
+            self._open_data_fd()
+
+    def remove_stale_temps(self) -> None:
+        """Temps left by a writer that died mid-compaction (they hold only sealed data)."""
+        try:
+            names = os.listdir(self.path.parent)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(_temp_prefix(self.path)):
+                _unlink_quietly(self.io, str(self.path.parent / name))
+
+    def close(self) -> None:
+        for fd in (self.fd, self.lock_fd):
+            if fd >= 0:
+                with suppress(OSError):
+                    self.io.close(fd)
+        self.fd = self.lock_fd = -1

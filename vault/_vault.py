@@ -1,0 +1,872 @@
+"""Vault: unlock, the secret resource (create/fetch/list/update/delete), batch, passphrase change.
+
+State model: the file is the truth. A handle keeps an in-memory index of every
+secret's metadata (values stay sealed until fetched) and the offset and chain tag of
+the last frame it has read. Before every operation it reads whatever other processes
+committed since; every write happens under the exclusive sidecar lock, after such a
+catch-up, as one appended frame and one fdatasync.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, NoReturn, TypeVar
+
+from . import _crypto, _format, _records
+from ._format import OP_DELETE, OP_PUT, OP_SETTING, Entry, corrupt
+from ._log import read_log, seal_frame
+from ._records import Page, Secret
+from ._store import IO, Store, create_file, resolve_path
+from .errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    StorageError,
+    VaultClosedError,
+    WrongPassphraseError,
+)
+
+__all__ = ["SecretClient", "Vault", "init", "open"]
+
+log = logging.getLogger("vault")
+
+Clock = Callable[[], int]
+PathArg = str | os.PathLike[str] | None
+T = TypeVar("T")
+
+_ID_FIRST: Final = "abcdefghijklmnopqrstuvwxyz"
+_ID_REST: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+_COMPACT_CHUNK: Final = 2048
+_MISSING: Final = object()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _new_id(rng: _crypto.RandomSource) -> str:
+    """24 lowercase characters starting with a letter, like the cloud's cuid2 ids (unbiased)."""
+    out: list[str] = []
+    while len(out) < 24:
+        for byte in rng(32):
+            alphabet = _ID_FIRST if not out else _ID_REST
+            limit = 256 - 256 % len(alphabet)
+            if byte < limit:
+                out.append(alphabet[byte % len(alphabet)])
+                if len(out) == 24:
+                    break
+    return "".join(out)
+
+
+class _State:
+    """The index: entries by id, sort order, alias and name lookups, vault settings."""
+
+    __slots__ = ("aliases", "dead", "entries", "gone", "names", "order", "settings")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.order: list[tuple[int, str]] = []  # (createdAt, id), ascending: the cloud's sort
+        self.aliases: dict[str, str] = {}
+        self.names: dict[str, set[str]] = {}
+        self.settings: dict[str, Any] = {}
+        # Sort keys of deleted rows, so a cursor naming a just-deleted item still pages on.
+        self.gone: dict[str, tuple[int, str]] = {}
+        self.dead = 0  # superseded ops in the log: compaction's trigger
+
+    def put(self, entry: Entry, *, keep_order: bool = True) -> None:
+        old = self.entries.get(entry.id)
+        if old is not None:
+            self._unindex(old, drop_order=keep_order and old.created_at != entry.created_at)
+            if keep_order and old.created_at != entry.created_at:
+                bisect.insort(self.order, (entry.created_at, entry.id))
+        elif keep_order:
+            key = (entry.created_at, entry.id)
+            if not self.order or self.order[-1] < key:
+                self.order.append(key)
+            else:
+                bisect.insort(self.order, key)
+        self.entries[entry.id] = entry
+        self.gone.pop(entry.id, None)
+        if entry.alias is not None:
+            self.aliases[entry.alias] = entry.id
+        self.names.setdefault(entry.name, set()).add(entry.id)
+
+    def remove(self, record_id: str) -> Entry:
+        entry = self.entries.pop(record_id)
+        self._unindex(entry, drop_order=True)
+        self.gone[record_id] = (entry.created_at, entry.id)
+        return entry
+
+    def _unindex(self, entry: Entry, *, drop_order: bool) -> None:
+        if entry.alias is not None and self.aliases.get(entry.alias) == entry.id:
+            del self.aliases[entry.alias]
+        ids = self.names.get(entry.name)
+        if ids is not None:
+            ids.discard(entry.id)
+            if not ids:
+                del self.names[entry.name]
+        if drop_order:
+            key = (entry.created_at, entry.id)
+            i = bisect.bisect_left(self.order, key)
+            if i < len(self.order) and self.order[i] == key:
+                del self.order[i]
+
+    def apply_logged(self, ops: list[Any], *, bulk: bool) -> None:
+        """Replay one committed frame, checking it is consistent with what came before."""
+        for op in ops:
+            if type(op) is not list or not op:
+                raise corrupt("malformed operation")
+            code = op[0]
+            if code == OP_PUT and len(op) == 2:
+                entry = _format.decode_entry(op[1])
+                old = self.entries.get(entry.id)
+                if old is not None:
+                    if entry.rev != old.rev + 1:
+                        raise corrupt(f"secret {entry.id} has a revision out of sequence")
+                    self.dead += 1
+                if entry.alias is not None:
+                    owner = self.aliases.get(entry.alias)
+                    if owner is not None and owner != entry.id:
+                        raise corrupt("two secrets share an alias")
+                self.put(entry, keep_order=not bulk)
+            elif code == OP_DELETE and len(op) == 2:
+                if type(op[1]) is not str or op[1] not in self.entries:
+                    raise corrupt("delete of an unknown secret")
+                self.remove(op[1])
+                self.dead += 2
+            elif code == OP_SETTING and len(op) == 3 and type(op[1]) is str:
+                if op[1] in self.settings:
+                    self.dead += 1
+                if op[2] is None:
+                    self.settings.pop(op[1], None)
+                else:
+                    self.settings[op[1]] = op[2]
+            else:
+                raise corrupt("unknown operation")
+        if len(self.entries) > _format.MAX_RECORDS:
+            raise corrupt("too many secrets")
+
+    def resort(self) -> None:
+        self.order = sorted((e.created_at, e.id) for e in self.entries.values())
+
+
+class _Txn:
+    __slots__ = ("ops", "undo")
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[Any, ...]] = []
+        self.undo: list[tuple[str, str, Any]] = []
+
+
+def _encode_op(op: tuple[Any, ...]) -> list[Any]:
+    if op[0] == OP_PUT:
+        return [OP_PUT, op[1].to_list()]
+    return list(op)
+
+
+class Vault:
+    """An unlocked vault. Use :func:`vault.open` or :func:`vault.init` to get one.
+
+    A context manager; ``close()`` drops the keys. Safe to share between threads;
+    several processes may open the same file at once.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        data_key: bytes,
+        vault_id: bytes,
+        kdf: _crypto.KdfParams,
+        *,
+        clock: Clock | None,
+        rng: _crypto.RandomSource | None,
+        lock_timeout: float,
+    ) -> None:
+        self._store = store
+        self._data_key: bytes | None = data_key
+        self._keys: _crypto.Keys | None = _crypto.Keys.from_data_key(data_key)
+        self._vault_id = vault_id
+        self._kdf = kdf
+        self._clock: Clock = clock or _now_ms
+        self._rng: _crypto.RandomSource = rng or _crypto.random_bytes
+        self._lock_timeout = lock_timeout
+        self._mutex = threading.RLock()
+        self._txn: _Txn | None = None
+        self._state = _State()
+        self._epoch = 0
+        self._end = 0
+        self._tag = b""
+        self._seq = 0
+        self._size_seen = 0
+        self._stale_slot: int | None = None
+        self.secret = SecretClient(self)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @property
+    def closed(self) -> bool:
+        return self._keys is None
+
+    @property
+    def kdf(self) -> _crypto.KdfParams:
+        """The key-derivation cost of the passphrase this handle was unlocked with."""
+        return self._kdf
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._keys is None:
+                return
+            self._keys = None
+            self._data_key = None
+            self._state = _State()
+            self._store.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._state.entries)} secrets"
+        return f"<Vault {str(self.path)!r} {state}>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an unlocked Vault cannot be pickled")
+
+    def __len__(self) -> int:
+        with self._mutex:
+            self._ready()
+            return len(self._state.entries)
+
+    def _keys_or_raise(self) -> _crypto.Keys:
+        if self._keys is None:
+            raise VaultClosedError("the vault is closed")
+        return self._keys
+
+    # --- reading the file ------------------------------------------------------------
+
+    def _load(self, data: bytes) -> None:
+        """Verify the whole file against our keys and rebuild the index from it."""
+        keys = self._keys_or_raise()
+        header = _format.decode_header(data)
+        if header.vault_id != self._vault_id:
+            raise corrupt("the file now holds a different vault")
+        tag = data[_format.HEADER_TAG_OFFSET : _format.LOG_START - 2 * _format.SLOT_SIZE]
+        expect = _crypto.mac(keys.chain, _format.header_mac_input(data[: _format.HEADER_SIZE]))
+        if not _crypto.macs_equal(expect, tag):
+            raise corrupt("header fails its integrity check")
+        result = read_log(keys, data, _format.LOG_START, tag, header.epoch, 0)
+        state = _State()
+        for ops in result.frames:
+            state.apply_logged(ops, bulk=True)
+        state.resort()
+        self._state = state
+        self._epoch = header.epoch
+        self._end = result.end
+        self._tag = result.tag
+        self._seq = result.seq
+        self._size_seen = len(data)
+
+    def _refresh(self) -> None:
+        """Take in what other processes committed since we last looked."""
+        keys = self._keys_or_raise()
+        store = self._store
+        if store.replaced():
+            store.reopen()
+            with store.locked(exclusive=False, timeout=self._lock_timeout):
+                data = store.read()
+            self._load(data)
+            return
+        size = store.size()
+        if size == self._size_seen:
+            return
+        if size < self._end:
+            raise corrupt("committed data was cut from the end of the file")
+        data = store.read(self._end)
+        result = read_log(keys, data, 0, self._tag, self._epoch, self._seq)
+        for ops in result.frames:
+            self._state.apply_logged(ops, bulk=False)
+        self._end += result.end
+        self._tag = result.tag
+        self._seq = result.seq
+        self._size_seen = self._end + len(data) - result.end
+
+    def _ready(self) -> None:
+        self._keys_or_raise()
+        if self._txn is None:
+            self._refresh()
+
+    # --- writing ---------------------------------------------------------------------
+
+    def _mutate(self, build: Callable[[], T]) -> T:
+        """Run ``build`` (which validates and calls ``_apply``) as one durable commit."""
+        with self._mutex:
+            self._keys_or_raise()
+            if self._txn is not None:
+                return build()
+            with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+                self._refresh()
+                txn = self._txn = _Txn()
+                try:
+                    result = build()
+                    self._commit(txn)
+                except BaseException:
+                    self._undo(txn)
+                    raise
+                finally:
+                    self._txn = None
+            self._after_commit()
+            return result
+
+    @contextmanager
+    def batch(self) -> Iterator[Vault]:
+        """Commit every change made inside the block as one frame, with one fsync: all or nothing.
+
+        The writer lock is held for the whole block, so keep it short. Reads inside the
+        block see the block's own changes. Nested ``batch()`` blocks join the outer one.
+        """
+        with self._mutex:
+            self._keys_or_raise()
+            if self._txn is not None:
+                yield self
+                return
+            with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+                self._refresh()
+                txn = self._txn = _Txn()
+                try:
+                    yield self
+                    self._commit(txn)
+                except BaseException:
+                    self._undo(txn)
+                    raise
+                finally:
+                    self._txn = None
+            self._after_commit()
+
+    def _apply(self, op: tuple[Any, ...]) -> None:
+        txn = self._txn
+        assert txn is not None
+        state = self._state
+        if op[0] == OP_PUT:
+            entry: Entry = op[1]
+            txn.undo.append(("put", entry.id, state.entries.get(entry.id)))
+            state.put(entry)
+        elif op[0] == OP_DELETE:
+            txn.undo.append(("put", op[1], state.entries[op[1]]))
+            state.remove(op[1])
+        else:
+            txn.undo.append(("set", op[1], state.settings.get(op[1], _MISSING)))
+            if op[2] is None:
+                state.settings.pop(op[1], None)
+            else:
+                state.settings[op[1]] = op[2]
+        txn.ops.append(op)
+
+    def _undo(self, txn: _Txn) -> None:
+        state = self._state
+        for kind, key, old in reversed(txn.undo):
+            if kind == "set":
+                if old is _MISSING:
+                    state.settings.pop(key, None)
+                else:
+                    state.settings[key] = old
+            elif old is None:
+                state.remove(key)
+                state.gone.pop(key, None)
+            else:
+                state.put(old)
+
+    def _commit(self, txn: _Txn) -> None:
+        if not txn.ops:
+            return
+        keys = self._keys_or_raise()
+        try:
+            frame, tag = seal_frame(
+                keys, self._tag, self._epoch, self._seq, [_encode_op(op) for op in txn.ops], self._rng
+            )
+        except ValueError:
+            raise InvalidRequestError("too many changes for one commit; split the batch") from None
+        self._store.append(frame, self._end)
+        self._end += len(frame)
+        self._size_seen = self._end
+        self._tag = tag
+        self._seq += 1
+        # Ops this frame makes obsolete in the log: a replaced record, a deleted record
+        # plus its delete op, an overwritten setting.
+        dead = 0
+        for (kind, _, old), op in zip(txn.undo, txn.ops, strict=True):
+            if kind == "put":
+                dead += (old is not None) + (op[0] == OP_DELETE)
+            elif old is not _MISSING:
+                dead += 1
+        self._state.dead += dead
+
+    def _after_commit(self) -> None:
+        """Housekeeping that must never fail a write that is already durable."""
+        try:
+            if self._stale_slot is not None:
+                self._erase_stale_slot()
+            state = self._state
+            if state.dead > max(1024, len(state.entries)):
+                with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+                    self._refresh()
+                    self._compact_locked()
+        except StorageError as exc:
+            log.warning("vault housekeeping failed and will be retried: %s", exc)
+
+    # --- compaction and key slots --------------------------------------------------------
+
+    def compact(self) -> None:
+        """Rewrite the file with only live records (temp file, fsync, atomic rename)."""
+        with self._mutex:
+            self._keys_or_raise()
+            if self._txn is not None:
+                raise InvalidRequestError("compact() cannot run inside a batch")
+            with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+                self._refresh()
+                self._compact_locked()
+
+    def _compact_locked(self) -> None:
+        keys = self._keys_or_raise()
+        head = self._store.read(0, _format.LOG_START)
+        index, _slot = _format.choose_slot(head)
+        offset = _format.SLOT_OFFSETS[index]
+        slot_raw = head[offset : offset + _format.SLOT_SIZE]
+        epoch = self._epoch + 1
+        header = _format.Header(self._vault_id, epoch).encode()
+        tag = _crypto.mac(keys.chain, _format.header_mac_input(header))
+        parts = [header, tag, slot_raw, _format.EMPTY_SLOT]
+        state = self._state
+        ops: list[list[Any]] = [[OP_SETTING, k, v] for k, v in sorted(state.settings.items())]
+        seq = 0
+        for _, rid in state.order:
+            ops.append([OP_PUT, state.entries[rid].to_list()])
+            if len(ops) >= _COMPACT_CHUNK:
+                frame, tag = seal_frame(keys, tag, epoch, seq, ops, self._rng)
+                parts.append(frame)
+                seq += 1
+                ops = []
+        if ops:
+            frame, tag = seal_frame(keys, tag, epoch, seq, ops, self._rng)
+            parts.append(frame)
+            seq += 1
+        data = b"".join(parts)
+        self._store.replace_with(data)
+        self._epoch = epoch
+        self._end = self._size_seen = len(data)
+        self._tag = tag
+        self._seq = seq
+        state.dead = 0
+        state.gone.clear()
+        self._stale_slot = None
+
+    def _erase_stale_slot(self) -> None:
+        with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+            head = self._store.read(0, _format.LOG_START)
+            index, _ = _format.choose_slot(head)
+            other = 1 - index
+            offset = _format.SLOT_OFFSETS[other]
+            if head[offset : offset + _format.SLOT_SIZE] != _format.EMPTY_SLOT:
+                self._store.write_slot(offset, _format.EMPTY_SLOT)
+            self._stale_slot = None
+
+    def change_passphrase(self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None) -> None:
+        """Rewrap the data key under a new passphrase; the records are not touched.
+
+        The new key slot is written beside the old one and synced (the commit point:
+        from then on only the newest slot is tried), then the old slot is erased.
+        Cost: one Argon2id run and two small in-place writes, whatever the vault's size.
+        """
+        passphrase = _crypto.normalize_passphrase(new_passphrase)
+        params = self._kdf if kdf is None else _crypto.resolve_kdf(kdf)
+        salt = self._rng(_crypto.SALT_SIZE)
+        kek = _crypto.derive_kek(passphrase, salt, params)
+        with self._mutex:
+            self._keys_or_raise()
+            if self._txn is not None:
+                raise InvalidRequestError("change_passphrase() cannot run inside a batch")
+            data_key = self._data_key
+            assert data_key is not None
+            with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+                self._refresh()
+                head = self._store.read(0, _format.LOG_START)
+                index, current = _format.choose_slot(head)
+                generation = current.generation + 1
+                wrapped = _crypto.seal(kek, _format.wrap_plaintext(data_key, self._vault_id, generation), self._rng)
+                slot = _format.Slot(generation, params, salt, wrapped)
+                self._store.write_slot(_format.SLOT_OFFSETS[1 - index], slot.encode())
+                self._kdf = params
+                try:
+                    self._store.write_slot(_format.SLOT_OFFSETS[index], _format.EMPTY_SLOT)
+                except StorageError as exc:
+                    # Committed already; the old slot is unusable through us and is erased next write.
+                    self._stale_slot = index
+                    log.warning("old key slot not erased yet: %s", exc)
+
+    # --- settings (used by sync) --------------------------------------------------------
+
+    def _get_setting(self, key: str, default: Any = None) -> Any:
+        with self._mutex:
+            self._ready()
+            return _records.json_copy(self._state.settings.get(key, default))
+
+    def _set_setting(self, key: str, value: Any) -> None:
+        def build() -> None:
+            self._apply((OP_SETTING, key, value))
+
+        self._mutate(build)
+
+    # --- helpers for the secret resource ---------------------------------------------------
+
+    def _resolve(self, identifier: object) -> Entry:
+        if type(identifier) is not str or not identifier:
+            raise InvalidRequestError("secret id must be a non-empty string")
+        state = self._state
+        entry: Entry | None = None
+        if identifier.startswith("@"):
+            # "@@alias" and "@user@alias" name other users' secrets; there are none here.
+            rid = state.aliases.get(identifier[1:])
+            entry = state.entries.get(rid) if rid is not None else None
+        elif len(identifier) >= 2 and identifier[0] == "(" and identifier[-1] == ")":
+            ids = state.names.get(identifier[1:-1])
+            if ids:
+                # Several secrets may share a name; like the cloud's first-match lookup, take the oldest.
+                entry = state.entries[min(ids, key=lambda i: (state.entries[i].created_at, i))]
+        else:
+            entry = state.entries.get(identifier)
+        if entry is None:
+            shown = identifier if len(identifier) <= 140 else identifier[:137] + "..."
+            raise NotFoundError(f"secret {shown!r} not found")
+        return entry
+
+    def _seal_value(self, record_id: str, value_rev: int, value: str) -> bytes:
+        keys = self._keys_or_raise()
+        return _crypto.seal(keys.value, _format.value_plaintext(self._vault_id, record_id, value_rev, value), self._rng)
+
+    def _open_value(self, entry: Entry) -> str | None:
+        if entry.value_box is None:
+            return None
+        keys = self._keys_or_raise()
+        try:
+            plaintext = _crypto.open_box(keys.value, entry.value_box)
+        except _crypto.OpenFailed:
+            raise corrupt(f"value of secret {entry.id} fails its integrity check") from None
+        return _format.decode_value_plaintext(plaintext, self._vault_id, entry.id, entry.value_rev)
+
+    def _new_record_id(self) -> str:
+        state = self._state
+        while True:
+            rid = _new_id(self._rng)
+            if rid not in state.entries and rid not in state.gone:
+                return rid
+
+
+def _take(value: object) -> int:
+    """The cloud's take rule: 0, missing or not a number gives 100; negative gives 1; max 100."""
+    number: int | None = None
+    if type(value) is int:
+        number = value
+    elif type(value) is float and value == value and abs(value) != float("inf"):
+        number = int(value)
+    elif type(value) is str:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if not number:
+        return 100
+    return max(1, min(100, number))
+
+
+def _filter_value(want: object) -> object:
+    if isinstance(want, bool):
+        return want
+    text = str(want)
+    return {"true": True, "false": False}.get(text, text)
+
+
+def _meta_matches(meta: dict[str, Any] | None, wanted: list[tuple[list[str], object]]) -> bool:
+    for path, want in wanted:
+        current: Any = meta
+        for part in path:
+            if type(current) is not dict or part not in current:
+                return False
+            current = current[part]
+        if isinstance(want, bool):
+            if current is not want:
+                return False
+        elif isinstance(current, (bool, dict, list)) or current is None or str(current) != want:
+            return False
+    return True
+
+
+_LIST_KEYS: Final = frozenset({"order", "take", "cursor", "meta"})
+
+
+class SecretClient:
+    """``vault.secret``: the ChatBotKit SecretClient's calls, served from the local vault."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def __repr__(self) -> str:
+        return f"<SecretClient of {self._vault!r}>"
+
+    def create(self, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
+        """Create a secret from the cloud's fields; missing fields take the cloud's defaults."""
+        given = _records.normalize_fields(request, fields)
+        data = dict(_records.DEFAULTS)
+        for key, value in given.items():
+            data[key] = _records.check_field(key, value)
+        _records.meta_keys_for_create(data["meta"])
+        v = self._vault
+
+        def build() -> Secret:
+            state = v._state
+            alias = data["alias"]
+            if alias is not None and alias in state.aliases:
+                raise ConflictError(f"alias {alias!r} is already in use")
+            rid = v._new_record_id()
+            now = v._clock()
+            value = data["value"]
+            box = None if value is None else v._seal_value(rid, 1, value)
+            entry = Entry(
+                rid,
+                1,
+                now,
+                now,
+                data["name"],
+                data["description"],
+                data["kind"],
+                data["type"],
+                data["visibility"],
+                alias,
+                data["meta"],
+                data["config"],
+                data["blueprint_id"],
+                0 if value is None else 1,
+                box,
+                {},
+            )
+            v._apply((OP_PUT, entry))
+            return Secret._from_entry(entry)
+
+        return v._mutate(build)
+
+    def fetch(self, secret_id: str) -> Secret:
+        """The secret with its decrypted ``value``; ``secret_id`` is an id, ``@alias`` or ``(name)``."""
+        v = self._vault
+        with v._mutex:
+            v._ready()
+            entry = v._resolve(secret_id)
+            return Secret._from_entry(entry, v._open_value(entry))
+
+    def list(
+        self,
+        request: Mapping[str, Any] | None = None,
+        *,
+        order: str = "desc",
+        take: int | str | None = 100,
+        cursor: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Page:
+        """One page, sorted by createdAt then id. Values are never decrypted here."""
+        if request is not None:
+            if not isinstance(request, Mapping):
+                raise InvalidRequestError("request must be a mapping")
+            unknown = set(request) - _LIST_KEYS
+            if unknown:
+                raise InvalidRequestError(f"unknown list parameter {sorted(unknown)[0]!r}")
+            order = request.get("order", order)
+            take = request.get("take", take)
+            cursor = request.get("cursor", cursor)
+            meta = request.get("meta", meta)
+        count = _take(take)
+        ascending = order == "asc"  # like the cloud, anything else means desc
+        if cursor is not None and type(cursor) is not str:
+            raise InvalidRequestError("cursor must be a string")
+        wanted: list[tuple[list[str], object]] = []
+        if meta is not None:
+            if not isinstance(meta, Mapping):
+                raise InvalidRequestError("meta filter must be a mapping")
+            for key, want in meta.items():
+                if type(key) is not str or not key:
+                    raise InvalidRequestError("meta filter keys must be non-empty strings")
+                wanted.append((key.split("."), _filter_value(want)))
+        v = self._vault
+        with v._mutex:
+            v._ready()
+            state = v._state
+            keys = state.order
+            if cursor is None or cursor == "":
+                start = 0 if ascending else len(keys) - 1
+            else:
+                entry = state.entries.get(cursor)
+                pos = (entry.created_at, entry.id) if entry is not None else state.gone.get(cursor)
+                if pos is None:
+                    return Page(items=[], cursor=None)  # an unknown cursor matches no row
+                start = bisect.bisect_right(keys, pos) if ascending else bisect.bisect_left(keys, pos) - 1
+            items: list[Secret] = []
+            step = 1 if ascending else -1
+            i = start
+            while 0 <= i < len(keys) and len(items) < count:
+                entry = state.entries[keys[i][1]]
+                if not wanted or _meta_matches(entry.meta, wanted):
+                    items.append(Secret._from_entry(entry))
+                i += step
+        return Page(items=items, cursor=items[-1].id if items else None)
+
+    def update(self, secret_id: str, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
+        """Change the given fields; others stay. ``meta={"$update": {...}}`` merges; config replaces."""
+        given = _records.normalize_fields(request, fields)
+        checked = {key: _records.check_field(key, value) for key, value in given.items()}
+        v = self._vault
+
+        def build() -> Secret:
+            old = v._resolve(secret_id)
+            new = old.copy()
+            new.rev = old.rev + 1
+            new.updated_at = v._clock()
+            for key, value in checked.items():
+                if key == "meta":
+                    value = _merge_meta(old.meta, value)
+                elif key == "config":
+                    value = _unmask_config(old.config, value)
+                elif key == "alias" and value is not None and value != old.alias:
+                    if value in v._state.aliases:
+                        raise ConflictError(f"alias {value!r} is already in use")
+                elif key == "value":
+                    new.value_rev = new.rev
+                    new.value_box = None if value is None else v._seal_value(new.id, new.rev, value)
+                    continue
+                setattr(new, key, value)
+            v._apply((OP_PUT, new))
+            return Secret._from_entry(new)
+
+        return v._mutate(build)
+
+    def delete(self, secret_id: str) -> Secret:
+        """Delete the secret; returns what it was (without its value)."""
+        v = self._vault
+
+        def build() -> Secret:
+            entry = v._resolve(secret_id)
+            v._apply((OP_DELETE, entry.id))
+            return Secret._from_entry(entry)
+
+        return v._mutate(build)
+
+
+def _merge_meta(old: dict[str, Any] | None, sent: dict[str, Any] | None) -> dict[str, Any] | None:
+    if sent is None:
+        return None
+    if set(sent) == {"$update"} and isinstance(sent["$update"], dict):
+        merged = dict(old or {})
+        merged.update(_records.meta_keys_for_update(sent["$update"]))
+        result: dict[str, Any] = _records.check_field("meta", merged)
+        return result
+    return _records.meta_keys_for_update(sent)
+
+
+def _unmask_config(old: dict[str, Any] | None, sent: dict[str, Any] | None) -> dict[str, Any] | None:
+    # The cloud's round-trip rule: a masked clientSecret sent back means "keep what is stored".
+    if sent is None or sent.get("clientSecret") != _records.MASK:
+        return sent
+    out = dict(sent)
+    if old is not None and "clientSecret" in old:
+        out["clientSecret"] = old["clientSecret"]
+    else:
+        del out["clientSecret"]
+    return out
+
+
+# --- opening and creating ---------------------------------------------------------------
+
+
+def init(
+    path: PathArg = None,
+    passphrase: str | bytes = "",
+    *,
+    kdf: str | _crypto.KdfParams = "moderate",
+    clock: Clock | None = None,
+    lock_timeout: float = 10.0,
+    _rng: _crypto.RandomSource | None = None,
+    _io: IO | None = None,
+) -> Vault:
+    """Create a new, empty vault at ``path`` (None: the default path) and return it unlocked."""
+    target = resolve_path(path)
+    params = _crypto.resolve_kdf(kdf)
+    secret = _crypto.normalize_passphrase(passphrase)
+    rng = _rng or _crypto.random_bytes
+    vault_id = rng(16)
+    data_key = rng(_crypto.KEY_SIZE)
+    salt = rng(_crypto.SALT_SIZE)
+    kek = _crypto.derive_kek(secret, salt, params)
+    slot = _format.Slot(1, params, salt, _crypto.seal(kek, _format.wrap_plaintext(data_key, vault_id, 1), rng))
+    keys = _crypto.Keys.from_data_key(data_key)
+    header = _format.Header(vault_id, 0).encode()
+    tag = _crypto.mac(keys.chain, _format.header_mac_input(header))
+    io = _io or IO()
+    create_file(target, header + tag + slot.encode() + _format.EMPTY_SLOT, io)
+    store = Store(target, io)
+    try:
+        vault = Vault(store, data_key, vault_id, params, clock=clock, rng=_rng, lock_timeout=lock_timeout)
+        with store.locked(exclusive=False, timeout=lock_timeout):
+            data = store.read()
+        vault._load(data)
+    except BaseException:
+        store.close()
+        raise
+    return vault
+
+
+def open(
+    path: PathArg = None,
+    passphrase: str | bytes = "",
+    *,
+    clock: Clock | None = None,
+    lock_timeout: float = 10.0,
+    _rng: _crypto.RandomSource | None = None,
+    _io: IO | None = None,
+) -> Vault:
+    """Unlock the vault at ``path`` (None: the default path)."""
+    target = resolve_path(path)
+    secret = _crypto.normalize_passphrase(passphrase)
+    store = Store(target, _io)
+    try:
+        with store.locked(exclusive=False, timeout=lock_timeout):
+            data = store.read()
+        header = _format.decode_header(data)
+        index, slot = _format.choose_slot(data)
+        kek = _crypto.derive_kek(secret, slot.salt, slot.kdf)
+        try:
+            wrapped = _crypto.open_box(kek, slot.wrapped)
+        except _crypto.OpenFailed:
+            raise WrongPassphraseError("wrong passphrase for this vault") from None
+        if (
+            len(wrapped) != _format.WRAP_PLAIN_SIZE
+            or wrapped[32:48] != header.vault_id
+            or (int.from_bytes(wrapped[48:], "big") != slot.generation)
+        ):
+            raise corrupt("key slot does not belong to this vault")
+        vault = Vault(store, wrapped[:32], header.vault_id, slot.kdf, clock=clock, rng=_rng, lock_timeout=lock_timeout)
+        vault._load(data)
+        other = data[_format.SLOT_OFFSETS[1 - index] : _format.SLOT_OFFSETS[1 - index] + _format.SLOT_SIZE]
+        if other != _format.EMPTY_SLOT:
+            vault._stale_slot = 1 - index  # an interrupted passphrase change; erased on the next write
+    except BaseException:
+        store.close()
+        raise
+    return vault
