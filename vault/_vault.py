@@ -528,6 +528,104 @@ class Vault:
 
         self._mutate(build)
 
+    # --- raw record access (used by sync; not public API) ---------------------------------
+
+    def _records(self) -> list[tuple[Secret, dict[str, Any], bool]]:
+        """Every secret's metadata (no value), its extension map, and whether it holds a value."""
+        with self._mutex:
+            self._ready()
+            state = self._state
+            return [
+                (Secret._from_entry(e), _records.json_copy(e.ext), e.value_box is not None)
+                for e in (state.entries[rid] for _, rid in state.order)
+            ]
+
+    def _fetch_raw(self, record_id: str) -> tuple[Secret, dict[str, Any]]:
+        """The secret by exact id with its decrypted value and its extension map."""
+        with self._mutex:
+            self._ready()
+            entry = self._state.entries.get(record_id)
+            if entry is None:
+                raise NotFoundError(f"secret {record_id!r} not found")
+            return Secret._from_entry(entry, self._open_value(entry)), _records.json_copy(entry.ext)
+
+    def _put_raw(
+        self,
+        record_id: str,
+        fields: Mapping[str, Any],
+        *,
+        created_at: int | None = None,
+        updated_at: int | None = None,
+        ext: Mapping[str, Any] | None = None,
+    ) -> Secret:
+        """Create or overwrite a record with an exact id and timestamps (pulling from the cloud).
+
+        ``fields`` are snake_case; those left out keep their stored (or default) value,
+        and ``value`` is only touched when given. ``ext`` replaces the extension map when given.
+        """
+        if _format.ID_RE.fullmatch(record_id) is None:
+            raise InvalidRequestError("record id has the wrong form")
+        checked = {
+            key: _records.check_field(key, value) for key, value in _records.normalize_fields(None, fields).items()
+        }
+        ext_map = None if ext is None else _records.check_field("meta", ext)
+
+        def build() -> Secret:
+            state = self._state
+            old = state.entries.get(record_id)
+            now = self._clock()
+            if old is None:
+                d = dict(_records.DEFAULTS)
+                new = Entry(
+                    record_id,
+                    1,
+                    now,
+                    now,
+                    d["name"],
+                    d["description"],
+                    d["kind"],
+                    d["type"],
+                    d["visibility"],
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                    None,
+                    {},
+                )
+            else:
+                new = old.copy()
+                new.rev = old.rev + 1
+            for key, value in checked.items():
+                if key == "value":
+                    new.value_rev = new.rev
+                    new.value_box = None if value is None else self._seal_value(record_id, new.rev, value)
+                    continue
+                if key == "alias" and value is not None:
+                    owner = state.aliases.get(value)
+                    if owner is not None and owner != record_id:
+                        raise ConflictError(f"alias {value!r} is already in use")
+                setattr(new, key, value)
+            if created_at is not None:
+                new.created_at = created_at
+            if updated_at is not None:
+                new.updated_at = updated_at
+            if ext_map is not None:
+                new.ext = ext_map
+            self._apply((OP_PUT, new))
+            return Secret._from_entry(new)
+
+        return self._mutate(build)
+
+    def _delete_raw(self, record_id: str) -> None:
+        def build() -> None:
+            if record_id not in self._state.entries:
+                raise NotFoundError(f"secret {record_id!r} not found")
+            self._apply((OP_DELETE, record_id))
+
+        self._mutate(build)
+
     # --- helpers for the secret resource ---------------------------------------------------
 
     def _resolve(self, identifier: object) -> Entry:
