@@ -195,6 +195,8 @@ class Store:
         self.lock_fd = -1
         self._ident: tuple[int, int] = (0, 0)
         self.poisoned = False
+        self._lock_depth = 0
+        self._lock_exclusive = False
         self._open_data_fd()
         try:
             self.lock_fd = self.io.open(str(self.lock_path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -269,6 +271,17 @@ class Store:
     @contextmanager
     def locked(self, *, exclusive: bool, timeout: float) -> Iterator[None]:
         """flock on the sidecar file: the data file's inode changes on replace, the lock file's never does."""
+        if self._lock_depth:
+            # Already held by this handle (a catch-up inside a write): flock would convert
+            # the lock, and the inner release would drop the outer writer's lock.
+            if exclusive and not self._lock_exclusive:
+                raise RuntimeError("cannot upgrade a shared vault lock")  # pragma: no cover - internal misuse
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         deadline = time.monotonic() + timeout
         delay = 0.0005
@@ -285,9 +298,12 @@ class Store:
                 delay = min(delay * 2, 0.02)
             except OSError as exc:
                 raise _storage_error("lock the vault", exc) from exc
+        self._lock_depth = 1
+        self._lock_exclusive = exclusive
         try:
             yield
         finally:
+            self._lock_depth = 0
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
     # --- writing (caller holds the exclusive lock) -------------------------------------

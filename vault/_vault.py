@@ -26,6 +26,7 @@ from ._records import Page, Secret
 from ._store import IO, Store, create_file, resolve_path
 from .errors import (
     ConflictError,
+    CorruptVaultError,
     InvalidRequestError,
     NotFoundError,
     StorageError,
@@ -285,9 +286,7 @@ class Vault:
         store = self._store
         if store.replaced():
             store.reopen()
-            with store.locked(exclusive=False, timeout=self._lock_timeout):
-                data = store.read()
-            self._load(data)
+            self._load(store.read())
             return
         size = store.size()
         if size == self._size_seen:
@@ -921,9 +920,7 @@ def init(
     store = Store(target, io)
     try:
         vault = Vault(store, data_key, vault_id, params, clock=clock, rng=_rng, lock_timeout=lock_timeout)
-        with store.locked(exclusive=False, timeout=lock_timeout):
-            data = store.read()
-        vault._load(data)
+        vault._load(store.read())
     except BaseException:
         store.close()
         raise
@@ -944,10 +941,17 @@ def open(
     secret = _crypto.normalize_passphrase(passphrase)
     store = Store(target, _io)
     try:
-        with store.locked(exclusive=False, timeout=lock_timeout):
-            data = store.read()
+        # No lock: renames are atomic and a torn append reads as not yet committed.
+        data = store.read()
         header = _format.decode_header(data)
-        index, slot = _format.choose_slot(data)
+        try:
+            index, slot = _format.choose_slot(data)
+        except CorruptVaultError:
+            # A passphrase change rewrites a slot in place; read again once it is done.
+            with store.locked(exclusive=False, timeout=lock_timeout):
+                data = store.read()
+            header = _format.decode_header(data)
+            index, slot = _format.choose_slot(data)
         kek = _crypto.derive_kek(secret, slot.salt, slot.kdf)
         try:
             wrapped = _crypto.open_box(kek, slot.wrapped)

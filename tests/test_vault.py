@@ -1,0 +1,250 @@
+"""Vault lifecycle: init/open, passphrases, handles that share a file, compaction, permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+import vault
+from tests.conftest import FAST, PASSPHRASE
+
+
+def test_init_refuses_an_existing_file(vault_path: Path) -> None:
+    vault.init(vault_path, PASSPHRASE, kdf=FAST).close()
+    before = vault_path.read_bytes()
+    with pytest.raises(vault.VaultExistsError) as info:
+        vault.init(vault_path, "other", kdf=FAST)
+    assert info.value.code == "VAULT_EXISTS"
+    assert vault_path.read_bytes() == before
+
+
+def test_open_missing_vault(tmp_path: Path) -> None:
+    with pytest.raises(vault.VaultNotFoundError):
+        vault.open(tmp_path / "nope.cbkv", PASSPHRASE)
+
+
+def test_wrong_passphrase_is_typed_and_distinct_from_damage(vault_path: Path) -> None:
+    vault.init(vault_path, PASSPHRASE, kdf=FAST).close()
+    with pytest.raises(vault.WrongPassphraseError) as info:
+        vault.open(vault_path, "not it")
+    assert info.value.code == "WRONG_PASSPHRASE"
+    assert "not it" not in str(info.value)
+    assert not isinstance(info.value, vault.CorruptVaultError)
+
+
+def test_empty_passphrase_and_bad_kdf_are_rejected(vault_path: Path) -> None:
+    with pytest.raises(vault.InvalidRequestError):
+        vault.init(vault_path, "", kdf=FAST)
+    with pytest.raises(vault.InvalidRequestError):
+        vault.init(vault_path, PASSPHRASE, kdf="ludicrous")
+    with pytest.raises(vault.InvalidRequestError):
+        vault.KdfParams(opslimit=0, memlimit=8192)
+    with pytest.raises(vault.InvalidRequestError):
+        vault.KdfParams(opslimit=1, memlimit=8193)
+    assert not vault_path.exists()
+
+
+def test_passphrases_are_nfc_normalised(vault_path: Path) -> None:
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    vault.init(vault_path, composed, kdf=FAST).close()
+    vault.open(vault_path, decomposed).close()
+    vault.open(vault_path, composed.encode()).close()
+
+
+def test_presets_resolve_to_libsodium_costs() -> None:
+    from vault._crypto import resolve_kdf
+
+    assert resolve_kdf("moderate") == vault.KdfParams(3, 256 << 20)
+    assert resolve_kdf("interactive") == vault.KdfParams(2, 64 << 20)
+    assert resolve_kdf("sensitive") == vault.KdfParams(4, 1 << 30)
+
+
+def test_default_path_and_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CBK_VAULT_PATH", raising=False)
+    assert vault.default_path().name == "vault.cbkv"
+    assert "cbk-vault" in str(vault.default_path())
+    target = tmp_path / "nested" / "dir" / "env.cbkv"
+    monkeypatch.setenv("CBK_VAULT_PATH", str(target))
+    assert vault.default_path() == target
+    with vault.init(None, PASSPHRASE, kdf=FAST) as v:
+        assert v.path == target
+    # Directories we create are private.
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.parent.parent.stat().st_mode) == 0o700
+    vault.open(None, PASSPHRASE).close()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_files_are_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        path = tmp_path / "u.cbkv"
+        with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+            v.secret.create(value="x")
+            v.compact()
+        for p in (path, path.with_name(path.name + ".lock")):
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    finally:
+        os.umask(old)
+
+
+def test_symlinked_vault_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real.cbkv"
+    vault.init(real, PASSPHRASE, kdf=FAST).close()
+    link = tmp_path / "link.cbkv"
+    link.symlink_to(real)
+    with pytest.raises(vault.InsecureFileError):
+        vault.open(link, PASSPHRASE)
+    with pytest.raises(vault.VaultExistsError):
+        vault.init(link, PASSPHRASE, kdf=FAST)
+
+
+def test_group_writable_vault_is_refused(vault_path: Path) -> None:
+    vault.init(vault_path, PASSPHRASE, kdf=FAST).close()
+    vault_path.chmod(0o620)
+    with pytest.raises(vault.InsecureFileError) as info:
+        vault.open(vault_path, PASSPHRASE)
+    assert info.value.code == "INSECURE_FILE"
+
+
+def test_change_passphrase(vault_path: Path) -> None:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        s = v.secret.create(value="kept")
+        body_before = vault_path.read_bytes()[584:]
+        v.change_passphrase("new passphrase")
+        # Records are untouched: only a key slot changed.
+        assert vault_path.read_bytes()[584:] == body_before
+        assert v.secret.fetch(s.id).value == "kept"
+        v.secret.create(name="after")
+    with pytest.raises(vault.WrongPassphraseError):
+        vault.open(vault_path, PASSPHRASE)
+    with vault.open(vault_path, "new passphrase") as v:
+        assert v.secret.fetch(s.id).value == "kept" and len(v) == 2
+        v.change_passphrase("third", kdf=vault.KdfParams(1, 16384))
+        assert v.kdf == vault.KdfParams(1, 16384)
+    with vault.open(vault_path, "third") as v:
+        assert v.kdf == vault.KdfParams(1, 16384)
+
+
+def test_old_key_slot_is_erased_from_the_file(vault_path: Path) -> None:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        slot_a = vault_path.read_bytes()[72:328]
+        v.change_passphrase("new")
+        data = vault_path.read_bytes()
+    assert slot_a not in data
+    assert data[72:328] == bytes(256)  # slot A empty, slot B holds the new wrap
+
+
+def test_change_passphrase_cost_is_independent_of_size(vault_path: Path) -> None:
+    # Two small in-place writes whatever the size: the log bytes do not move.
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v, v.batch():
+        for i in range(2000):
+            v.secret.create(name=f"s{i}", value="x" * 40)
+    with vault.open(vault_path, PASSPHRASE) as v:
+        writes: list[int] = []
+        io = v._store.io
+        orig = io.pwrite
+        io.pwrite = lambda fd, data, off: (writes.append(len(data)), orig(fd, data, off))[1]  # type: ignore[method-assign]
+        v.change_passphrase("new")
+    assert writes == [256, 256]
+
+
+def test_two_handles_see_each_others_commits(vault_path: Path) -> None:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as a, vault.open(vault_path, PASSPHRASE) as b:
+        s = a.secret.create(name="from a", value="1")
+        assert b.secret.fetch(s.id).value == "1"
+        b.secret.update(s.id, value="2")
+        assert a.secret.fetch(s.id).value == "2"
+        a.secret.delete(s.id)
+        assert len(b) == 0
+        # Compaction by one handle swaps the file; the other follows the new inode.
+        with a.batch():
+            ids = [a.secret.create(name=f"n{i}").id for i in range(10)]
+        b.compact()
+        a.secret.update(ids[0], name="renamed")
+        assert b.secret.fetch(ids[0]).name == "renamed"
+        assert len(a) == len(b) == 10
+
+
+def test_compaction_keeps_everything_and_shrinks(vault_path: Path) -> None:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        s = v.secret.create(name="n", alias="a", value="v0", meta={"k": 1})
+        for i in range(50):
+            v.secret.update(s.id, value=f"v{i + 1}")
+        v._set_setting("sync", {"x": 1})
+        before = vault_path.stat().st_size
+        expected = v.secret.fetch(s.id)
+        v.compact()
+        assert vault_path.stat().st_size < before / 5
+        assert v.secret.fetch(s.id) == expected
+        v.secret.update(s.id, value="after")
+    with vault.open(vault_path, PASSPHRASE) as v:
+        assert v.secret.fetch("@a").value == "after"
+        assert v._get_setting("sync") == {"x": 1}
+    leftovers = [p for p in vault_path.parent.iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_automatic_compaction_bounds_the_file(vault_path: Path) -> None:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        s = v.secret.create(value="x")
+        size = vault_path.stat().st_size
+        v.secret.update(s.id, value="0")
+        frame = vault_path.stat().st_size - size
+        for i in range(1, 1500):
+            v.secret.update(s.id, value=str(i))
+        # Without compaction the log would hold 1500 update frames; it was rewritten along the way.
+        assert vault_path.stat().st_size < 1500 * frame / 2
+        assert v.secret.fetch(s.id).value == "1499"
+
+
+def test_lock_timeout_for_writers_while_readers_carry_on(vault_path: Path) -> None:
+    vault.init(vault_path, PASSPHRASE, kdf=FAST).close()
+    with vault.open(vault_path, PASSPHRASE, lock_timeout=0.2) as b, b.batch():
+        b.secret.create()
+        # Readers never wait for the writer lock, and never see an uncommitted batch.
+        with vault.open(vault_path, PASSPHRASE, lock_timeout=0.2) as c:
+            assert len(c) == 0
+            started = time.monotonic()
+            with pytest.raises(vault.LockTimeoutError) as info:
+                c.secret.create()
+            assert info.value.code == "LOCKED" and isinstance(info.value, TimeoutError)
+            assert time.monotonic() - started < 2
+            assert len(c) == 0
+    with vault.open(vault_path, PASSPHRASE) as c:
+        assert len(c) == 1
+
+
+def test_repr_of_vault_shows_no_secrets(v: vault.Vault) -> None:
+    v.secret.create(value="sk_MARKER")
+    assert "sk_MARKER" not in repr(v) and "1 secrets" in repr(v)
+
+
+def test_public_api_is_exactly_all() -> None:
+    public = {name for name in dir(vault) if not name.startswith("_")}
+    modules = {"errors", "cli", "annotations"}
+    assert public - modules == set(vault.__all__) - {"__version__"}
+    for name in vault.__all__:
+        assert hasattr(vault, name)
+    assert vault.__all__ == sorted(vault.__all__)
+
+
+def test_error_tree() -> None:
+    leaves = [
+        vault.NotFoundError, vault.InvalidRequestError, vault.ConflictError, vault.WrongPassphraseError,
+        vault.CorruptVaultError, vault.UnsupportedVersionError, vault.KdfParamsError, vault.VaultExistsError,
+        vault.VaultNotFoundError, vault.InsecureFileError, vault.LockTimeoutError, vault.StorageError,
+        vault.VaultClosedError,
+    ]
+    codes = set()
+    for cls in leaves:
+        assert issubclass(cls, vault.VaultError)
+        err = cls("msg")
+        assert err.to_dict() == {"message": "msg", "code": err.code}
+        codes.add(err.code)
+    assert len(codes) == len(leaves)
+    assert str(vault.NotFoundError("plain")) == "plain"
