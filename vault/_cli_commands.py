@@ -1,0 +1,639 @@
+"""The subcommands of ``cbk-vault``, each a function of (context, parsed arguments) -> exit status.
+
+Every command goes through the public vault API (``vault.init``/``open``, ``v.secret.*``,
+``v.batch()``, ``v.change_passphrase``); import alone uses the private ``_put_raw`` hook so
+exported ids and timestamps come back exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import _cli_import
+from ._cli_io import (
+    ENV_NEW_PASSPHRASE,
+    ENV_PASSPHRASE,
+    PassphraseSource,
+    Progress,
+    UsageError,
+    check_vault_path,
+    open_private_output,
+    prompt_new_passphrase,
+    read_value,
+    remove_quietly,
+    restore_core_limit,
+)
+from ._crypto import KDF_PRESETS
+from ._records import Secret
+from ._store import resolve_path
+from ._vault import Vault
+from ._vault import init as vault_init
+from ._vault import open as vault_open
+from .errors import (
+    ConflictError,
+    NotFoundError,
+    StorageError,
+    VaultError,
+    VaultExistsError,
+    VaultNotFoundError,
+    WrongPassphraseError,
+)
+
+__all__ = ["Context", "COMMANDS"]
+
+_TRIES = 3
+
+
+@dataclass
+class Context:
+    """What every command needs: the parsed global options, the streams, and the secrets read from the env."""
+
+    args: argparse.Namespace
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+    env_passphrase: str | None = None
+    env_new_passphrase: str | None = None
+    opened: list[Vault] = field(default_factory=list)
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def path(self) -> Path:
+        raw = getattr(self.args, "path", None)
+        path = resolve_path(raw if raw else None)
+        check_vault_path(path)
+        return path
+
+    @property
+    def lock_timeout(self) -> float:
+        return float(getattr(self.args, "lock_timeout", 10.0))
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.err)
+
+    def emit(self, obj: Any) -> None:
+        print(json.dumps(obj, ensure_ascii=False), file=self.out)
+
+    def passphrase_source(self) -> PassphraseSource:
+        file = getattr(self.args, "passphrase_file", None)
+        fd = getattr(self.args, "passphrase_fd", None)
+        if file is not None and fd is not None:
+            raise UsageError("give either --passphrase-file or --passphrase-fd, not both")
+        if file is None and fd is None and self.env_passphrase:
+            return PassphraseSource(env=self.env_passphrase, err=self.err)
+        return PassphraseSource(file=file, fd=fd, err=self.err)
+
+    def open_vault(self) -> Vault:
+        """Resolve the path and the passphrase exactly as every command does, and unlock."""
+        path = self.path
+        if not path.exists():
+            raise VaultNotFoundError(f"no vault at {path} (create one with: cbk-vault init)")
+        source = self.passphrase_source()
+        if not source.interactive:
+            v = vault_open(path, source.read(""), lock_timeout=self.lock_timeout)
+        else:
+            for attempt in range(1, _TRIES + 1):
+                phrase = source.ask(f"Passphrase for {path}: ")
+                try:
+                    v = vault_open(path, phrase, lock_timeout=self.lock_timeout)
+                    break
+                except WrongPassphraseError:
+                    if attempt == _TRIES:
+                        raise WrongPassphraseError(f"wrong passphrase ({_TRIES} tries)") from None
+                    self.note("Wrong passphrase; try again.")
+        self.opened.append(v)
+        return v
+
+    def close_all(self) -> None:
+        for v in self.opened:
+            v.close()
+        self.opened.clear()
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _when(ms: int) -> str:
+    return _dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def _all_secrets(v: Vault, *, meta: dict[str, str] | None = None) -> Iterator[Secret]:
+    """Every secret's metadata, oldest first, page by page (values are never decrypted)."""
+    cursor: str | None = None
+    while True:
+        page = v.secret.list(order="asc", take=100, cursor=cursor, meta=meta)
+        if not page.items:
+            return
+        yield from page.items
+        cursor = page.cursor
+
+
+def resolve_ref(v: Vault, ref: str) -> str:
+    """An identifier the API understands: ``@alias`` and ``(name)`` as they are, else an id or a unique name."""
+    if not ref:
+        raise UsageError("a secret reference must not be empty")
+    if ref.startswith("@") or (len(ref) >= 2 and ref[0] == "(" and ref[-1] == ")"):
+        return ref
+    by_name: list[str] = []
+    for s in _all_secrets(v):
+        if s.id == ref:
+            return ref  # an id wins over a name that happens to look like it
+        if s.name == ref:
+            by_name.append(s.id)
+    if len(by_name) == 1:
+        return by_name[0]
+    shown = ref if len(ref) <= 80 else ref[:77] + "..."
+    if not by_name:
+        raise NotFoundError(f"no secret has the id, or the name, {shown!r}")
+    listed = ", ".join(by_name[:10]) + (", ..." if len(by_name) > 10 else "")
+    raise UsageError(f"the name {shown!r} matches {len(by_name)} secrets ({listed}); address one by its id")
+
+
+def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} must be KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def _config_from(args: argparse.Namespace) -> tuple[bool, Any]:
+    """(given, config) from --config-json or --config-file (a file keeps a clientSecret out of argv)."""
+    text = getattr(args, "config_json", None)
+    file = getattr(args, "config_file", None)
+    if text is not None and file is not None:
+        raise UsageError("give either --config-json or --config-file, not both")
+    if file is not None:
+        try:
+            with open(file, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read config file {file!r}: {exc.strerror}") from None
+        try:
+            return True, json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UsageError(f"config file {file!r} is not valid JSON") from None
+    if text is not None:
+        return True, _json_arg(text, "--config-json")
+    return False, None
+
+
+def _common_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in ("name", "type", "kind", "description", "alias", "visibility", "blueprint_id"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    given, config = _config_from(args)
+    if given:
+        fields["config"] = config
+    return fields
+
+
+def _value_source(args: argparse.Namespace) -> str:
+    chosen = [
+        flag
+        for flag, on in (
+            ("--value-stdin", args.value_stdin),
+            ("--value-file", args.value_file is not None),
+            ("--value-prompt", args.value_prompt),
+            ("--no-value", args.no_value),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise UsageError(f"give only one of {', '.join(chosen)}")
+    if args.value_stdin and getattr(args, "passphrase_fd", None) == 0:
+        raise UsageError("--value-stdin and --passphrase-fd 0 both want standard input")
+    return chosen[0] if chosen else ""
+
+
+def _read_value_for(args: argparse.Namespace, source: str) -> str:
+    return read_value(
+        stdin=source == "--value-stdin",
+        file=args.value_file if source == "--value-file" else None,
+        prompt="Secret value (hidden): " if source in ("", "--value-prompt") else None,
+    )
+
+
+def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
+    d = s.to_dict()
+    rows: list[tuple[str, str]] = [
+        ("id", s.id),
+        ("name", s.name),
+        ("alias", "@" + s.alias if s.alias else "-"),
+        ("type", s.type),
+        ("kind", s.kind),
+        ("visibility", s.visibility),
+        ("description", s.description or "-"),
+        ("blueprintId", s.blueprint_id or "-"),
+        ("meta", json.dumps(d["meta"], ensure_ascii=False) if d["meta"] is not None else "-"),
+        ("config", json.dumps(d["config"], ensure_ascii=False) if d["config"] is not None else "-"),
+    ]
+    if has_value is not None:
+        rows.append(("value", "set (hidden; show it with --reveal)" if has_value else "none"))
+    rows += [("created", _when(s.created_at)), ("updated", _when(s.updated_at))]
+    for key, value in rows:
+        ctx.say(f"{key:<12} {value}")
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(ctx: Context, items: list[Secret]) -> None:
+    rows = [["ID", "NAME", "TYPE", "KIND", "ALIAS", "UPDATED"]]
+    for s in items:
+        rows.append(
+            [s.id, _short(s.name, 40) or "-", s.type, s.kind, "@" + s.alias if s.alias else "-", _when(s.updated_at)]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        ctx.say("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    path = ctx.path
+    if path.exists():
+        raise VaultExistsError(f"a vault already exists at {path}")
+    phrase = prompt_new_passphrase(ctx.passphrase_source(), "New vault passphrase")
+    started = time.perf_counter()
+    with vault_init(path, phrase, kdf=args.kdf, lock_timeout=ctx.lock_timeout) as v:
+        kdf = v.kdf
+    took = time.perf_counter() - started
+    if ctx.json:
+        ctx.emit({"path": str(path), "kdf": {"preset": args.kdf, "opslimit": kdf.opslimit, "memlimit": kdf.memlimit}})
+    else:
+        ctx.say(f"Created an empty vault at {path}")
+        ctx.say(f"Key derivation: Argon2id '{args.kdf}' ({kdf.memlimit >> 20} MiB, {took:.2f} s to unlock)")
+        ctx.say("Keep the passphrase safe: without it the vault cannot be opened.")
+    return 0
+
+
+def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.open_vault() as v:
+        file, fd = args.new_passphrase_file, args.new_passphrase_fd
+        if file is not None and fd is not None:
+            raise UsageError("give either --new-passphrase-file or --new-passphrase-fd, not both")
+        env = ctx.env_new_passphrase if file is None and fd is None else None
+        source = PassphraseSource(file=file, fd=fd, env=env or None, what="new passphrase", err=ctx.err)
+        new = prompt_new_passphrase(source, "New passphrase")
+        v.change_passphrase(new, kdf=args.kdf)
+        path = v.path
+    if ctx.json:
+        ctx.emit({"path": str(path), "changed": True})
+    else:
+        ctx.say(f"Passphrase changed for {path}")
+    return 0
+
+
+def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    fields = _common_fields(args)
+    meta: dict[str, Any] = dict(_key_values(args.meta, "--meta"))
+    meta_json = _json_arg(args.meta_json, "--meta-json")
+    if meta_json is not None:
+        if not isinstance(meta_json, dict):
+            raise UsageError("--meta-json must be a JSON object")
+        meta = {**meta_json, **meta}
+    if meta:
+        fields["meta"] = meta
+    source = _value_source(args)
+    # Unlock first, so a wrong passphrase is reported before the value is typed.
+    with ctx.open_vault() as v:
+        # A personal secret holds no value in the cloud, so nothing is asked for unless a source is named.
+        if source == "--no-value" or (source == "" and fields.get("kind") == "personal"):
+            value = None
+        else:
+            value = _read_value_for(args, source)
+            fields["value"] = value
+        created = v.secret.create(**fields)
+    if ctx.json:
+        ctx.emit(created.to_dict())
+    else:
+        label = f" ({created.name})" if created.name else ""
+        ctx.say(f"Created secret {created.id}{label}" + ("" if value is not None else " without a value"))
+    return 0
+
+
+def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.open_vault() as v:
+        s = v.secret.fetch(resolve_ref(v, args.ref))
+    if args.reveal:
+        if s.value is None:
+            raise NotFoundError(f"secret {s.id} has no value")
+        if ctx.json:
+            ctx.emit(s.to_dict(reveal=True))
+        else:
+            ctx.out.write(s.value + ("" if args.no_newline else "\n"))
+        return 0
+    if ctx.json:
+        ctx.emit(s.to_dict())
+    else:
+        _describe(ctx, s, has_value=s.value is not None)
+    return 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    meta = _key_values(args.meta, "--meta") or None
+    with ctx.open_vault() as v:
+        if args.all:
+            items: list[Secret] = []
+            cursor = args.cursor
+            while True:
+                page = v.secret.list(order=args.order, take=args.take or 100, cursor=cursor, meta=meta)
+                if not page.items:
+                    break
+                items.extend(page.items)
+                cursor = page.cursor
+            result: dict[str, Any] = {"items": [s.to_dict() for s in items]}
+            next_cursor = None
+        else:
+            page = v.secret.list(order=args.order, take=args.take, cursor=args.cursor, meta=meta)
+            items = page.items
+            result = page.to_dict()
+            next_cursor = page.cursor
+    if ctx.json:
+        ctx.emit(result)
+        return 0
+    if not items:
+        ctx.say("No secrets." if args.cursor is None else "No more secrets.")
+        return 0
+    _table(ctx, items)
+    if next_cursor is not None and len(items) >= (args.take or 100):
+        ctx.note(f"(more may follow: cbk-vault list --cursor {next_cursor}, or --all)")
+    return 0
+
+
+def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
+    fields = _common_fields(args)
+    set_meta = _key_values(args.meta, "--meta")
+    meta_json = _json_arg(args.meta_json, "--meta-json")
+    if meta_json is not None and not isinstance(meta_json, dict):
+        raise UsageError("--meta-json must be a JSON object")
+    source = _value_source(args)
+    v = ctx.open_vault()  # unlocked first, so a wrong passphrase is reported before the value is typed
+    value = _read_value_for(args, source) if source and source != "--no-value" else None
+    with v, v.batch():
+        # One batch holds the writer lock: the meta read-modify-write cannot lose a concurrent change.
+        ref = resolve_ref(v, args.ref)
+        if meta_json is not None or set_meta or args.unset_meta:
+            meta: dict[str, Any] = dict(meta_json) if meta_json is not None else dict(v.secret.fetch(ref).meta or {})
+            meta.update(set_meta)
+            for key in args.unset_meta or []:
+                meta.pop(key, None)
+            fields["meta"] = meta or None
+        if source == "--no-value":
+            fields["value"] = None
+        elif source:
+            fields["value"] = value
+        if not fields:
+            raise UsageError("nothing to update: give at least one field option")
+        updated = v.secret.update(ref, **fields)
+    if ctx.json:
+        ctx.emit(updated.to_dict())
+    else:
+        ctx.say(f"Updated secret {updated.id}" + (f" ({updated.name})" if updated.name else ""))
+    return 0
+
+
+def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.open_vault() as v:
+        ref = resolve_ref(v, args.ref)
+        if not args.yes and sys.stdin.isatty() and not ctx.json:
+            s = v.secret.fetch(ref)
+            label = f"{s.id} ({s.name})" if s.name else s.id
+            answer = input(f"Delete secret {label}? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                ctx.note("Not deleted.")
+                return 1
+        deleted = v.secret.delete(ref)
+    if ctx.json:
+        ctx.emit(deleted.to_dict())
+    else:
+        ctx.say(f"Deleted secret {deleted.id}" + (f" ({deleted.name})" if deleted.name else ""))
+    return 0
+
+
+def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    wanted: list[tuple[str, str]] = []
+    if pairs:
+        for item in pairs:
+            name, sep, ref = item.partition("=")
+            if not sep or not ref:
+                raise UsageError("--env must be NAME=REF (REF: an id, @alias, (name) or a unique name)")
+            wanted.append((name, ref))
+    else:
+        for s in _all_secrets(v):
+            env_name = (s.meta or {}).get("env")
+            if isinstance(env_name, str):
+                wanted.append((env_name, s.id))
+        if not wanted:
+            raise UsageError("no secrets to inject: pass --env NAME=@alias, or set meta env=NAME on secrets")
+    for name, ref in wanted:
+        if not _cli_import.ENV_NAME.fullmatch(name):
+            raise UsageError(f"{name[:64]!r} is not a valid environment variable name")
+        if name in env:
+            raise UsageError(f"two secrets are set to inject as {name}")
+        s = v.secret.fetch(resolve_ref(v, ref))
+        if s.value is None:
+            raise NotFoundError(f"secret {s.id} has no value to inject as {name}")
+        env[name] = s.value
+    return env
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no command given: cbk-vault run [--env NAME=REF ...] -- COMMAND [ARGS...]")
+    with ctx.open_vault() as v:
+        injected = _injections(ctx, v, args.env)
+    ctx.close_all()  # the data key leaves memory before the command runs
+    env = dict(os.environ)  # CBK_VAULT_PASSPHRASE was removed at start-up: the child never sees it
+    env.pop(ENV_PASSPHRASE, None)
+    env.pop(ENV_NEW_PASSPHRASE, None)
+    env.update(injected)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    restore_core_limit()
+    # exec, not a child process: the command gets our pid, terminal, signals, and its exit status is ours.
+    # The values travel in the environment block only; argv is the command's own.
+    try:
+        os.execvpe(command[0], command, env)  # noqa: S606 - no shell: argv goes through untouched
+    except FileNotFoundError:
+        ctx.note(f"cbk-vault: error: command not found: {command[0][:200]}")
+        return 127
+    except OSError as exc:
+        ctx.note(f"cbk-vault: error: cannot run {command[0][:200]}: {exc.strerror}")
+        return 126
+    return 0  # pragma: no cover - execvpe does not return
+
+
+def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    if args.output is None and ctx.out.isatty() and not args.force:
+        raise UsageError("refusing to print plaintext secrets on a terminal; use --output FILE (or --force)")
+    with ctx.open_vault() as v:
+        secrets = [v.secret.fetch(s.id) for s in _all_secrets(v)]
+    skipped = 0
+    if args.format == "json":
+        text = _cli_import.render_json(secrets, int(time.time() * 1000))
+        count = len(secrets)
+    else:
+        pairs: list[tuple[str, str]] = []
+        owner: dict[str, str] = {}
+        for s in secrets:
+            name = _cli_import.env_name_for(s)
+            if s.value is None or name is None:
+                skipped += 1
+                continue
+            if name in owner:
+                raise UsageError(f"{owner[name]} and {s.id} would both export as {name}; set meta env on one")
+            owner[name] = s.id
+            pairs.append((name, s.value))
+        text = _cli_import.render_env(pairs)
+        count = len(pairs)
+    where = args.output if args.output is not None else "standard output"
+    handle = open_private_output(args.output) if args.output is not None else None
+    ctx.note(f"cbk-vault: warning: writing {count} secret(s) in PLAINTEXT to {where}; delete it when done")
+    if skipped:
+        ctx.note(f"cbk-vault: {skipped} secret(s) without a value or a usable variable name were left out")
+    if handle is None:
+        ctx.out.write(text)
+        ctx.out.flush()
+        return 0
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        remove_quietly(args.output)
+        raise StorageError(f"cannot write {args.output!r}: {exc.strerror}", errno=exc.errno) from None
+    except BaseException:
+        remove_quietly(args.output)
+        raise
+    if ctx.json:
+        ctx.emit({"exported": count, "format": args.format, "path": os.path.abspath(args.output)})
+    else:
+        ctx.say(f"Exported {count} secret(s) to {args.output} ({args.format}, mode 0600)")
+    return 0
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise UsageError(f"file {path!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path!r}: {exc.strerror}") from None
+
+
+def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Record]:
+    if args.format == "kdbx":
+        if args.file == "-":
+            raise UsageError("a KeePass database must be a file, not standard input")
+        if not os.path.isfile(args.file):
+            raise UsageError(f"file {args.file!r} does not exist")
+        source = PassphraseSource(
+            file=args.kdbx_password_file,
+            fd=args.kdbx_password_fd,
+            env=None,
+            what="KeePass password",
+            err=ctx.err,
+        )
+        password = None if args.kdbx_no_password else source.read("KeePass database password: ")
+        return _cli_import.parse_kdbx(args.file, password, args.kdbx_keyfile)
+    data = _read_input(args.file)
+    if args.format == "json":
+        return _cli_import.parse_json(data)
+    return _cli_import.parse_env(data)
+
+
+def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    if args.file == "-" and getattr(args, "passphrase_fd", None) == 0:
+        raise UsageError("import from standard input and --passphrase-fd 0 both want standard input")
+    records = _parse_import(ctx, args)  # the whole file parses before the vault is touched
+    ids: list[str] = []
+    with ctx.open_vault() as v:
+        progress = Progress(len(records), "importing", stream=ctx.err)
+        try:
+            with v.batch():
+                existing = {s.id for s in _all_secrets(v)} if any(r.id for r in records) else set()
+                for n, rec in enumerate(records, 1):
+                    try:
+                        ids.append(_import_one(v, rec, existing, new_ids=args.new_ids))
+                    except VaultError as exc:
+                        exc.message = f"item {n} ({_short(rec.label, 40)}): {exc.message}"
+                        raise
+                    progress.update(n)
+        finally:
+            progress.finish()
+    with_value = sum(1 for r in records if r.fields.get("value") is not None)
+    if ctx.json:
+        ctx.emit({"imported": len(ids), "withValue": with_value, "ids": ids})
+    else:
+        ctx.say(f"Imported {len(ids)} secret(s) from {args.file} ({with_value} with a value) into {v.path}")
+    return 0
+
+
+def _import_one(v: Vault, rec: _cli_import.Record, existing: set[str], *, new_ids: bool) -> str:
+    if rec.id is not None and not new_ids:
+        if rec.id in existing:
+            raise ConflictError(f"a secret with id {rec.id} is already in this vault (use --new-ids)")
+        existing.add(rec.id)
+        return v._put_raw(rec.id, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
+    created = v.secret.create(**rec.fields)
+    if rec.created_at is not None or rec.updated_at is not None:
+        v._put_raw(created.id, {}, created_at=rec.created_at, updated_at=rec.updated_at)
+    return created.id
+
+
+def kdf_names() -> list[str]:
+    return sorted(KDF_PRESETS, key=lambda n: KDF_PRESETS[n].memlimit)
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "passwd": cmd_passwd,
+    "create": cmd_create,
+    "fetch": cmd_fetch,
+    "list": cmd_list,
+    "update": cmd_update,
+    "delete": cmd_delete,
+    "run": cmd_run,
+    "export": cmd_export,
+    "import": cmd_import,
+}

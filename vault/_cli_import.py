@@ -1,0 +1,351 @@
+"""Export and import formats of the command line: JSON (every field), dotenv, and KeePass (read only).
+
+Parsing is pure: a file's bytes become a list of :class:`Record` or a :class:`UsageError`
+naming the item or line at fault, never its contents. Nothing touches a vault until the
+whole file has parsed, and then everything is written inside one ``batch()``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from . import _format, _records
+from ._cli_io import UsageError
+from ._records import Secret
+from .errors import InvalidRequestError, WrongPassphraseError
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "Record",
+    "env_name_for",
+    "parse_env",
+    "parse_json",
+    "parse_kdbx",
+    "render_env",
+    "render_json",
+]
+
+EXPORT_FORMAT: Final = "cbk-vault-export"
+EXPORT_VERSION: Final = 1
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TIMESTAMP_KEYS: Final = ("createdAt", "updatedAt")
+_ALLOWED_KEYS: Final = frozenset(_records.FIELDS) | {"id", *_TIMESTAMP_KEYS}
+_MAX_TIMESTAMP: Final = 253402300799999  # 9999-12-31: anything later is not an epoch-ms time
+
+
+@dataclass
+class Record:
+    """One secret to import: snake_case fields, and the id and timestamps to keep when known."""
+
+    fields: dict[str, Any]
+    id: str | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- JSON -------------------------------------------------------------------------------
+
+
+def render_json(secrets: Iterable[Secret], exported_at: int) -> str:
+    """Every field of every secret, value and unmasked config included: import restores them exactly."""
+    doc = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exportedAt": exported_at,
+        "items": [s.to_dict(reveal=True) for s in secrets],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _timestamp(item: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not 0 <= value <= _MAX_TIMESTAMP:
+        raise UsageError(f"{where}: {key} must be epoch milliseconds")
+    return value
+
+
+def _record_from_item(item: object, where: str) -> Record:
+    if not isinstance(item, dict):
+        raise UsageError(f"{where}: must be an object")
+    unknown = sorted(k for k in item if k not in _ALLOWED_KEYS)
+    if unknown:
+        shown = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:37] + "..."
+        raise UsageError(f"{where}: unknown field {shown!r}")
+    record_id = item.get("id")
+    if record_id is not None and (type(record_id) is not str or _format.ID_RE.fullmatch(record_id) is None):
+        raise UsageError(f"{where}: id has the wrong form")
+    fields: dict[str, Any] = {}
+    for wire, snake in _records.FIELDS.items():
+        if wire in item:
+            try:
+                fields[snake] = _records.check_field(snake, item[wire])
+            except InvalidRequestError as exc:
+                raise UsageError(f"{where}: {exc.message}") from None
+    config = fields.get("config")
+    if config is not None and config.get("clientSecret") == _records.MASK:
+        # A masked config came from a non-revealing list; importing it would store the mask as the secret.
+        raise UsageError(f"{where}: config.clientSecret is masked; export with `cbk-vault export --format json`")
+    return Record(
+        fields=fields,
+        id=record_id,
+        created_at=_timestamp(item, "createdAt", where),
+        updated_at=_timestamp(item, "updatedAt", where),
+        label=str(item.get("name") or record_id or where),
+    )
+
+
+def parse_json(data: bytes) -> list[Record]:
+    """Our export document, the cloud's list body ``{"items": [...]}``, or a bare list of items."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError("the file is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        # The decoder's message names a position, never the text around it.
+        raise UsageError(f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if isinstance(doc, dict):
+        if "format" in doc and doc["format"] != EXPORT_FORMAT:
+            raise UsageError('not a cbk-vault export (unknown "format")')
+        if "version" in doc and doc["version"] != EXPORT_VERSION:
+            raise UsageError(f"export version {doc['version']!r} is not supported (this build reads 1)")
+        items = doc.get("items")
+        if not isinstance(items, list):
+            raise UsageError('expected an "items" list')
+    elif isinstance(doc, list):
+        items = doc
+    else:
+        raise UsageError('expected a cbk-vault export, {"items": [...]}, or a list of secrets')
+    records = [_record_from_item(item, f"item {i + 1}") for i, item in enumerate(items)]
+    _check_unique(records)
+    return records
+
+
+def _check_unique(records: list[Record]) -> None:
+    ids: dict[str, int] = {}
+    aliases: dict[str, int] = {}
+    for n, rec in enumerate(records, 1):
+        if rec.id is not None:
+            if rec.id in ids:
+                raise UsageError(f"item {n}: id {rec.id} repeats item {ids[rec.id]}")
+            ids[rec.id] = n
+        alias = rec.fields.get("alias")
+        if alias is not None:
+            if alias in aliases:
+                raise UsageError(f"item {n}: alias {alias!r} repeats item {aliases[alias]}")
+            aliases[alias] = n
+
+
+# --- dotenv -----------------------------------------------------------------------------
+
+_SAFE_SINGLE: Final = re.compile(r"[^'\r\n]*")
+_ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "$": "$"}
+
+
+def env_name_for(secret: Secret) -> str | None:
+    """The variable a secret exports as: ``meta.env``, else its alias, else its name, upper snake case."""
+    meta_env = (secret.meta or {}).get("env")
+    if isinstance(meta_env, str) and ENV_NAME.fullmatch(meta_env):
+        return meta_env
+    for source in (secret.alias, secret.name):
+        if source:
+            name = re.sub(r"[^A-Za-z0-9]+", "_", source).strip("_").upper()
+            if name and ENV_NAME.fullmatch(name):
+                return name
+    return None
+
+
+def _quote_env(value: str) -> str:
+    # Single quotes are literal in POSIX shells and in dotenv parsers; only values that cannot be
+    # single-quoted fall back to double quotes with backslash escapes (which our parser reverses).
+    if _SAFE_SINGLE.fullmatch(value):
+        return f"'{value}'"
+    out = []
+    for ch in value:
+        if ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch in '\\"$':
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def render_env(pairs: Iterable[tuple[str, str]]) -> str:
+    return "".join(f"{name}={_quote_env(value)}\n" for name, value in pairs)
+
+
+def parse_env(data: bytes) -> list[Record]:
+    """``KEY=value`` lines (``export`` prefix, ``#`` comments, single, double or no quotes) -> plain secrets.
+
+    Each variable becomes a secret named after it with ``meta.env`` set, so ``cbk-vault run``
+    injects it under the same name again.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("the file is not UTF-8 text") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines()
+    records: list[Record] = []
+    seen: dict[str, int] = {}
+    i = 0
+    while i < len(lines):
+        lineno = i + 1
+        line = lines[i].strip()
+        i += 1
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export ") or line.startswith("export\t"):
+            line = line[7:].lstrip()
+        key, sep, rest = line.partition("=")
+        key = key.strip()
+        if not sep or not ENV_NAME.fullmatch(key):
+            raise UsageError(f"line {lineno}: expected NAME=value")
+        rest = rest.lstrip()
+        if rest.startswith("'"):
+            end = rest.find("'", 1)
+            if end < 0:
+                raise UsageError(f"line {lineno}: unclosed single quote")
+            value, tail = rest[1:end], rest[end + 1 :]
+        elif rest.startswith('"'):
+            value, tail, i = _parse_double(rest, lines, i, lineno)
+        else:
+            value, tail = rest.split(" #", 1)[0].split("\t#", 1)[0].rstrip(), ""
+        tail = tail.strip()
+        if tail and not tail.startswith("#"):
+            raise UsageError(f"line {lineno}: unexpected text after the closing quote")
+        if key in seen:
+            raise UsageError(f"line {lineno}: {key} was already set on line {seen[key]}")
+        seen[key] = lineno
+        try:
+            checked = _records.check_field("value", value)
+        except InvalidRequestError as exc:
+            raise UsageError(f"line {lineno}: {exc.message}") from None
+        records.append(Record(fields={"name": key, "value": checked, "meta": {"env": key}}, label=key))
+    return records
+
+
+def _parse_double(rest: str, lines: list[str], i: int, lineno: int) -> tuple[str, str, int]:
+    """A double-quoted value, possibly over several lines; returns (value, text after it, next line index)."""
+    out: list[str] = []
+    text = rest[1:]
+    while True:
+        j = 0
+        while j < len(text):
+            ch = text[j]
+            if ch == "\\" and j + 1 < len(text):
+                nxt = text[j + 1]
+                out.append(_ESCAPES.get(nxt, "\\" + nxt))
+                j += 2
+                continue
+            if ch == '"':
+                return "".join(out), text[j + 1 :], i
+            out.append(ch)
+            j += 1
+        if i >= len(lines):
+            raise UsageError(f"line {lineno}: unclosed double quote")
+        out.append("\n")
+        text = lines[i]
+        i += 1
+
+
+# --- KeePass ------------------------------------------------------------------------------
+
+
+def _epoch_ms(value: object) -> int | None:
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return max(0, int(value.timestamp() * 1000))
+    return None
+
+
+def parse_kdbx(path: str, password: str | None, keyfile: str | None) -> list[Record]:
+    """Entries of a KeePass 3/4 database through the optional ``pykeepass`` package.
+
+    Title -> name, notes -> description, a username turns the entry into a ``basic`` secret
+    whose value is ``{"username", "password"}`` JSON (a form the cloud's basic type reads),
+    otherwise a ``plain`` secret holding the password. URL, group path and the entry's UUID
+    go to ``meta.keepass``; creation and modification times are kept.
+    """
+    try:
+        # importlib keeps the optional dependency out of the type check (it ships no stubs).
+        pykeepass: Any = importlib.import_module("pykeepass")
+        kp_errors: Any = importlib.import_module("pykeepass.exceptions")
+    except ImportError:
+        raise UsageError("KeePass import needs the optional package pykeepass: pip install 'cbk-vault[kdbx]'") from None
+    try:
+        db: Any = pykeepass.PyKeePass(path, password=password, keyfile=keyfile)
+    except kp_errors.CredentialsError:
+        raise WrongPassphraseError("wrong password or key file for the KeePass database") from None
+    except FileNotFoundError:
+        raise UsageError(f"file {path!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path!r}: {exc.strerror}") from None
+    except Exception:
+        # pykeepass raises construct/lxml/checksum errors of many kinds for a damaged or foreign file;
+        # their text can quote decrypted bytes, so none of it is shown.
+        raise UsageError(f"{path!r} is not a readable KeePass database") from None
+    records: list[Record] = []
+    recycle = getattr(db, "recyclebin_group", None)
+    for n, entry in enumerate(db.entries, 1):
+        group = entry.group
+        if recycle is not None and _in_group(group, recycle):
+            continue
+        where = f"entry {n}"
+        username = entry.username or ""
+        password_text = entry.password or ""
+        if username:
+            type_ = "basic"
+            value: str | None = json.dumps({"username": username, "password": password_text})
+        else:
+            type_ = "plain"
+            value = password_text or None
+        keepass: dict[str, Any] = {"uuid": str(entry.uuid)}
+        group_path = [p for p in (group.path if group is not None else []) if p]
+        if group_path:
+            keepass["group"] = "/".join(group_path)
+        if entry.url:
+            keepass["url"] = entry.url
+        raw = {"name": entry.title or "", "description": entry.notes or "", "type": type_, "value": value}
+        fields: dict[str, Any] = {}
+        try:
+            for key, item in raw.items():
+                fields[key] = _records.check_field(key, item)
+            fields["meta"] = _records.check_field("meta", {"keepass": keepass})
+        except InvalidRequestError as exc:
+            raise UsageError(f"{where}: {exc.message}") from None
+        records.append(
+            Record(
+                fields=fields,
+                created_at=_epoch_ms(getattr(entry, "ctime", None)),
+                updated_at=_epoch_ms(getattr(entry, "mtime", None)),
+                label=fields["name"] or where,
+            )
+        )
+    return records
+
+
+def _in_group(group: Any, target: Any) -> bool:
+    while group is not None:
+        if group == target:
+            return True
+        group = group.parentgroup
+    return False

@@ -1,0 +1,275 @@
+"""Terminal and file edges of the command line: hardening, passphrases, values, safe output files.
+
+Nothing here ever puts a passphrase or a secret value into an exception message, a log line
+or argv; errors name the source (a file, a descriptor, an environment variable), never the
+contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import getpass
+import os
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TextIO
+
+from .errors import InvalidRequestError, StorageError
+
+__all__ = [
+    "ENV_NEW_PASSPHRASE",
+    "ENV_PASSPHRASE",
+    "PassphraseSource",
+    "Progress",
+    "UsageError",
+    "harden_process",
+    "open_private_output",
+    "check_vault_path",
+    "prompt_new_passphrase",
+    "read_value",
+    "remove_quietly",
+    "restore_core_limit",
+]
+
+#: Meant for CI and scripts, where no one can answer a prompt. Removed from the process
+#: environment as soon as it is read, so ``cbk-vault run`` never hands it to a child.
+ENV_PASSPHRASE: Final = "CBK_VAULT_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+#: The new passphrase for ``passwd`` when it runs without a terminal.
+ENV_NEW_PASSPHRASE: Final = "CBK_VAULT_NEW_PASSPHRASE"  # noqa: S105 - a variable name
+
+_PR_SET_DUMPABLE: Final = 4
+_saved_core_limit: tuple[int, int] | None = None
+
+
+class UsageError(Exception):
+    """Bad input from the command line (exit 2). The message never holds a secret."""
+
+
+def harden_process() -> None:
+    """Best effort: keep the unlocked keys and decrypted values out of core files and debuggers.
+
+    A crash (or ``kill -QUIT``) would otherwise write the whole address space, data key
+    and any decrypted value included, to a core file that outlives the process and is often
+    collected by crash reporters (systemd-coredump, apport). ``PR_SET_DUMPABLE 0`` also stops
+    other processes of the same user from ``ptrace``-attaching or reading ``/proc/<pid>/mem``
+    and ``environ``. Neither call is available everywhere; failure is not fatal.
+    """
+    global _saved_core_limit
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        # Only the soft limit is lowered, so `run` can give the child its old limit back.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+        _saved_core_limit = (soft, hard)
+    except (ImportError, OSError, ValueError):
+        pass
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+def restore_core_limit() -> None:
+    """Give a command started by ``run`` the core-file limit the user had (it is not ours to change)."""
+    if _saved_core_limit is None:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, _saved_core_limit)
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def _strip_newline(text: str) -> str:
+    # `echo`, heredocs and most editors end a file with one newline that is not part of the secret.
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith("\n"):
+        return text[:-1]
+    return text
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{source} is not UTF-8 text") from None
+
+
+def _read_file(path: str, what: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {path!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} file {path!r}: {exc.strerror}") from None
+    return _decode(data, f"{what} file {path!r}")
+
+
+def _read_fd_line(fd: int, what: str) -> str:
+    """One line from a descriptor, read a byte at a time so nothing after it is consumed (like gpg)."""
+    chunks: list[bytes] = []
+    try:
+        while True:
+            byte = os.read(fd, 1)
+            if not byte or byte == b"\n":
+                break
+            chunks.append(byte)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} from descriptor {fd}: {exc.strerror}") from None
+    return _strip_newline(_decode(b"".join(chunks), f"{what} from descriptor {fd}"))
+
+
+def _warn_if_readable_by_others(path: str, err: TextIO) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) and mode & 0o077:
+        print(f"cbk-vault: warning: passphrase file {path!r} is readable by other users (chmod 600 it)", file=err)
+
+
+@dataclass
+class PassphraseSource:
+    """Where the passphrase comes from, in the documented order: file, descriptor, environment, prompt."""
+
+    file: str | None = None
+    fd: int | None = None
+    env: str | None = None
+    what: str = "passphrase"
+    err: TextIO = sys.stderr
+    getpass_fn: Callable[[str], str] = getpass.getpass
+
+    @property
+    def interactive(self) -> bool:
+        return self.file is None and self.fd is None and self.env is None
+
+    def read(self, prompt: str) -> str:
+        """Return the passphrase (one read; a prompt is asked once)."""
+        if self.file is not None:
+            _warn_if_readable_by_others(self.file, self.err)
+            return _strip_newline(_read_file(self.file, self.what))
+        if self.fd is not None:
+            return _read_fd_line(self.fd, self.what)
+        if self.env is not None:
+            return self.env
+        return self.ask(prompt)
+
+    def ask(self, prompt: str) -> str:
+        if not _have_terminal():
+            raise UsageError(
+                f"no {self.what}: no terminal to prompt on; use --passphrase-file, --passphrase-fd "
+                f"or {ENV_PASSPHRASE} (for CI)"
+            )
+        return self.getpass_fn(prompt)
+
+
+def _have_terminal() -> bool:
+    # getpass prompts on /dev/tty, so stdin may be a pipe (e.g. --value-stdin) and prompting still works.
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return sys.stdin.isatty()
+    os.close(fd)
+    return True
+
+
+def prompt_new_passphrase(source: PassphraseSource, label: str = "New passphrase") -> str:
+    """A new passphrase: from a non-interactive source as is, at a prompt typed twice."""
+    if not source.interactive:
+        phrase = source.read("")
+        if not phrase:
+            raise UsageError(f"the {source.what} must not be empty")
+        return phrase
+    for _ in range(3):
+        first = source.ask(f"{label}: ")
+        if not first:
+            print("The passphrase must not be empty.", file=source.err)
+            continue
+        second = source.ask(f"Repeat {label[0].lower() + label[1:]}: ")
+        if first == second:
+            return first
+        print("The two entries differ; try again.", file=source.err)
+    raise UsageError("no passphrase set: the entries were empty or did not match three times")
+
+
+def read_value(
+    *, stdin: bool, file: str | None, prompt: str | None, getpass_fn: Callable[[str], str] = getpass.getpass
+) -> str:
+    """A secret value from stdin, a file or a hidden prompt; never from argv. One trailing newline is dropped."""
+    if stdin:
+        data = sys.stdin.buffer.read()
+        return _strip_newline(_decode(data, "standard input"))
+    if file is not None:
+        return _strip_newline(_read_file(file, "value"))
+    if prompt is None or not _have_terminal():
+        raise UsageError("no value given: use --value-stdin, --value-file FILE or --no-value (or run on a terminal)")
+    return getpass_fn(prompt)
+
+
+def open_private_output(path: str) -> TextIO:
+    """Create ``path`` for plaintext: mode 0600 from the first instant, never an existing file or a symlink.
+
+    ``O_EXCL`` makes creation and the permission bits one atomic step, so there is no
+    window in which another user could open the file, and no way to follow a planted
+    symlink or truncate someone else's file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UsageError(f"output file {path!r} already exists; choose a new name") from None
+    except OSError as exc:
+        raise StorageError(f"cannot create output file {path!r}: {exc.strerror}", errno=exc.errno) from None
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)  # a umask can only clear bits, but be explicit about the result
+    return os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+
+def remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+class Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal and the work is large."""
+
+    def __init__(self, total: int, label: str, *, stream: TextIO = sys.stderr, threshold: int = 50) -> None:
+        self.total = total
+        self.label = label
+        self.stream = stream
+        self.enabled = total >= threshold and stream.isatty()
+        self._last = -1
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        percent = done * 100 // max(1, self.total)
+        if percent == self._last and done != self.total:
+            return
+        self._last = percent
+        width = 30
+        filled = width * done // max(1, self.total)
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def check_vault_path(path: Path) -> None:
+    if path.exists() and path.is_dir():
+        raise InvalidRequestError(f"{str(path)!r} is a directory, not a vault file")
