@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from . import _format
 from ._format import Entry
 from .errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from ._auth import BasicCredentials
+    from ._vault import Vault
 
 __all__ = ["Page", "Secret", "normalize_fields", "MASK"]
 
@@ -126,6 +130,21 @@ class Secret:
         if reveal:
             out["value"] = self.value
         return out
+
+    def credentials(self, vault: Vault | None = None) -> BasicCredentials | str:
+        """Username and password (``basic``) or the token (``bearer``, ``jwt``, ``oauth``, ``plain``).
+
+        Needs the value, so call it on a fetched secret; a ``reference`` resolves through ``vault``.
+        """
+        from ._auth import credentials  # lazily: _auth imports this module
+
+        return credentials(self, vault)
+
+    def authorization_header(self, vault: Vault | None = None) -> str:
+        """The ``Authorization`` header the cloud would inject: ``Basic ...`` or ``<schema> <token>``."""
+        from ._auth import authorization_header
+
+        return authorization_header(self, vault)
 
     @classmethod
     def _from_entry(cls, entry: Entry, value: str | None = None) -> Secret:
