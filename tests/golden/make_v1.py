@@ -37,18 +37,33 @@ def build(path: Path, *, compact: bool, passwd: bool) -> dict[str, Any]:
     rng, clock = seeded(2026)
     with vault.init(path, PASSPHRASE, kdf=KDF, clock=clock, _rng=rng) as v:
         pay = v.secret.create(
-            name="PaymentAPIKey", type="bearer", description="API key for payment gateway",
-            value="sk_live_12345", alias="payment", meta={"env": "prod", "owner": "billing"},
+            name="PaymentAPIKey",
+            type="bearer",
+            description="API key for payment gateway",
+            value="sk_live_12345",
+            alias="payment",
+            meta={"env": "prod", "owner": "billing"},
         )
         v.secret.create(
-            name="GitHub OAuth", type="oauth", kind="personal", visibility="protected",
-            config={"clientId": "gh-client", "clientSecret": "gh-secret", "scope": "repo",
-                    "authorizationUrl": "https://github.com/login/oauth/authorize"},
+            name="GitHub OAuth",
+            type="oauth",
+            kind="personal",
+            visibility="protected",
+            config={
+                "clientId": "gh-client",
+                "clientSecret": "gh-secret",
+                "scope": "repo",
+                "authorizationUrl": "https://github.com/login/oauth/authorize",
+            },
         )
         basic = v.secret.create(name="Staging DB", type="basic", value='{"username":"app","password":"p@ss"}')
-        v.secret.create(name="Unicode ☃", type="plain", value="välue ✓", blueprint_id="bp1", meta={"n": [1, 2.5, True, None]})
+        v.secret.create(
+            name="Unicode ☃", type="plain", value="välue ✓", blueprint_id="bp1", meta={"n": [1, 2.5, True, None]}
+        )
         with v.batch():
-            v.secret.update(pay.id, description="Rotated key", value="sk_live_67890", meta={"$update": {"rotated": True}})
+            v.secret.update(
+                pay.id, description="Rotated key", value="sk_live_67890", meta={"$update": {"rotated": True}}
+            )
             gone = v.secret.create(name="Temporary")
         v.secret.delete(gone.id)
         v.secret.update(basic.id, alias="staging-db")
@@ -57,8 +72,10 @@ def build(path: Path, *, compact: bool, passwd: bool) -> dict[str, Any]:
             v.compact()
         if passwd:
             v.change_passphrase(NEW_PASSPHRASE, kdf=vault.KdfParams(1, 16384))
-        return {"secrets": [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")],
-                "settings": {"example": v._get_setting("example")}}
+        return {
+            "secrets": [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")],
+            "settings": {"example": v._get_setting("example")},
+        }
 
 
 CASES = {
