@@ -248,3 +248,30 @@ def test_error_tree() -> None:
         codes.add(err.code)
     assert len(codes) == len(leaves)
     assert str(vault.NotFoundError("plain")) == "plain"
+
+
+def test_a_forked_child_takes_its_own_lock(vault_path: Path) -> None:
+    # flock belongs to the open file description, which fork shares: the child must reopen.
+    v = vault.init(vault_path, PASSPHRASE, kdf=FAST, lock_timeout=0.3)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child process
+        code = 1
+        try:
+            os.read(ready_r, 1)  # the parent now holds the writer lock
+            v.secret.create(name="child")
+        except vault.LockTimeoutError:
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        with v.batch():
+            v.secret.create(name="parent")
+            os.write(ready_w, b"x")
+            _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0  # the child had to wait for the parent's lock
+        assert [s.name for s in v.secret.list()] == ["parent"]
+    finally:
+        v.close()
+        os.close(ready_r)
+        os.close(ready_w)

@@ -197,14 +197,33 @@ class Store:
         self.poisoned = False
         self._lock_depth = 0
         self._lock_exclusive = False
+        self._pid = os.getpid()
         self._open_data_fd()
         try:
-            self.lock_fd = self.io.open(str(self.lock_path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
+            self._open_lock_fd()
+        except BaseException:
             self.close()
+            raise
+
+    def _open_lock_fd(self) -> None:
+        try:
+            fd = self.io.open(str(self.lock_path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise InsecureFileError(f"lock file {self.lock_path} is a symbolic link") from None
             raise _storage_error("open the lock file", exc) from exc
+        if self.lock_fd >= 0:
+            self.io.close(self.lock_fd)
+        self.lock_fd = fd
+
+    def _after_fork(self) -> None:
+        # A forked child shares its parent's open file descriptions, and flock belongs to the
+        # description: parent and child would both "hold" the lock at once. Open our own.
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._lock_depth = 0
+            self._open_data_fd()
+            self._open_lock_fd()
 
     def _open_data_fd(self) -> None:
         try:
@@ -257,6 +276,7 @@ class Store:
 
     def replaced(self) -> bool:
         """Whether another process swapped in a new file (compaction) since we opened ours."""
+        self._after_fork()
         try:
             st = os.stat(self.path)
         except OSError:
@@ -271,6 +291,7 @@ class Store:
     @contextmanager
     def locked(self, *, exclusive: bool, timeout: float) -> Iterator[None]:
         """flock on the sidecar file: the data file's inode changes on replace, the lock file's never does."""
+        self._after_fork()
         if self._lock_depth:
             # Already held by this handle (a catch-up inside a write): flock would convert
             # the lock, and the inner release would drop the outer writer's lock.
