@@ -275,3 +275,16 @@ def test_a_forked_child_takes_its_own_lock(vault_path: Path) -> None:
         v.close()
         os.close(ready_r)
         os.close(ready_w)
+
+
+def test_a_reader_that_saw_a_frame_later_cut_off_reloads(vault_path: Path) -> None:
+    # A writer's fsync can fail after a lock-free open read its frame; the writer then cuts the
+    # frame off. The reader must fall back to what is on disk, not report damage.
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as w:
+        w.secret.create(name="kept")
+        committed = vault_path.stat().st_size
+        w.secret.create(name="failed write")
+        with vault.open(vault_path, PASSPHRASE) as r:
+            assert len(r) == 2
+            os.truncate(vault_path, committed)  # what the failed writer's rollback does
+            assert [s.name for s in r.secret.list()] == ["kept"]

@@ -288,12 +288,17 @@ class Vault:
             store.reopen()
             self._load(store.read())
             return
-        size = store.size()
-        if size == self._size_seen:
+        if store.size() == self._size_seen:
             return
-        if size < self._end:
-            raise corrupt("committed data was cut from the end of the file")
-        data = store.read(self._end)
+        # Something was appended. Read it under the shared lock: a writer whose fsync fails
+        # cuts its frame off again, and no reader may have taken in that frame meanwhile.
+        with store.locked(exclusive=False, timeout=self._lock_timeout):
+            if store.size() < self._end:
+                # Shorter than what we took in: we opened (lock-free) while a writer's frame was on
+                # disk that its failed fsync then cut off, or the file was cut. Re-verify from scratch.
+                self._load(store.read())
+                return
+            data = store.read(self._end)
         result = read_log(keys, data, 0, self._tag, self._epoch, self._seq)
         for ops in result.frames:
             self._state.apply_logged(ops, bulk=False)
