@@ -1,0 +1,634 @@
+"""Run a sync: read both sides, plan (pure), then apply the plan one secret at a time.
+
+Crash safety, per action (each local write is one atomic vault commit):
+
+* create in the cloud: POST create (carrying the marker ``meta.cbkVaultRef``), GET it
+  back, then save the link in the record's ext map. A stop between the POST and the
+  save leaves a cloud secret whose marker the next plan re-links (``Adopt``).
+* update in the cloud: save the intended base as ``pending``, POST update, GET it
+  back, save the new base. A stop in between is recognised next time because the
+  cloud's fields equal the pending ones.
+* a pull writes the record, its fields and its link in one commit.
+* the link index (remote id -> local id, updatedAt) is rewritten once per run, at
+  the end, even when the run stops early; it only feeds tombstone detection.
+
+So the vault is consistent after any error, and running the sync again converges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from .. import _format, _records
+from ..errors import InvalidRequestError, LockTimeoutError, NotFoundError, StorageError, VaultError
+from ._client import (
+    MARKER_KEY,
+    TOKEN_ALIAS,
+    RemoteAuthError,
+    RemoteNotFoundError,
+    RemoteProtocolError,
+    RemoteUnavailableError,
+)
+from ._plan import (
+    Action,
+    Adopt,
+    Base,
+    Conflict,
+    CreateRemote,
+    DeleteLocal,
+    DeleteRemote,
+    Direction,
+    Forget,
+    Link,
+    LocalRecord,
+    Plan,
+    Prefer,
+    PullNew,
+    PullUpdate,
+    Rebase,
+    RemoteRecord,
+    SyncState,
+    UpdateRemote,
+    plan,
+)
+
+if TYPE_CHECKING:
+    from .._records import Secret
+    from .._vault import Vault
+
+__all__ = ["Change", "Remote", "SyncIssue", "SyncReport", "sync"]
+
+#: Vault setting: {"v": 1, "ref": <this vault's marker prefix>, "key": <hex key for fingerprints>}.
+CONFIG_SETTING: Final = "cbkSync"
+#: Vault setting: {remote id: [local id, updatedAt]} as of the end of the last sync.
+INDEX_SETTING: Final = "cbkSyncIndex"
+#: Key of a record's sync link inside its ext map.
+EXT_KEY: Final = "cbkSync"
+#: meta flag that keeps a local secret out of the cloud.
+LOCAL_ONLY_META: Final = "cbkVaultLocalOnly"
+
+_FATAL: Final = (RemoteAuthError, RemoteUnavailableError, RemoteProtocolError, StorageError, LockTimeoutError)
+_ID_FIRST: Final = "abcdefghijklmnopqrstuvwxyz"
+_ID_REST: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+Progress = Callable[[int, int, str, str], None]
+
+
+class Remote(Protocol):
+    """What the runner needs from the cloud (``ChatBotKitRemote`` is the real one)."""
+
+    def list_all(self) -> list[dict[str, Any]]: ...
+    def fetch(self, secret_id: str) -> dict[str, Any]: ...
+    def create(self, body: Mapping[str, Any], *, marker: str | None = None) -> str: ...
+    def update(self, secret_id: str, body: Mapping[str, Any]) -> str: ...
+    def delete(self, secret_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One secret a sync changed (or, in a dry run, would change). Names are metadata, never values."""
+
+    local_id: str | None
+    remote_id: str | None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncIssue:
+    """One action that failed; the rest of the sync went on. ``code`` is the VaultError's code."""
+
+    action: str
+    local_id: str | None
+    remote_id: str | None
+    name: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What a sync did (or would do, when ``dry_run``)."""
+
+    created_remote: tuple[Change, ...] = ()
+    updated_remote: tuple[Change, ...] = ()
+    deleted_remote: tuple[Change, ...] = ()
+    pulled: tuple[Change, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+    errors: tuple[SyncIssue, ...] = ()
+    deleted_local: tuple[Change, ...] = ()
+    direction: Direction = "both"
+    dry_run: bool = False
+    plan: Plan | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """No errors and no conflict left unresolved."""
+        return not self.errors and all(c.resolution is not None for c in self.conflicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        def changes(items: tuple[Change, ...]) -> list[dict[str, Any]]:
+            return [{"localId": c.local_id, "remoteId": c.remote_id, "name": c.name} for c in items]
+
+        return {
+            "direction": self.direction,
+            "dryRun": self.dry_run,
+            "createdRemote": changes(self.created_remote),
+            "updatedRemote": changes(self.updated_remote),
+            "deletedRemote": changes(self.deleted_remote),
+            "pulled": changes(self.pulled),
+            "deletedLocal": changes(self.deleted_local),
+            "conflicts": [
+                {
+                    "reason": c.reason,
+                    "localId": c.local_id,
+                    "remoteId": c.remote_id,
+                    "name": c.name,
+                    "resolution": c.resolution,
+                }
+                for c in self.conflicts
+            ],
+            "errors": [
+                {
+                    "action": e.action,
+                    "localId": e.local_id,
+                    "remoteId": e.remote_id,
+                    "name": e.name,
+                    "code": e.code,
+                    "message": e.message,
+                }
+                for e in self.errors
+            ],
+        }
+
+
+# --- fingerprints and field shapes -------------------------------------------------------------
+
+
+class _Fingerprints:
+    """Keyed BLAKE2b digests: comparisons need equality only, and a digest kept in the vault
+    must not let anyone who sees it test guesses of a value (the key is sealed in the vault)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _digest(self, person: bytes, data: bytes) -> str:
+        return hashlib.blake2b(data, key=self._key, person=person, digest_size=16).hexdigest()
+
+    def fields(self, comparable: Mapping[str, Any]) -> str:
+        text = json.dumps(comparable, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return self._digest(b"cbkv-sync-fields", text.encode("utf-8"))
+
+    def value(self, value: str | None) -> str | None:
+        return None if value is None else self._digest(b"cbkv-sync-value", value.encode("utf-8"))
+
+    def secret(self, config: Mapping[str, Any] | None) -> str | None:
+        if config is None or "clientSecret" not in config:
+            return None
+        return self._digest(b"cbkv-sync-csec", json.dumps(config["clientSecret"]).encode("utf-8"))
+
+
+def _strip_marker(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if meta is None:
+        return None
+    out = {k: v for k, v in meta.items() if k != MARKER_KEY}
+    return out or (None if MARKER_KEY in meta else out)
+
+
+def _comparable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields both sides can see, in the cloud's response shape (config masked, no marker)."""
+    return {
+        "name": fields["name"],
+        "description": fields["description"],
+        "alias": fields["alias"],
+        "blueprintId": fields["blueprint_id"],
+        "kind": fields["kind"],
+        "type": fields["type"],
+        "visibility": fields["visibility"],
+        "meta": _strip_marker(fields["meta"]) or None,
+        "config": _records.mask_config(fields["config"]),
+    }
+
+
+def _secret_fields(sec: Secret) -> dict[str, Any]:
+    return {
+        "name": sec.name,
+        "description": sec.description,
+        "alias": sec.alias,
+        "blueprint_id": sec.blueprint_id,
+        "kind": sec.kind,
+        "type": sec.type,
+        "visibility": sec.visibility,
+        "meta": sec.meta,
+        "config": sec.config,
+    }
+
+
+def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecord, dict[str, Any]]:
+    """A cloud list item -> (RemoteRecord, snake_case fields as the vault would store them).
+
+    Untrusted input: every field goes through the vault's own validation. A malformed item
+    stops the sync, because skipping it would make a linked secret look deleted.
+    """
+    rid = item.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise RemoteProtocolError("a cloud secret has no id")
+    fields: dict[str, Any] = {}
+    try:
+        for wire, snake in _records.FIELDS.items():
+            if snake == "value":
+                continue
+            raw = item.get(wire)
+            if raw is None and snake in ("name", "description", "kind", "type", "visibility"):
+                raw = _records.DEFAULTS[snake]
+            fields[snake] = _records.check_field(snake, raw)
+    except InvalidRequestError as exc:
+        raise RemoteProtocolError(f"cloud secret {rid[:64]!r} is malformed: {exc.message}") from None
+    stamps = [item.get("createdAt"), item.get("updatedAt")]
+    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s == s for s in stamps):
+        raise RemoteProtocolError(f"cloud secret {rid[:64]!r} has no numeric createdAt/updatedAt")
+    created_at, updated_at = (int(s) for s in stamps)  # type: ignore[arg-type]
+    meta = fields["meta"]
+    ref = meta.get(MARKER_KEY) if meta is not None else None
+    fields["meta"] = _strip_marker(meta)
+    record = RemoteRecord(
+        id=rid,
+        fields=fp.fields(_comparable(fields)),
+        updated_at=updated_at,
+        alias=fields["alias"],
+        name=fields["name"],
+        ref=ref if isinstance(ref, str) else None,
+        created_at=created_at,
+        item=fields,
+    )
+    return record, fields
+
+
+def _base_to_json(base: Base) -> list[Any]:
+    return [base.fields, base.value, base.secret, base.sent, base.updated_at]
+
+
+def _base_from_json(raw: Any) -> Base | None:
+    if type(raw) is not list or len(raw) != 5:
+        return None
+    f, v, s, sent, u = raw
+    if type(f) is not str or type(sent) is not bool:
+        return None
+    if not (v is None or type(v) is str) or not (s is None or type(s) is str) or not (u is None or type(u) is int):
+        return None
+    return Base(f, v, s, sent, u)
+
+
+def _link_to_json(link: Link) -> dict[str, Any]:
+    out: dict[str, Any] = {"rid": link.remote_id, "base": _base_to_json(link.base)}
+    if link.ref is not None:
+        out["ref"] = link.ref
+    if link.pending is not None:
+        out["pend"] = _base_to_json(link.pending)
+    return out
+
+
+def _link_from_json(raw: Any) -> Link | None:
+    # The ext map is sealed in the vault and written only by us; anything odd is treated as
+    # "not linked", and the marker in the cloud re-links it instead of creating a duplicate.
+    if type(raw) is not dict or type(raw.get("rid")) is not str:
+        return None
+    base = _base_from_json(raw.get("base"))
+    if base is None:
+        return None
+    ref = raw.get("ref")
+    pending = _base_from_json(raw["pend"]) if "pend" in raw else None
+    return Link(raw["rid"], base, ref if type(ref) is str else None, pending)
+
+
+# --- vault-side state ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    ref: str
+    key: bytes
+
+
+def _load_config(v: Vault, *, create: bool) -> _Config:
+    raw = v._get_setting(CONFIG_SETTING)
+    if type(raw) is dict and type(raw.get("ref")) is str and type(raw.get("key")) is str:
+        try:
+            key = bytes.fromhex(raw["key"])
+        except ValueError:
+            key = b""
+        if len(key) == 32:
+            return _Config(raw["ref"], key)
+    cfg = _Config(secrets.token_hex(8), secrets.token_bytes(32))
+    if create:
+        v._set_setting(CONFIG_SETTING, {"v": 1, "ref": cfg.ref, "key": cfg.key.hex()})
+    return cfg
+
+
+def _load_index(v: Vault) -> dict[str, tuple[str, int | None]]:
+    raw = v._get_setting(INDEX_SETTING) or {}
+    out: dict[str, tuple[str, int | None]] = {}
+    if type(raw) is dict:
+        for rid, entry in raw.items():
+            if type(entry) is list and len(entry) == 2 and type(entry[0]) is str:
+                u = entry[1] if type(entry[1]) is int else None
+                out[rid] = (entry[0], u)
+    return out
+
+
+def _is_local_only(sec: Secret) -> bool:
+    return sec.alias == TOKEN_ALIAS or (sec.meta is not None and sec.meta.get(LOCAL_ONLY_META) is True)
+
+
+def _local_records(v: Vault, fp: _Fingerprints) -> list[LocalRecord]:
+    out: list[LocalRecord] = []
+    for sec, ext, has_value in v._records():
+        value_fp: str | None = None
+        if has_value:
+            full, _ = v._fetch_raw(sec.id)
+            value_fp = fp.value(full.value)
+        out.append(
+            LocalRecord(
+                id=sec.id,
+                fields=fp.fields(_comparable(_secret_fields(sec))),
+                value=value_fp,
+                secret=fp.secret(sec.config),
+                kind=sec.kind,
+                alias=sec.alias,
+                name=sec.name,
+                link=_link_from_json(ext.get(EXT_KEY)),
+                local_only=_is_local_only(sec),
+            )
+        )
+    return out
+
+
+def _new_local_id() -> str:
+    first = secrets.choice(_ID_FIRST)
+    return first + "".join(secrets.choice(_ID_REST) for _ in range(23))
+
+
+def _unmask(remote_config: dict[str, Any] | None, local_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    # The cloud's own rule: a masked clientSecret means "the one already stored". Keep ours.
+    if remote_config is None or remote_config.get("clientSecret") != _records.MASK:
+        return remote_config
+    if local_config is not None and local_config.get("clientSecret"):
+        return {**remote_config, "clientSecret": local_config["clientSecret"]}
+    return remote_config
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+
+class _Runner:
+    def __init__(self, v: Vault, remote: Remote, fp: _Fingerprints, cfg: _Config, progress: Progress | None) -> None:
+        self.v = v
+        self.remote = remote
+        self.fp = fp
+        self.cfg = cfg
+        self.progress = progress
+        self.done: dict[str, list[Change]] = {
+            k: [] for k in ("created_remote", "updated_remote", "deleted_remote", "pulled", "deleted_local")
+        }
+        self.errors: list[SyncIssue] = []
+        self.dropped: set[str] = set()
+        self.local_ids: set[str] = set()
+
+    # each returns nothing; failures raise a VaultError
+
+    def create_remote(self, a: CreateRemote) -> None:
+        sec, ext = self.v._fetch_raw(a.local_id)
+        marker = f"{self.cfg.ref}:{sec.id}"
+        send_value = sec.kind == "shared" and sec.value is not None
+        body = _body(sec, marker, send_value=send_value)
+        rid = self.remote.create(body, marker=marker)
+        record, _ = _parse_item(self.remote.fetch(rid), self.fp)
+        base = self._pushed_base(sec, send_value, None, record.updated_at)
+        self._save_link(sec.id, ext, Link(rid, base, marker))
+        self.done["created_remote"].append(Change(sec.id, rid, sec.name))
+
+    def update_remote(self, a: UpdateRemote) -> None:
+        sec, ext = self.v._fetch_raw(a.local_id)
+        send_value = a.send_value and sec.kind == "shared"
+        body = _body(sec, a.ref, send_value=send_value)
+        intended = self._pushed_base(sec, send_value, a.prior, None)
+        self._save_link(sec.id, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
+        self.remote.update(a.remote_id, body)
+        record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp)
+        sec2, ext2 = self.v._fetch_raw(a.local_id)
+        self._save_link(sec2.id, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
+        self.done["updated_remote"].append(Change(sec.id, a.remote_id, sec.name))
+
+    def delete_remote(self, a: DeleteRemote) -> None:
+        with contextlib.suppress(RemoteNotFoundError):  # already gone: the goal is reached
+            self.remote.delete(a.remote_id)
+        self.dropped.add(a.remote_id)
+        self.done["deleted_remote"].append(Change(a.local_id, a.remote_id, a.name))
+
+    def delete_local(self, a: DeleteLocal) -> None:
+        with contextlib.suppress(NotFoundError):
+            self.v._delete_raw(a.local_id)
+        self.dropped.add(a.remote_id)
+        self.done["deleted_local"].append(Change(a.local_id, a.remote_id, a.name))
+
+    def pull_new(self, a: PullNew) -> None:
+        r = a.remote
+        lid = r.id if _format.ID_RE.fullmatch(r.id) and r.id not in self.local_ids else _new_local_id()
+        fields = dict(r.item)
+        base = Base(r.fields, None, self.fp.secret(fields["config"]), True, r.updated_at)
+        ext = {EXT_KEY: _link_to_json(Link(r.id, base, r.ref))}
+        self.v._put_raw(lid, fields, created_at=r.created_at, updated_at=r.updated_at, ext=ext)
+        self.local_ids.add(lid)
+        self.done["pulled"].append(Change(lid, r.id, r.name))
+
+    def pull_update(self, a: PullUpdate) -> None:
+        r = a.remote
+        sec, ext = self.v._fetch_raw(a.local_id)
+        fields = dict(r.item)
+        fields["config"] = _unmask(fields["config"], sec.config)
+        value_fp = self.fp.value(sec.value)
+        sent = value_fp is None or (a.prior.sent and value_fp == a.prior.value)
+        base = Base(r.fields, value_fp, self.fp.secret(fields["config"]), sent, r.updated_at)
+        ext = {**ext, EXT_KEY: _link_to_json(Link(r.id, base, r.ref))}
+        self.v._put_raw(a.local_id, fields, updated_at=r.updated_at, ext=ext)
+        self.done["pulled"].append(Change(a.local_id, r.id, r.name))
+
+    def adopt(self, a: Adopt) -> None:
+        _, ext = self.v._fetch_raw(a.local_id)
+        self._save_link(a.local_id, ext, Link(a.remote.id, a.base, a.remote.ref))
+
+    def rebase(self, a: Rebase) -> None:
+        _, ext = self.v._fetch_raw(a.local_id)
+        self._save_link(a.local_id, ext, Link(a.remote_id, a.base, a.ref))
+
+    def forget(self, a: Forget) -> None:
+        self.dropped.add(a.remote_id)
+
+    # helpers
+
+    def _pushed_base(self, sec: Secret, send_value: bool, prior: Base | None, updated_at: int | None) -> Base:
+        value_fp = self.fp.value(sec.value)
+        if value_fp is None:
+            sent = True
+        elif sec.kind != "shared":
+            sent = False  # the cloud keeps no value for personal secrets
+        else:
+            sent = send_value or (prior is not None and prior.sent and prior.value == value_fp)
+        fields_fp = self.fp.fields(_comparable(_secret_fields(sec)))
+        return Base(fields_fp, value_fp, self.fp.secret(sec.config), sent, updated_at)
+
+    def _save_link(self, lid: str, ext: dict[str, Any], link: Link) -> None:
+        self.v._put_raw(lid, {}, ext={**ext, EXT_KEY: _link_to_json(link)})
+
+    def execute(self, p: Plan) -> None:
+        handlers: dict[str, Callable[[Any], None]] = {
+            "create-remote": self.create_remote,
+            "update-remote": self.update_remote,
+            "delete-remote": self.delete_remote,
+            "delete-local": self.delete_local,
+            "pull-new": self.pull_new,
+            "pull-update": self.pull_update,
+            "adopt": self.adopt,
+            "rebase": self.rebase,
+            "forget": self.forget,
+        }
+        total = len(p.actions)
+        for i, action in enumerate(p.actions):
+            name = _action_name(action)
+            if self.progress is not None:
+                self.progress(i, total, action.op, name)
+            try:
+                handlers[action.op](action)
+            except _FATAL:
+                raise
+            except VaultError as exc:
+                local_id, remote_id = _action_ids(action)
+                self.errors.append(SyncIssue(action.op, local_id, remote_id, name, exc.code, exc.message))
+        if self.progress is not None:
+            self.progress(total, total, "done", "")
+
+    def save_index(self, old: Mapping[str, tuple[str, int | None]]) -> None:
+        new: dict[str, list[Any]] = {}
+        for sec, ext, _ in self.v._records():
+            link = _link_from_json(ext.get(EXT_KEY))
+            if link is not None:
+                new[link.remote_id] = [sec.id, link.base.updated_at]
+        for rid, (lid, u) in old.items():
+            if rid not in new and rid not in self.dropped:
+                new[rid] = [lid, u]  # a tombstone not settled yet
+        if new != {rid: [lid, u] for rid, (lid, u) in old.items()}:
+            self.v._set_setting(INDEX_SETTING, new)
+
+
+def _body(sec: Secret, ref: str | None, *, send_value: bool) -> dict[str, Any]:
+    """The create/update body: every field (an update that leaves ``alias`` out clears it)."""
+    meta = _strip_marker(sec.meta)
+    if ref is not None:
+        meta = {**(meta or {}), MARKER_KEY: ref}
+    body: dict[str, Any] = {
+        "name": sec.name,
+        "description": sec.description,
+        "alias": sec.alias,
+        "blueprintId": sec.blueprint_id,
+        "kind": sec.kind,
+        "type": sec.type,
+        "visibility": sec.visibility,
+        "meta": meta,
+        "config": sec.config,
+    }
+    if send_value:
+        body["value"] = sec.value
+    return body
+
+
+def _action_ids(a: Action) -> tuple[str | None, str | None]:
+    if isinstance(a, (PullNew,)):
+        return None, a.remote.id
+    if isinstance(a, (PullUpdate, Adopt)):
+        return a.local_id, a.remote.id
+    if isinstance(a, Forget):
+        return None, a.remote_id
+    if isinstance(a, CreateRemote):
+        return a.local_id, None
+    return a.local_id, a.remote_id
+
+
+def _action_name(a: Action) -> str:
+    if isinstance(a, (PullNew, PullUpdate, Adopt)):
+        return a.remote.name
+    return getattr(a, "name", "")
+
+
+def _report(p: Plan, done: Mapping[str, Sequence[Change]], errors: Sequence[SyncIssue], dry_run: bool) -> SyncReport:
+    return SyncReport(
+        created_remote=tuple(done["created_remote"]),
+        updated_remote=tuple(done["updated_remote"]),
+        deleted_remote=tuple(done["deleted_remote"]),
+        pulled=tuple(done["pulled"]),
+        conflicts=p.conflicts,
+        errors=tuple(errors),
+        deleted_local=tuple(done["deleted_local"]),
+        direction=p.direction,
+        dry_run=dry_run,
+        plan=p,
+    )
+
+
+def _planned(p: Plan) -> dict[str, list[Change]]:
+    keys: dict[str, str] = {
+        "create-remote": "created_remote",
+        "update-remote": "updated_remote",
+        "delete-remote": "deleted_remote",
+        "pull-new": "pulled",
+        "pull-update": "pulled",
+        "delete-local": "deleted_local",
+    }
+    out: dict[str, list[Change]] = {k: [] for k in set(keys.values())}
+    for a in p.actions:
+        if a.op in keys:
+            local_id, remote_id = _action_ids(a)
+            out[keys[a.op]].append(Change(local_id, remote_id, _action_name(a)))
+    return out
+
+
+def sync(
+    v: Vault,
+    remote: Remote,
+    *,
+    direction: Literal["push", "pull", "both"] = "both",
+    dry_run: bool = False,
+    prefer: Prefer = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Bring the vault and the cloud together; see docs/SYNC.md for the rules.
+
+    ``dry_run`` reads both sides and returns what would happen, writing nothing anywhere.
+    ``prefer`` settles conflicts ("local" or "remote"); by default they are reported and
+    both sides are left as they are. Per-secret failures land in ``SyncReport.errors``
+    and the rest goes on; an auth failure, an unreachable cloud or a malformed response
+    stops the sync with a ``RemoteError`` (what was done so far is saved).
+    """
+    if direction not in ("push", "pull", "both"):
+        raise InvalidRequestError("direction must be push, pull or both")
+    if dry_run not in (True, False):
+        raise InvalidRequestError("dry_run must be a bool")
+    cfg = _load_config(v, create=not dry_run)
+    fp = _Fingerprints(cfg.key)
+    remote_records = [_parse_item(item, fp)[0] for item in remote.list_all()]
+    local_records = _local_records(v, fp)
+    index = _load_index(v)
+    p = plan(SyncState(cfg.ref, index), local_records, remote_records, direction=direction, prefer=prefer)
+    if dry_run:
+        return _report(p, _planned(p), (), True)
+    runner = _Runner(v, remote, fp, cfg, progress)
+    runner.local_ids = {rec.id for rec in local_records}
+    try:
+        runner.execute(p)
+    finally:
+        runner.save_index(index)
+    return _report(p, runner.done, runner.errors, False)
