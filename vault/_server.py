@@ -342,7 +342,7 @@ class SecretApi:
         secret = self._get(secret_id)
         if secret.kind != "shared":
             raise ConflictError("Only shared secrets can be revoked")
-        if secret.value is None:
+        if not secret.value:
             raise NotFoundError("Secret value not found")
         return {"id": self.vault.secret.update(secret.id, value=None).id}
 
@@ -401,6 +401,8 @@ class _Reply:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' httpx clients expect
+    # Headers and body go out in two writes; with Nagle on, delayed ACKs add ~40 ms per request.
+    disable_nagle_algorithm = True
     server_version = "cbk-vault-standin"
     sys_version = ""
 
@@ -685,8 +687,11 @@ def serve_command(
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             with server:
-                out.write(f"base_url={server.base_url}\n")
-                out.write(f"token={'(configured)' if token is not None else server.token}\n")
+                shown = "(configured)" if token is not None else server.token
+                if getattr(args, "json", False):  # the CLI's global --json
+                    out.write(json.dumps({"baseUrl": server.base_url, "token": shown}) + "\n")
+                else:
+                    out.write(f"base_url={server.base_url}\ntoken={shown}\n")
                 out.flush()
                 policy = "only the configured token" if token is not None else "any bearer token"
                 err.write(
