@@ -567,11 +567,13 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Re
             raise UsageError("a KeePass database must be a file, not standard input")
         if not os.path.isfile(args.file):
             raise UsageError(f"file {args.file!r} does not exist")
+        _cli_import.require_pykeepass()  # before asking for a password that could not be used
         source = PassphraseSource(
             file=args.kdbx_password_file,
             fd=args.kdbx_password_fd,
             env=None,
             what="KeePass password",
+            hint="--kdbx-password-file or --kdbx-password-fd",
             err=ctx.err,
         )
         password = None if args.kdbx_no_password else source.read("KeePass database password: ")

@@ -28,6 +28,7 @@ __all__ = [
     "parse_json",
     "parse_kdbx",
     "render_env",
+    "require_pykeepass",
     "render_json",
 ]
 
@@ -277,6 +278,15 @@ def _epoch_ms(value: object) -> int | None:
     return None
 
 
+def require_pykeepass() -> tuple[Any, Any]:
+    """The optional ``pykeepass`` module and its exceptions, or a usage error saying how to install it."""
+    try:
+        # importlib keeps the optional dependency out of the type check (it ships no stubs).
+        return importlib.import_module("pykeepass"), importlib.import_module("pykeepass.exceptions")
+    except ImportError:
+        raise UsageError("KeePass import needs the optional package pykeepass: pip install 'cbk-vault[kdbx]'") from None
+
+
 def parse_kdbx(path: str, password: str | None, keyfile: str | None) -> list[Record]:
     """Entries of a KeePass 3/4 database through the optional ``pykeepass`` package.
 
@@ -285,12 +295,7 @@ def parse_kdbx(path: str, password: str | None, keyfile: str | None) -> list[Rec
     otherwise a ``plain`` secret holding the password. URL, group path and the entry's UUID
     go to ``meta.keepass``; creation and modification times are kept.
     """
-    try:
-        # importlib keeps the optional dependency out of the type check (it ships no stubs).
-        pykeepass: Any = importlib.import_module("pykeepass")
-        kp_errors: Any = importlib.import_module("pykeepass.exceptions")
-    except ImportError:
-        raise UsageError("KeePass import needs the optional package pykeepass: pip install 'cbk-vault[kdbx]'") from None
+    pykeepass, kp_errors = require_pykeepass()
     try:
         db: Any = pykeepass.PyKeePass(path, password=password, keyfile=keyfile)
     except kp_errors.CredentialsError:

@@ -147,6 +147,7 @@ class PassphraseSource:
     fd: int | None = None
     env: str | None = None
     what: str = "passphrase"
+    hint: str = f"--passphrase-file, --passphrase-fd or {ENV_PASSPHRASE} (for CI)"
     err: TextIO = sys.stderr
     getpass_fn: Callable[[str], str] = getpass.getpass
 
@@ -167,10 +168,7 @@ class PassphraseSource:
 
     def ask(self, prompt: str) -> str:
         if not _have_terminal():
-            raise UsageError(
-                f"no {self.what}: no terminal to prompt on; use --passphrase-file, --passphrase-fd "
-                f"or {ENV_PASSPHRASE} (for CI)"
-            )
+            raise UsageError(f"no {self.what}: no terminal to prompt on; use {self.hint}")
         return self.getpass_fn(prompt)
 
 
