@@ -3,6 +3,7 @@ exit codes, and that no secret or passphrase reaches stderr, argv or a child's e
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -10,6 +11,8 @@ import stat
 import subprocess
 import sys
 import time
+import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -623,13 +626,49 @@ def test_json_errors_are_one_json_line_and_debug_shows_a_traceback(vp: Path) -> 
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "NotFoundError" in debug.stderr
 
 
-def test_hook_commands_without_their_modules_exit_2_or_run() -> None:
-    for name in ("serve", "sync"):
-        proc = cli(None, name, "--port", "1")
-        if proc.returncode == 2 and "is not available" in proc.stderr:
-            assert error_line(proc, 2)
-        else:  # the other engineer's module has landed: the hook was wired and parsed its own options
-            assert "is not available" not in proc.stderr
+def test_serve_and_sync_hooks_get_their_options_and_open_vault(
+    vp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vault import cli as cli_module
+
+    calls: dict[str, Any] = {}
+
+    def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--port", type=int, default=0)
+
+    def serve_command(args: argparse.Namespace, open_vault: Callable[[], vault.Vault]) -> int:
+        with open_vault() as v:
+            calls.update(secrets=len(v), port=args.port)
+        return 42
+
+    fake = types.ModuleType("vault._server")
+    fake.add_serve_arguments = add_serve_arguments  # type: ignore[attr-defined]
+    fake.serve_command = serve_command  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vault._server", fake)
+    monkeypatch.setattr(cli_module, "harden_process", lambda: None)
+    monkeypatch.setenv("CBK_VAULT_PASSPHRASE", PASSPHRASE)
+    assert cli_module.main(["--path", str(vp), "serve", "--port", "8080"]) == 42
+    assert calls == {"secrets": 3, "port": 8080}
+
+    # The module is not there yet: one clear line, exit 2, whatever options follow.
+    monkeypatch.setitem(sys.modules, "vault.sync._cli", None)
+    assert cli_module.main(["sync", "--remote", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "cbk-vault: error: `sync` is not available in this build of cbk-vault (vault.sync._cli is missing) [USAGE]"
+    ]
+
+    # The module is there but its optional dependency is not: say which extra to install.
+    real_import = cli_module.importlib.import_module
+
+    def missing_httpx(name: str, package: str | None = None) -> Any:
+        if name == "vault.sync._cli":
+            raise ModuleNotFoundError("No module named 'httpx'", name="httpx")
+        return real_import(name, package)
+
+    monkeypatch.setattr(cli_module.importlib, "import_module", missing_httpx)
+    assert cli_module.main(["sync"]) == 2
+    assert "pip install 'cbk-vault[sync]'" in capsys.readouterr().err
 
 
 def test_demo_still_runs() -> None:

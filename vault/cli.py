@@ -427,7 +427,7 @@ def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParse
                 hook_errors[name] = module
                 continue
             hook_errors[name] = error
-        # Without the module's own options, swallow the rest so the clear error (not a usage line) is shown.
+        # Not loaded (another command runs, or --help lists it): main() reports a missing module before parsing.
         p.add_argument("hook_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     demo = sub.add_parser(
@@ -467,6 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     hook = _hook_command(arguments)
     parser, hooks = build_parser([hook] if hook in _HOOKS else [])
+    if hook in _HOOKS and isinstance(hooks.get(hook), str):
+        # The module is missing, so its options are unknown: report that, not a confusing usage error.
+        return _report(None, hooks[hook], "USAGE", EXIT_USAGE, as_json="--json" in arguments)
     args = parser.parse_args(arguments)
     # Read once and drop from the environment: no child (run, an editor, a pager) inherits it.
     env_pass = os.environ.pop(ENV_PASSPHRASE, None)
