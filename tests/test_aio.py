@@ -1,0 +1,156 @@
+"""vault.aio: the official async SDK's secret calls and response shapes, served from a vault."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import vault
+from vault._auth import MintRefusedError
+from vault.aio import (
+    AsyncVault,
+    SecretIdResponse,
+    SecretItem,
+    SecretKind,
+    SecretListResponse,
+    SecretMintResponse,
+    SecretType,
+    SecretVisibility,
+)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_crud_shapes_match_the_sdk(v: vault.Vault) -> None:
+    async def scenario() -> None:
+        secrets = AsyncVault(v).secret
+        created = await secrets.create(
+            {"name": "Pay", "alias": "pay", "type": "oauth", "value": "at", "config": {"clientSecret": "cs"}}
+        )
+        assert isinstance(created, SecretIdResponse) and created.to_dict() == {"id": created.id}
+        item = await secrets.fetch("@pay")
+        assert isinstance(item, SecretItem) and not hasattr(item, "value")
+        assert item.id == created.id and item.alias == "pay" and item.blueprint_id is None
+        assert item.type is SecretType.OAUTH and item.type.value == "oauth" and item.type == "oauth"
+        assert item.kind is SecretKind.SHARED and item.visibility is SecretVisibility.PRIVATE
+        assert item.config == {"clientSecret": "********"}  # masked like the cloud
+        assert item.created_at == item.updated_at
+        assert set(item.to_dict()) == {
+            "id",
+            "alias",
+            "name",
+            "description",
+            "blueprintId",
+            "kind",
+            "type",
+            "config",
+            "visibility",
+            "meta",
+            "createdAt",
+            "updatedAt",
+        }
+
+        updated = await secrets.update("@pay", {"description": "d"})
+        assert updated == SecretIdResponse(created.id)
+        assert (await secrets.fetch(created.id)).description == "d"
+        deleted = await secrets.delete(created.id)
+        assert deleted.id == created.id
+        with pytest.raises(vault.NotFoundError) as missing:
+            await secrets.fetch(created.id)
+        assert missing.value.status == 404 and missing.value.code == "NOT_FOUND"
+
+    run(scenario())
+
+
+def test_cloud_rules_apply(v: vault.Vault) -> None:
+    async def scenario() -> None:
+        secrets = AsyncVault(v).secret
+        with pytest.raises(vault.ConflictError) as personal:
+            await secrets.create({"kind": "personal", "value": "v"})
+        assert personal.value.message == "Personal secrets cannot have a value"
+        with pytest.raises(vault.InvalidRequestError) as unknown:
+            await secrets.create({"colour": "red"})
+        assert unknown.value.message == '"colour" is not allowed'
+        with pytest.raises(vault.InvalidRequestError):
+            await secrets.delete((await secrets.create({})).id, {"force": True})
+
+    run(scenario())
+
+
+def test_list_pages_and_stream(v: vault.Vault) -> None:
+    with v.batch():
+        ids = [v.secret.create(name=f"n{i}", meta={"even": i % 2 == 0}).id for i in range(12)]
+
+    async def scenario() -> None:
+        secrets = AsyncVault(v).secret
+        page = await secrets.list({"take": 5, "order": "asc"})
+        assert isinstance(page, SecretListResponse) and len(page.items) == 5
+        assert page.cursor == page.items[-1].id
+        again = secrets.list({"take": 5, "order": "asc", "cursor": page.cursor})
+        assert (await again).items[0].id not in {i.id for i in page.items}
+        assert await again.json() is await again  # one call, one result, like the SDK's Response
+        evens = await secrets.list({"meta": {"even": True}})
+        assert len(evens.items) == 6
+        empty = await secrets.list({"cursor": "nosuchcursor"})
+        assert empty.items == [] and empty.cursor is None and empty.to_dict() == {"items": []}
+        lines = [line async for line in secrets.list({"take": 3}).stream()]
+        assert [x.type for x in lines] == ["item"] * 3
+        everything = [line.data.id async for line in secrets.list().stream()]
+        assert sorted(everything) == sorted(ids)
+        with pytest.raises(vault.InvalidRequestError):
+            secrets.list({"limit": 3})
+
+    run(scenario())
+
+
+def test_sdk_style_request_objects_and_enums_are_accepted(v: vault.Vault) -> None:
+    class Request:
+        def to_dict(self) -> dict[str, Any]:
+            return {"name": "Obj", "type": SecretType.BEARER, "value": "tok"}
+
+    async def scenario() -> None:
+        secrets = AsyncVault(v).secret
+        created = await secrets.create(Request())
+        assert (await secrets.fetch(created.id)).type is SecretType.BEARER
+        assert v.secret.fetch(created.id).value == "tok"
+
+    run(scenario())
+
+
+def test_mint(v: vault.Vault) -> None:
+    async def scenario() -> None:
+        secrets = AsyncVault(v).secret
+        sid = (await secrets.create({"type": "oauth", "value": json.dumps({"accessToken": "at-9"})})).id
+        minted = await secrets.mint(sid)
+        assert isinstance(minted, SecretMintResponse) and minted.token == "at-9" and minted.expires_at is None
+        assert "at-9" not in repr(minted)
+        plain = (await secrets.create({"value": "p"})).id
+        with pytest.raises(MintRefusedError) as refused:
+            await secrets.mint(plain)
+        assert refused.value.error == "not_mintable"
+
+    run(scenario())
+
+
+def test_runs_in_the_given_executor_and_closes_when_asked(v: vault.Vault) -> None:
+    seen: list[str] = []
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            seen.append(getattr(fn, "func", fn).__name__)
+            return super().submit(fn, *args, **kwargs)
+
+    async def scenario() -> None:
+        with Recording(max_workers=1) as pool:
+            async with AsyncVault(v, executor=pool, close_vault=True) as av:
+                await av.secret.create({"name": "x"})
+                assert "AsyncVault" in repr(av)
+
+    run(scenario())
+    assert seen == ["create"] and v.closed
