@@ -59,7 +59,8 @@ exit status:
   6    vault already exists (init) or does not exist (every other command)
   7    storage error: the disk failed, or the file is unsafe (symlink, foreign owner, writable by others)
   70   internal error (please report it, with the output of --debug)
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C); an import in progress is rolled back
+  141  stdout was closed early (e.g. piped into head)
   run returns the command's own exit status; 126/127 if it cannot be started."""
 
 _ENV_HELP = f"""\
