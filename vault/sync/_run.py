@@ -617,9 +617,11 @@ def sync(
         raise InvalidRequestError("direction must be push, pull or both")
     if dry_run not in (True, False):
         raise InvalidRequestError("dry_run must be a bool")
+    # The cloud first: a wrong token or an unreachable cloud must leave the vault untouched.
+    items = remote.list_all()
     cfg = _load_config(v, create=not dry_run)
     fp = _Fingerprints(cfg.key)
-    remote_records = [_parse_item(item, fp)[0] for item in remote.list_all()]
+    remote_records = [_parse_item(item, fp)[0] for item in items]
     local_records = _local_records(v, fp)
     index = _load_index(v)
     p = plan(SyncState(cfg.ref, index), local_records, remote_records, direction=direction, prefer=prefer)

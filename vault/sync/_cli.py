@@ -1,0 +1,134 @@
+"""``cbk-vault sync [push|pull|both] [--dry-run] [--base-url URL] [--prefer local|remote] [--json]``.
+
+The CLI registers these two functions; nothing here reads a passphrase or a token from
+argv. Exit codes: 0 done and clean; 3 done, but with conflicts left or per-secret
+errors; a VaultError (bad token, cloud unreachable) propagates to the CLI's handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
+
+from ._client import DEFAULT_BASE_URL, TOKEN_ALIAS, TOKEN_ENV, ChatBotKitRemote
+from ._run import Change, SyncReport, sync
+
+if TYPE_CHECKING:
+    from .._vault import Vault
+
+__all__ = ["EXIT_UNSETTLED", "add_sync_arguments", "sync_command"]
+
+EXIT_UNSETTLED = 3
+BASE_URL_ENV = "CHATBOTKIT_BASE_URL"
+
+_REASONS = {
+    "both-changed": "changed in the vault and in the cloud since the last sync",
+    "deleted-remotely": "deleted in the cloud, but changed here (or its value exists only here)",
+    "deleted-locally": "deleted here, but changed in the cloud (or it cannot be told)",
+    "alias-taken": "its alias names a different secret on the other side",
+}
+
+
+def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Push local changes to the ChatBotKit cloud and pull the cloud's changes. "
+        f"The API token comes from ${TOKEN_ENV} or the vault secret @{TOKEN_ALIAS}."
+    )
+    parser.add_argument(
+        "direction",
+        nargs="?",
+        choices=("push", "pull", "both"),
+        default="both",
+        help="push: write only to the cloud; pull: write only to the vault; both (default)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help=f"the API's base URL (default ${BASE_URL_ENV} or {DEFAULT_BASE_URL}); https only, except loopback",
+    )
+    parser.add_argument(
+        "--prefer",
+        choices=("local", "remote"),
+        default=None,
+        help="settle conflicts: local makes the cloud match the vault, remote the other way "
+        "(default: report them and change neither side)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> int:
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    show_progress = not args.json and err.isatty()
+
+    def progress(done: int, total: int, op: str, name: str) -> None:
+        if op == "done":
+            err.write("\r\033[K")
+        else:
+            err.write(f"\r\033[Ksync: {done + 1}/{total} {op} {name[:40]}")
+        err.flush()
+
+    with open_vault() as v, ChatBotKitRemote(base_url=base_url, vault=v) as remote:
+        report = sync(
+            v,
+            remote,
+            direction=args.direction,
+            dry_run=args.dry_run,
+            prefer=args.prefer,
+            progress=progress if show_progress else None,
+        )
+    if args.json:
+        json.dump(report.to_dict(), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(format_report(report))
+    return 0 if report.ok else EXIT_UNSETTLED
+
+
+def _label(c: Change) -> str:
+    name = c.name or "(no name)"
+    ids = " -> ".join(i for i in (c.local_id, c.remote_id) if i)
+    return f"{name} [{ids}]"
+
+
+def format_report(report: SyncReport) -> str:
+    """Human text: a plan for a dry run, a result otherwise. Names and ids only, never values."""
+    verb = "would" if report.dry_run else ""
+    sections: list[tuple[str, str, tuple[Change, ...]]] = [
+        ("+", "create in the cloud" if verb else "created in the cloud", report.created_remote),
+        ("~", "update in the cloud" if verb else "updated in the cloud", report.updated_remote),
+        ("-", "delete in the cloud" if verb else "deleted in the cloud", report.deleted_remote),
+        ("<", "pull into the vault" if verb else "pulled into the vault", report.pulled),
+        ("x", "delete in the vault" if verb else "deleted in the vault", report.deleted_local),
+    ]
+    lines: list[str] = []
+    head = f"sync {report.direction}"
+    lines.append(f"{head}: dry run, nothing was changed. Plan:" if report.dry_run else f"{head}: done.")
+    any_change = False
+    for mark, title, items in sections:
+        if items:
+            any_change = True
+            lines.append(f"  {title}: {len(items)}")
+            lines.extend(f"    {mark} {_label(c)}" for c in items)
+    if not any_change:
+        lines.append("  nothing to do" if report.dry_run else "  nothing changed")
+    if report.conflicts:
+        lines.append(f"  conflicts: {len(report.conflicts)}")
+        for c in report.conflicts:
+            ids = " / ".join(i for i in (c.local_id, c.remote_id) if i)
+            how = f"settled: {c.resolution} wins" if c.resolution else "left alone on both sides"
+            lines.append(f"    ! {c.name or '(no name)'} [{ids}]: {_REASONS[c.reason]}; {how}")
+        if any(c.resolution is None for c in report.conflicts):
+            lines.append("    (rerun with --prefer local or --prefer remote to settle them)")
+    if report.errors:
+        lines.append(f"  errors: {len(report.errors)}")
+        for e in report.errors:
+            ids = " / ".join(i for i in (e.local_id, e.remote_id) if i)
+            lines.append(f"    E {e.action} {e.name or '(no name)'} [{ids}]: {e.message} [{e.code}]")
+    return "\n".join(lines) + "\n"
