@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import shutil
@@ -111,8 +110,14 @@ def serve(vault: Vault | None = None, *, token: str | None = None, host: str = "
             v.close()
 
 
-if importlib.util.find_spec("pytest") is not None:
+try:
     import pytest
+except ImportError:  # pytest is a test-time extra: without it this module is plain helpers
+    _HAVE_PYTEST = False
+else:
+    _HAVE_PYTEST = True
+
+if _HAVE_PYTEST:
 
     @pytest.fixture
     def cbk_vault(tmp_path: Path) -> Iterator[Vault]:
