@@ -137,8 +137,6 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int
     return base, bounds, states, calls
 
 
-
-
 @pytest.mark.parametrize("step_index", range(len(SCENARIO)), ids=[s.name for s in SCENARIO])
 def test_every_io_call_of_the_step_can_fail(
     step_index: int,
