@@ -317,7 +317,7 @@ def test_list_table_json_paging_meta_and_all(vp: Path) -> None:
     assert {i["name"] for i in everything["items"]} >= {f"bulk{n}" for n in range(150)}
     page = cli(vp, "list", "--take", "5")
     assert len(page.stdout.splitlines()) == 6 and "--cursor" in page.stderr
-    assert cli(vp, "list", "--take", "0").returncode == 2
+    assert "--take" in error_line(cli(vp, "list", "--take", "0"), 2)  # usage errors are one line too
 
 
 def test_update_fields_meta_and_value(vp: Path) -> None:

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from . import __version__, _cli_complete, _demo
 from ._cli_commands import COMMANDS, Context, kdf_names
@@ -97,6 +97,13 @@ def exit_code_for(exc: VaultError) -> int:
     return EXIT_CODES.get(exc.code, 1)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format of every other cbk-vault error (exit 2, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"cbk-vault: error: {message} (see: {self.prog} --help) [USAGE]\n")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32)
@@ -168,13 +175,17 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def _sub(sub: Any, name: str, help_text: str, description: str, examples: str) -> argparse.ArgumentParser:
+def _sub(
+    sub: Any, name: str, help_text: str, description: str, examples: str, *, hook: bool = False
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help_text,
         description=description,
         epilog="examples:\n" + examples,
         formatter_class=_Formatter,
+        # A hook module may define an option we also define (e.g. its own --json); its definition wins.
+        conflict_handler="resolve" if hook else "error",
     )
     _global_options(parser, suppress=True)
     return parser
@@ -262,7 +273,7 @@ def _load_hook(name: str) -> tuple[Any | None, str | None]:
 
 def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     """The whole parser; ``load_hooks`` names the hook commands whose modules should add their options."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cbk-vault",
         description="A local, encrypted vault for AI-agent credentials, with ChatBotKit's secret API.\n"
         "Secrets are addressed by id, @alias, (name), or a bare name when it is unique.",
@@ -420,7 +431,9 @@ def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParse
         ("serve", "serve the vault over a local ChatBotKit-compatible HTTP API"),
         ("sync", "sync the vault with a ChatBotKit account"),
     ):
-        p = _sub(sub, name, help_text, help_text[0].upper() + help_text[1:] + ".", f"  cbk-vault {name} --help")
+        p = _sub(
+            sub, name, help_text, help_text[0].upper() + help_text[1:] + ".", f"  cbk-vault {name} --help", hook=True
+        )
         if name in load_hooks:
             module, error = _load_hook(name)
             if module is not None:
