@@ -228,3 +228,37 @@ def test_stand_in_server_api_and_token_validation() -> None:
         assert server.base_url == f"http://127.0.0.1:{server.port}" and "127.0.0.1" in repr(server)
         server.start()
         server.stop()
+
+
+def test_a_failure_while_streaming_becomes_an_error_line() -> None:
+    from vault._server import ListQuery, SecretApi
+
+    with memory_vault() as v:
+        with v.batch():
+            for i in range(101):
+                v.secret.create(name=f"s{i}")
+        lines = SecretApi(v).stream(ListQuery.from_pairs([]))  # pages of 100, no limit
+        first_page = [next(lines) for _ in range(100)]
+        assert {x["type"] for x in first_page} == {"item"}
+        v.close()
+        assert next(lines) == {"type": "error", "data": {"message": "the vault is closed", "code": "VAULT_CLOSED"}}
+        assert list(lines) == []
+
+
+def test_jwt_mint_without_pyjwt_is_501(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    from typing import Any
+
+    real_import = builtins.__import__
+
+    def no_jwt(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "jwt":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    with memory_vault() as v, StandInServer(v, token=TOKEN) as s:
+        sid = v.secret.create(type="jwt", value="-----BEGIN PRIVATE KEY-----").id
+        monkeypatch.setattr(builtins, "__import__", no_jwt)
+        r = httpx.post(f"{s.base_url}/v1/secret/{sid}/mint", json={}, headers={"authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 501 and r.json()["code"] == "MISSING_DEPENDENCY"
+    assert "PRIVATE KEY" not in r.text

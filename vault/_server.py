@@ -212,7 +212,7 @@ class SecretApi:
 
         Stops on an empty page, or once ``take`` items went out when ``take`` was given
         (a whole page at a time, so like the cloud it can overshoot by part of a page).
-        A failure after the first page becomes a ``{"type":"error",...}`` line.
+        A failure while streaming becomes a ``{"type":"error",...}`` line.
         """
         size = clamp_take(query.take)
         limit = _stream_limit(query.take)
@@ -292,9 +292,9 @@ class SecretApi:
     def update(self, secret_id: str, body: object) -> dict[str, str]:
         """``{"id": <real id>}``; left-out fields (alias included) stay as they are."""
         fields = self._checked(body)
+        stored = self._get(secret_id)
         if fields.get("kind") == "personal" and fields.get("value"):
             raise ConflictError("Personal secrets cannot have a value")
-        stored = self._get(secret_id)
         if "value" in fields and stored.kind == "personal":
             fields["value"] = None  # the cloud writes a value only onto a stored shared secret
         if fields.get("kind") == "personal" and stored.kind != "personal":
@@ -661,8 +661,9 @@ def serve_command(
 ) -> int:
     """Run ``cbk-vault serve`` until SIGINT or SIGTERM. Returns the exit code.
 
-    Prints ``base_url=<url>`` and ``token=<token>`` on stdout (a configured token is not
-    echoed: ``token=(configured)``), then a human line on stderr. Exit 2 when asked to bind
+    Prints ``base_url=<url>`` and ``token=<token>`` on stdout (one JSON line
+    ``{"baseUrl", "token"}`` under the CLI's ``--json``; a configured token is not echoed:
+    ``(configured)``), then a human line on stderr. Exit 2 when asked to bind
     a non-loopback address without a configured token.
     """
     out = stdout or sys.stdout
