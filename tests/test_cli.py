@@ -716,3 +716,14 @@ def test_every_subcommand_is_in_the_completion_scripts() -> None:
     for command in ("init", "passwd", "create", "fetch", "list", "update", "delete", "run", "export", "import"):
         for text in scripts.values():
             assert command in text
+
+
+def test_every_vault_error_code_has_a_documented_exit_status() -> None:
+    from vault import cli as cli_module
+
+    codes = {cls.code for cls in vars(vault).values() if isinstance(cls, type) and issubclass(cls, vault.VaultError)}
+    assert codes - {"VAULT_ERROR"} <= set(cli_module.EXIT_CODES)
+    help_text = ok(cli(None, "--help")).stdout
+    for status in {*cli_module.EXIT_CODES.values(), 8, 130, 141}:
+        assert f"\n  {status} " in help_text
+    assert cli_module.exit_code_for(vault.VaultError("from elsewhere", code="REMOTE_ERROR")) == 8

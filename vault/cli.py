@@ -27,7 +27,7 @@ from .errors import VaultError
 
 __all__ = ["EXIT_CODES", "exit_code_for", "main"]
 
-#: VaultError.code -> exit status. Anything not listed (a future code) exits 1.
+#: VaultError.code -> exit status. Any other code (sync's cloud errors, a future code) exits EXIT_OTHER.
 EXIT_CODES: Final[dict[str, int]] = {
     "NOT_FOUND": 1,
     "BAD_REQUEST": 2,
@@ -44,6 +44,7 @@ EXIT_CODES: Final[dict[str, int]] = {
     "VAULT_CLOSED": 70,
 }
 EXIT_USAGE: Final = 2
+EXIT_OTHER: Final = 8
 EXIT_INTERNAL: Final = 70
 EXIT_INTERRUPTED: Final = 130
 EXIT_BROKEN_PIPE: Final = 141
@@ -58,6 +59,7 @@ exit status:
   5    vault locked by another process for longer than --lock-timeout
   6    vault already exists (init) or does not exist (every other command)
   7    storage error: the disk failed, or the file is unsafe (symlink, foreign owner, writable by others)
+  8    any other error, e.g. from the cloud during sync (the [CODE] at the end says which)
   70   internal error (please report it, with the output of --debug)
   130  interrupted (Ctrl-C); an import in progress is rolled back
   141  stdout was closed early (e.g. piped into head)
@@ -94,7 +96,7 @@ _HOOKS: Final[dict[str, tuple[str, str, str, str]]] = {
 
 def exit_code_for(exc: VaultError) -> int:
     """The documented exit status of a vault error (see ``cbk-vault --help``)."""
-    return EXIT_CODES.get(exc.code, 1)
+    return EXIT_CODES.get(exc.code, EXIT_OTHER)
 
 
 class _Parser(argparse.ArgumentParser):
