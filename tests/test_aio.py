@@ -154,3 +154,21 @@ def test_runs_in_the_given_executor_and_closes_when_asked(v: vault.Vault) -> Non
 
     run(scenario())
     assert seen == ["create"] and v.closed
+
+
+def test_a_failure_while_streaming_is_raised(v: vault.Vault) -> None:
+    with v.batch():
+        for i in range(101):
+            v.secret.create(name=f"s{i}")
+
+    async def scenario() -> int:
+        seen = 0
+        async for _ in AsyncVault(v).secret.list().stream():
+            seen += 1
+            if seen == 100:
+                v.close()  # the next page cannot be read
+        return seen
+
+    with pytest.raises(vault.VaultError) as exc:
+        run(scenario())
+    assert exc.value.code == "VAULT_CLOSED"
