@@ -407,13 +407,18 @@ class _Planner:
             if owner is None:
                 if r.id not in state.index:
                     orphans.append((r, lid))
+            elif owner.local_only:
+                claimed.add(r.id)  # pushed before it was marked local-only: leave the cloud copy alone
             elif lid not in adopt and (owner.link is None or owner.link.remote_id not in remote_by_id):
                 adopt[lid] = r
                 claimed.add(r.id)
 
+        # Links an Adopt replaces: their cloud secret is gone, so their index entry must go too.
+        relinked = {rec.link.remote_id for lid in adopt if (rec := local_by_id[lid]).link is not None}
+
         # Tombstones: links that existed at the last sync whose local record is gone.
         for rid, (lid, updated_at) in sorted(state.index.items()):
-            if rid in claimed:
+            if rid in claimed and rid not in relinked:
                 continue
             claimed.add(rid)
             self.tombstone(rid, lid, updated_at, remote_by_id.get(rid))
@@ -422,8 +427,11 @@ class _Planner:
                 claimed.add(r.id)
                 self.tombstone(r.id, lid, None, r)  # whether the cloud copy changed is unknown: ask
 
+        # Same alias on an unlinked local secret and a cloud-only one: two secrets claim one name.
+        # (A clash with a linked secret is left to the cloud's and the vault's own alias checks at
+        # run time: the plan's updates and pulls may free the alias first; if not, it is reported.)
         remote_alias = {r.alias: r for r in remote if r.alias}
-        local_alias = {rec.alias for rec in local if rec.alias}
+        pinned_alias = {rec.alias for rec in local if rec.alias and rec.local_only}
         for rec in local:
             link = rec.link
             if rec.local_only:
@@ -440,10 +448,10 @@ class _Planner:
                 self.remote_gone(rec, link)
             else:
                 other = remote_alias.get(rec.alias) if rec.alias else None
-                if other is None:
+                if other is None or other.id in claimed:
                     if self.push:
                         self.actions.append(CreateRemote(rec.id, rec.name))
-                elif other.id not in claimed:
+                else:
                     claimed.add(other.id)
                     base = Base(other.fields, None, None, False, other.updated_at)
                     adopt_action = Adopt(rec.id, other, base)
@@ -458,14 +466,12 @@ class _Planner:
                         ],
                         on_remote=[adopt_action, PullUpdate(rec.id, other, base)],
                     )
-                else:
-                    self.conflict("alias-taken", rec.id, other.id, rec.name)
 
         for r in remote:
             if r.id in claimed:
                 continue
-            if r.alias and r.alias in local_alias:
-                self.conflict("alias-taken", None, r.id, r.name)
+            if r.alias and r.alias in pinned_alias:
+                self.conflict("alias-taken", None, r.id, r.name)  # a local-only secret holds that alias
             elif self.pull:
                 self.actions.append(PullNew(r))
 

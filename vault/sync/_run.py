@@ -410,6 +410,9 @@ class _Runner:
         record, _ = _parse_item(self.remote.fetch(rid), self.fp)
         base = self._pushed_base(sec, send_value, None, record.updated_at)
         self._save_link(sec.id, ext, Link(rid, base, marker))
+        old = _link_from_json(ext.get(EXT_KEY))
+        if old is not None and old.remote_id != rid:
+            self.dropped.add(old.remote_id)  # re-created after a delete in the cloud: the old id is history
         self.done["created_remote"].append(Change(sec.id, rid, sec.name))
 
     def update_remote(self, a: UpdateRemote) -> None:
