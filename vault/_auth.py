@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import ConflictError, InvalidRequestError, VaultError
+from .errors import ConflictError, InvalidRequestError, MintRefusedError, MissingDependencyError
 
 if TYPE_CHECKING:
     from ._records import Secret
@@ -48,35 +48,6 @@ JWT_MAX_EXPIRY: Final = 366 * 24 * 3600
 _REFERENCE_OVERRIDES: Final = frozenset({"clientId", "clientSecret", "scope", "user", "username", "pass", "password"})
 _USER_KEYS: Final = ("username", "user")
 _PASS_KEYS: Final = ("password", "pass")
-
-
-class MissingDependencyError(VaultError, ImportError):
-    """An optional extra is needed (``pip install 'cbk-vault[jwt]'`` for jwt minting)."""
-
-    code = "MISSING_DEPENDENCY"
-    status = 501
-
-    __str__ = VaultError.__str__
-
-
-class MintRefusedError(ConflictError):
-    """The cloud's mint refusal: HTTP 409 with ``{"error": ..., "message": ..., "url"?: ...}``.
-
-    ``error`` is ``not_mintable`` or ``authorization_required``; ``code`` is the same word in
-    upper case (the Python SDK reports ``AUTHORIZATION_REQUIRED``).
-    """
-
-    def __init__(self, error: str, message: str, *, url: str | None = None) -> None:
-        super().__init__(message, code=error.upper())
-        self.error = error
-        self.url = url
-
-    def to_dict(self) -> dict[str, str]:
-        """The mint route's body, which has ``error`` instead of ``code``."""
-        out = {"error": self.error, "message": self.message}
-        if self.url is not None:
-            out["url"] = self.url
-        return out
 
 
 @dataclass(frozen=True, slots=True, repr=False)

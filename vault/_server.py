@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from . import _auth, _records
 from ._records import Page, Secret
 from ._vault import Vault
-from .errors import ConflictError, InvalidRequestError, NotFoundError, VaultError
+from .errors import ConflictError, InvalidRequestError, MintRefusedError, NotFoundError, VaultError
 
 __all__ = [
     "SecretApi",
@@ -256,8 +256,11 @@ class SecretApi:
         return self._get(secret_id).to_dict()
 
     def _get(self, secret_id: str) -> Secret:
-        # fetch() decrypts the value; to_dict() drops it at once (see the report: a core
-        # metadata-only fetch would avoid holding it at all).
+        # Metadata only: the stand-in never returns a value, so it never decrypts one here.
+        return self.vault._lookup(secret_id)
+
+    def _get_with_value(self, secret_id: str) -> Secret:
+        # verify, revoke and mint act on the value itself (it never leaves the server).
         return self.vault.secret.fetch(secret_id)
 
     # --- writes --------------------------------------------------------------------------
@@ -317,7 +320,7 @@ class SecretApi:
         """``{"id", "status"}``, plus ``action`` when unauthenticated. "Authenticated" means
         the secret (after reference resolution) holds a value."""
         _empty_body(body)
-        secret = self._get(secret_id)
+        secret = self._get_with_value(secret_id)
         if secret.kind == "personal":
             raise ConflictError("Personal secrets can only be verified in the context of a contact")
         effective = _auth.resolve(self.vault, secret)
@@ -339,7 +342,7 @@ class SecretApi:
     def revoke(self, secret_id: str, body: object = None) -> dict[str, str]:
         """Clear a shared secret's value (409 for personal, 404 when there is none); the row stays."""
         _empty_body(body)
-        secret = self._get(secret_id)
+        secret = self._get_with_value(secret_id)
         if secret.kind != "shared":
             raise ConflictError("Only shared secrets can be revoked")
         if not secret.value:
@@ -349,13 +352,13 @@ class SecretApi:
     def mint(self, secret_id: str, body: object = None) -> dict[str, Any]:
         """``{"token", "expiresAt"}`` for jwt (signed locally) and oauth (the stored access token).
 
-        Refusals raise :class:`~vault._auth.MintRefusedError`, whose ``to_dict()`` is the
+        Refusals raise :class:`~vault.MintRefusedError`, whose ``to_dict()`` is the
         mint route's ``{error, message, url?}`` shape. The request body is ignored, as on the cloud.
         """
-        secret = self._get(secret_id)
+        secret = self._get_with_value(secret_id)
         try:
             token, expires = _auth.mint(secret, self.vault)
-        except _auth.MintRefusedError as exc:
+        except MintRefusedError as exc:
             if exc.error == "authorization_required" and exc.url is None and secret.kind == "shared":
                 exc.url = self.authenticate_url(secret.id)
             raise
@@ -437,7 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self._answer()
         except HttpError as exc:
             reply = _Reply(exc.status, exc.body, headers=exc.headers)
-        except _auth.MintRefusedError as exc:
+        except MintRefusedError as exc:
             reply = _Reply(exc.status, exc.to_dict())
         except VaultError as exc:
             headers = {"X-Failure-Code": exc.code} if exc.status == 403 else {}

@@ -207,6 +207,7 @@ class Vault:
         self._seq = 0
         self._size_seen = 0
         self._stale_slot: int | None = None
+        self._close_hooks: list[Callable[[], None]] = []
         self.secret = SecretClient(self)
 
     # --- lifecycle -----------------------------------------------------------------
@@ -232,6 +233,15 @@ class Vault:
             self._data_key = None
             self._state = _State()
             self._store.close()
+            hooks, self._close_hooks = self._close_hooks, []
+        for hook in hooks:
+            hook()
+
+    def _on_close(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` after the vault closes (vault.testing removes its temp directory this way)."""
+        with self._mutex:
+            self._keys_or_raise()
+            self._close_hooks.append(hook)
 
     def __enter__(self) -> Vault:
         return self
@@ -543,6 +553,12 @@ class Vault:
                 (Secret._from_entry(e), _records.json_copy(e.ext), e.value_box is not None)
                 for e in (state.entries[rid] for _, rid in state.order)
             ]
+
+    def _lookup(self, identifier: str) -> Secret:
+        """Like ``secret.fetch`` but without decrypting the value (the stand-in never returns one)."""
+        with self._mutex:
+            self._ready()
+            return Secret._from_entry(self._resolve(identifier))
 
     def _fetch_raw(self, record_id: str) -> tuple[Secret, dict[str, Any]]:
         """The secret by exact id with its decrypted value and its extension map."""

@@ -11,6 +11,7 @@ limits, never contents.
     ├── NotFoundError (KeyError)        NOT_FOUND           unknown id, @alias or (name)
     ├── InvalidRequestError (ValueError) BAD_REQUEST        bad field, type, size or request
     ├── ConflictError                   CONFLICT            duplicate alias, cloud rule broken
+    │   └── MintRefusedError            NOT_MINTABLE, ...   mint refused (the cloud's {error, message} shape)
     ├── WrongPassphraseError            WRONG_PASSPHRASE    the passphrase does not unlock the vault
     ├── CorruptVaultError               VAULT_CORRUPT       damaged or tampered file
     │   ├── UnsupportedVersionError     UNSUPPORTED_VERSION a format version this build cannot read
@@ -20,6 +21,7 @@ limits, never contents.
     ├── InsecureFileError               INSECURE_FILE       symlinked, foreign-owned or writable by others
     ├── LockTimeoutError (TimeoutError) LOCKED              another process held the lock too long
     ├── StorageError                    IO_ERROR            the disk failed (ENOSPC, EIO, ...)
+    ├── MissingDependencyError (ImportError) MISSING_DEPENDENCY an optional extra is not installed
     └── VaultClosedError                VAULT_CLOSED        use after close()
 
 ``NotFoundError`` is also a ``KeyError`` and ``InvalidRequestError`` also a
@@ -36,6 +38,8 @@ __all__ = [
     "InsecureFileError",
     "InvalidRequestError",
     "KdfParamsError",
+    "MintRefusedError",
+    "MissingDependencyError",
     "LockTimeoutError",
     "NotFoundError",
     "StorageError",
@@ -138,3 +142,32 @@ class StorageError(VaultError):
 
 class VaultClosedError(VaultError):
     code = "VAULT_CLOSED"
+
+
+class MintRefusedError(ConflictError):
+    """The cloud's mint refusal: HTTP 409 with ``{"error": ..., "message": ..., "url"?: ...}``.
+
+    ``error`` is ``not_mintable`` or ``authorization_required``; ``code`` is the same word in
+    upper case (the Python SDK reports ``AUTHORIZATION_REQUIRED``).
+    """
+
+    def __init__(self, error: str, message: str, *, url: str | None = None) -> None:
+        super().__init__(message, code=error.upper())
+        self.error = error
+        self.url = url
+
+    def to_dict(self) -> dict[str, str]:
+        """The mint route's body, which has ``error`` instead of ``code``."""
+        out = {"error": self.error, "message": self.message}
+        if self.url is not None:
+            out["url"] = self.url
+        return out
+
+
+class MissingDependencyError(VaultError, ImportError):
+    """An optional extra is needed (for example ``pip install 'cbk-vault[jwt]'`` for jwt minting)."""
+
+    code = "MISSING_DEPENDENCY"
+    status = 501
+
+    __str__ = VaultError.__str__

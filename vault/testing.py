@@ -51,16 +51,6 @@ def new_vault(
     return init(path, passphrase, kdf=FAST_KDF, clock=clock)
 
 
-class _TempVault(Vault):
-    """A vault whose private directory is deleted when it is closed."""
-
-    _temp_dir: str
-
-    def close(self) -> None:
-        super().close()
-        shutil.rmtree(self._temp_dir, ignore_errors=True)
-
-
 def _temp_root() -> str | None:
     # RAM-backed when the system has it, so the throwaway file never reaches a disk.
     shm = "/dev/shm"  # noqa: S108 - we create a private 0700 directory inside it, below
@@ -84,10 +74,7 @@ def memory_vault(*, clock: Clock | None = None) -> Vault:
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    # Same object, one extra behaviour on close(): the instance stays a plain vault.Vault.
-    v.__class__ = _TempVault
-    assert isinstance(v, _TempVault)
-    v._temp_dir = directory
+    v._on_close(lambda: shutil.rmtree(directory, ignore_errors=True))
     weakref.finalize(v, shutil.rmtree, directory, True)
     return v
 
