@@ -178,7 +178,8 @@ class ChatBotKitRemote:
         self._clock = clock
         self._client = httpx.Client(
             # verify=True is httpx's default; spelt out because it must never change.
-            transport=transport if transport is not None else httpx.HTTPTransport(verify=True),
+            # trust_env=False: the CA bundle is certifi's, not whatever SSL_CERT_FILE points at.
+            transport=transport if transport is not None else httpx.HTTPTransport(verify=True, trust_env=False),
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,  # no proxy or CA bundle swapped in by environment variables
