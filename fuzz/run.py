@@ -1,0 +1,94 @@
+"""Run every fuzz target for a fixed budget and print its figures (what .ci/run calls).
+
+    python fuzz/run.py                 # 20 s per target (the CI budget)
+    python fuzz/run.py --seconds 3600  # a long run (see fuzz/README.md)
+
+Each target first replays its committed corpus, then fuzzes from a scratch copy of it
+under fuzz/.work/<target>/ (so the committed corpus only changes when someone adds a
+find on purpose). Prints, per target, "executions N" and "crashes found N"; exits
+non-zero if any target crashed or could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FUZZ_DIR = Path(__file__).resolve().parent
+TARGETS = ("fuzz_format", "fuzz_open")
+
+
+def run_target(target: str, seconds: int, seed: int) -> dict[str, object]:
+    work = FUZZ_DIR / ".work" / target
+    if work.exists():
+        shutil.rmtree(work)
+    corpus = work / "corpus"
+    shutil.copytree(FUZZ_DIR / "corpus" / target, corpus)
+    artifacts = work / "artifacts"
+    artifacts.mkdir()
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(FUZZ_DIR / f"{target}.py"),
+            f"-max_total_time={seconds}",
+            f"-seed={seed}",
+            "-rss_limit_mb=3072",
+            "-timeout=10",
+            f"-artifact_prefix={artifacts}/",
+            str(corpus),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log = proc.stdout + proc.stderr
+    (work / "log.txt").write_text(log)
+    done = re.search(r"Done (\d+) runs in (\d+) second", log)
+    replayed = re.search(r"replayed (\d+) corpus inputs", log)
+    crashes = sorted(p.name for p in artifacts.iterdir())
+    failed = proc.returncode != 0 or bool(crashes) or done is None
+    return {
+        "target": target,
+        "replayed": int(replayed.group(1)) if replayed else 0,
+        "executions": int(done.group(1)) if done else 0,
+        "seconds": round(time.monotonic() - started, 1),
+        "crashes": len(crashes) if crashes else int(failed),
+        "artifacts": crashes,
+        "returncode": proc.returncode,
+        "tail": "" if not failed else log[-3000:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20, help="fuzzing budget per target (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="libFuzzer seed (0: random)")
+    parser.add_argument("targets", nargs="*", default=list(TARGETS))
+    args = parser.parse_args(argv)
+    try:
+        import atheris  # noqa: F401
+    except ImportError as exc:
+        print(f"fuzz: atheris cannot be imported ({exc}); install the 'fuzz' extra", file=sys.stderr)
+        return 2
+    bad = 0
+    for target in args.targets:
+        result = run_target(target, args.seconds, args.seed)
+        print(
+            f"fuzz {target}: corpus replayed {result['replayed']}, executions {result['executions']} "
+            f"in {result['seconds']} s, crashes found {result['crashes']}"
+        )
+        if result["crashes"]:
+            bad += 1
+            print(f"  artifacts: {result['artifacts']} in fuzz/.work/{target}/artifacts/", file=sys.stderr)
+            print(result["tail"], file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Seed fuzz/corpus/<target>/ from the test vectors (run after tests/vectors/generate.py).
+
+fuzz_format gets every vector's raw bytes. fuzz_open gets them too (first byte 0: "open
+this file") plus, with first byte 1, frame plaintexts that the target seals onto the
+reference vault: each reference frame's operations re-numbered to follow it, and a few
+hand-made operations. Files named ``crash-*`` (past finds) are never removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REFERENCE_PASSPHRASE, corpus_dir, reference_vault, vector_bytes
+
+from vault import _crypto, _format, _log
+
+
+def frame_seeds() -> list[bytes]:
+    ref = reference_vault()
+    slot = _format.decode_slot(ref[72:328])
+    assert slot is not None
+    kek = _crypto.derive_kek(REFERENCE_PASSPHRASE.encode(), slot.salt, slot.kdf)
+    keys = _crypto.Keys.from_data_key(_crypto.open_box(kek, slot.wrapped)[:32])
+    log = _log.read_log(keys, ref, _format.LOG_START, ref[40:72], 0, 0)
+    seeds = []
+    entries = []
+    for ops in log.frames:
+        seeds.append(_format.packb([0, log.seq, ops]))
+        entries += [op[1] for op in ops if op[0] == _format.OP_PUT]
+    last = entries[-1]
+    newer = list(last)
+    newer[1] = last[1] + 1
+    seeds.append(_format.packb([0, log.seq, [[_format.OP_PUT, newer]]]))
+    seeds.append(_format.packb([0, log.seq, [[_format.OP_DELETE, last[0]]]]))
+    seeds.append(_format.packb([0, log.seq, [[_format.OP_SETTING, "sync", {"cursor": "x", "n": [1, 2.5, None]}]]]))
+    return seeds
+
+
+def write(target: str, blobs: list[bytes]) -> int:
+    out = corpus_dir(target)
+    out.mkdir(parents=True, exist_ok=True)
+    keep = {p.name for p in out.glob("crash-*")}
+    wanted = {f"seed-{hashlib.sha256(b).hexdigest()[:16]}": b for b in blobs}
+    for path in out.iterdir():
+        if path.name not in wanted and path.name not in keep:
+            path.unlink()
+    for name, blob in wanted.items():
+        (out / name).write_bytes(blob)
+    return len(wanted)
+
+
+def main() -> None:
+    vectors = vector_bytes()
+    n1 = write("fuzz_format", vectors)
+    n2 = write("fuzz_open", [b"\0" + v for v in vectors] + [b"\1" + s for s in frame_seeds()])
+    print(f"fuzz_format: {n1} seeds, fuzz_open: {n2} seeds")
+
+
+if __name__ == "__main__":
+    main()
