@@ -634,6 +634,10 @@ def sync(
     runner.local_ids = {rec.id for rec in local_records}
     try:
         runner.execute(p)
-    finally:
-        runner.save_index(index)
+    except BaseException:
+        # Keep what is known about links, but never let a second failure hide the first.
+        with contextlib.suppress(VaultError):
+            runner.save_index(index)
+        raise
+    runner.save_index(index)
     return _report(p, runner.done, runner.errors, False)
