@@ -354,3 +354,26 @@ def test_cli_base_url_from_env(
     v.secret.create(name="x")
     assert cli(["push"], vault_path) == 0 and len(cloud.secrets) == 1
     assert os.environ["CHATBOTKIT_BASE_URL"] == cloud.url
+
+
+def test_cli_shows_progress_only_on_a_terminal(
+    v: vault.Vault, vault_path: Path, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    v.secret.create(name="Visible", value="hidden-canary")
+    err, out = Tty(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli(["push", "--base-url", cloud.url], vault_path) == 0
+    assert "sync: 1/1 create-remote Visible" in err.getvalue()
+    assert "hidden-canary" not in err.getvalue() + out.getvalue()
+    plain = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", plain)
+    v.secret.create(name="Second")
+    assert cli(["push", "--base-url", cloud.url], vault_path) == 0
+    assert plain.getvalue() == ""
