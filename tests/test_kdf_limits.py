@@ -124,3 +124,48 @@ def test_written_parameters_are_the_chosen_ones_and_at_least_the_floor(tmp_path:
     preset = crypto.KDF_PRESETS["interactive"]
     assert (gen, alg, ops, mem_kib * 1024) == (1, 1, preset.opslimit, preset.memlimit)
     assert ops >= crypto.OPSLIMIT_MIN and mem_kib * 1024 >= crypto.MEMLIMIT_MIN
+
+
+# --- other caps on what a caller or a file may demand ------------------------------------------
+
+
+@pytest.mark.parametrize("passphrase", ["", b"", 5, None, ["a"]])
+def test_passphrase_must_be_non_empty_text_or_bytes(passphrase: Any, tmp_path: Path) -> None:
+    with pytest.raises(vault.InvalidRequestError):
+        vault.init(tmp_path / "v.cbkv", passphrase, kdf=FAST)
+    assert not (tmp_path / "v.cbkv").exists()
+
+
+def test_bytes_and_nfc_equivalent_passphrases_open_the_same_vault(tmp_path: Path) -> None:
+    path = tmp_path / "v.cbkv"
+    vault.init(path, "caf\u00e9 au lait", kdf=FAST).close()
+    vault.open(path, "cafe\u0301 au lait").close()  # NFD typed elsewhere: the same after NFC
+    vault.open(path, "caf\u00e9 au lait".encode()).close()
+    vault.open(path, bytearray("caf\u00e9 au lait".encode())).close()  # type: ignore[arg-type]  # accepted too
+
+
+def test_meta_nesting_is_capped(tmp_path: Path) -> None:
+    with vault.init(tmp_path / "v.cbkv", PASSPHRASE, kdf=FAST) as v:
+        deep: Any = "leaf"
+        for _ in range(12):
+            deep = {"k": [deep]}
+        with pytest.raises(vault.InvalidRequestError):
+            v.secret.create(meta=deep)
+        v.secret.create(meta={"a": [{"b": [1, 2.5, True, None]}]})
+        assert len(v) == 1
+
+
+def test_a_batch_over_the_frame_cap_is_refused_whole(tmp_path: Path) -> None:
+    """One commit is one frame, at most 64 MiB sealed; a bigger batch fails cleanly and changes nothing."""
+    path = tmp_path / "v.cbkv"
+    big = "x" * (1 << 20)  # the largest value allowed
+    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        before = path.read_bytes()
+        with pytest.raises(vault.InvalidRequestError) as info:
+            with v.batch():
+                for i in range(65):
+                    v.secret.create(name=f"big-{i}", value=big)
+        assert "split the batch" in info.value.message
+        assert len(v) == 0 and path.read_bytes() == before
+        v.secret.create(name="after", value=big)
+        assert len(v) == 1

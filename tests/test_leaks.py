@@ -245,3 +245,30 @@ def test_symlinked_vault_and_lock_paths_are_refused(tmp_path: Path) -> None:
     lock.unlink()
     with pytest.raises(vault.InsecureFileError):
         vault.open(other, PASS)
+
+
+def test_internal_objects_hide_their_secrets(tmp_path: Path) -> None:
+    """Keys, key slots and stored entries can surface in a debugger or a locals-capturing traceback."""
+    import pickle
+
+    from vault import _crypto, _format
+
+    keys = _crypto.Keys.from_data_key(b"K" * 32)
+    assert repr(keys) == "Keys(<hidden>)"
+    with pytest.raises(TypeError):
+        pickle.dumps(keys)
+    path = tmp_path / "v.cbkv"
+    with vault.init(path, PASS, kdf=FAST) as v:
+        v.secret.create(name=NAME, value=VALUE)
+        with pytest.raises(TypeError):
+            pickle.dumps(v)
+    data = path.read_bytes()
+    slot = _format.decode_slot(data[72:328])
+    assert slot is not None
+    assert repr(slot).startswith("Slot(generation=1, kdf=KdfParams(") and slot.salt.hex() not in repr(slot)
+    entry = _format.decode_entry(
+        ["a" * 24, 1, 0, 0, NAME, DESC, "shared", "plain", "private", None, None, None, None, 0, None, {}]
+    )
+    assert repr(entry) == f"Entry(id={'a' * 24!r}, rev=1)"
+    with pytest.raises(TypeError):
+        pickle.dumps(entry)
