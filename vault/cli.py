@@ -41,6 +41,14 @@ EXIT_CODES: Final[dict[str, int]] = {
     "VAULT_NOT_FOUND": 6,
     "INSECURE_FILE": 7,
     "IO_ERROR": 7,
+    # An optional extra is missing: the fix is a different invocation (pip install ...).
+    "MISSING_DEPENDENCY": 2,
+    # The cloud refused or failed during sync.
+    "NOT_AUTHENTICATED": 8,
+    "NOT_AUTHORIZED": 8,
+    "UNAVAILABLE": 8,
+    "BAD_RESPONSE": 8,
+    "REMOTE_ERROR": 8,
     "VAULT_CLOSED": 70,
 }
 EXIT_USAGE: Final = 2
@@ -60,6 +68,7 @@ exit status:
   6    vault already exists (init) or does not exist (every other command)
   7    storage error: the disk failed, or the file is unsafe (symlink, foreign owner, writable by others)
   8    any other error, e.g. from the cloud during sync (the [CODE] at the end says which)
+  9    sync ran but left conflicts or per-secret errors (listed in its output)
   70   internal error (please report it, with the output of --debug)
   130  interrupted (Ctrl-C); an import in progress is rolled back
   141  stdout was closed early (e.g. piped into head)

@@ -22,6 +22,12 @@ limits, never contents.
     ├── LockTimeoutError (TimeoutError) LOCKED              another process held the lock too long
     ├── StorageError                    IO_ERROR            the disk failed (ENOSPC, EIO, ...)
     ├── MissingDependencyError (ImportError) MISSING_DEPENDENCY an optional extra is not installed
+    ├── RemoteError                     the cloud's code    the ChatBotKit cloud refused or failed (sync)
+    │   ├── RemoteAuthError             NOT_AUTHENTICATED   401, or no token at all
+    │   ├── RemoteForbiddenError        NOT_AUTHORIZED      403
+    │   ├── RemoteNotFoundError (KeyError) NOT_FOUND        404
+    │   ├── RemoteUnavailableError      UNAVAILABLE         retries and time budget used up, network down
+    │   └── RemoteProtocolError         BAD_RESPONSE        a response that breaks the API's shape
     └── VaultClosedError                VAULT_CLOSED        use after close()
 
 ``NotFoundError`` is also a ``KeyError`` and ``InvalidRequestError`` also a
@@ -42,6 +48,12 @@ __all__ = [
     "MissingDependencyError",
     "LockTimeoutError",
     "NotFoundError",
+    "RemoteAuthError",
+    "RemoteError",
+    "RemoteForbiddenError",
+    "RemoteNotFoundError",
+    "RemoteProtocolError",
+    "RemoteUnavailableError",
     "StorageError",
     "UnsupportedVersionError",
     "VaultClosedError",
@@ -171,3 +183,40 @@ class MissingDependencyError(VaultError, ImportError):
     status = 501
 
     __str__ = VaultError.__str__
+
+
+class RemoteError(VaultError):
+    """The ChatBotKit cloud refused or failed a request. ``status`` is the HTTP status (0: none)."""
+
+    code = "REMOTE_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, code=code)
+        if status is not None:
+            self.status = status
+
+
+class RemoteAuthError(RemoteError):
+    code = "NOT_AUTHENTICATED"
+    status = 401
+
+
+class RemoteForbiddenError(RemoteError):
+    code = "NOT_AUTHORIZED"
+    status = 403
+
+
+class RemoteNotFoundError(RemoteError, KeyError):
+    code = "NOT_FOUND"
+    status = 404
+    __str__ = VaultError.__str__
+
+
+class RemoteUnavailableError(RemoteError):
+    code = "UNAVAILABLE"
+    status = 503
+
+
+class RemoteProtocolError(RemoteError):
+    code = "BAD_RESPONSE"
+    status = 502

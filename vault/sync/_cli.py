@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EXIT_UNSETTLED", "add_sync_arguments", "sync_command"]
 
-EXIT_UNSETTLED = 3
+#: Not 3: that is the CLI's "wrong passphrase". 9 = the sync ran but left conflicts or errors.
+EXIT_UNSETTLED = 9
 BASE_URL_ENV = "CHATBOTKIT_BASE_URL"
 
 _REASONS = {

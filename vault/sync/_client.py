@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import httpx
 
-from ..errors import InvalidRequestError, VaultError
+from ..errors import (
+    InvalidRequestError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteForbiddenError,
+    RemoteNotFoundError,
+    RemoteProtocolError,
+    RemoteUnavailableError,
+)
 
 if TYPE_CHECKING:
     from .._vault import Vault
@@ -58,43 +66,6 @@ MARKER_KEY: Final = "cbkVaultRef"
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_ITEMS: Final = 1_000_000  # the vault's own record cap; a listing longer than this is a runaway server
 _MAX_MESSAGE: Final = 200
-
-
-class RemoteError(VaultError):
-    """The ChatBotKit cloud refused or failed a request. ``status`` is the HTTP status (0: none)."""
-
-    code = "REMOTE_ERROR"
-
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
-        super().__init__(message, code=code)
-        if status is not None:
-            self.status = status
-
-
-class RemoteAuthError(RemoteError):
-    code = "NOT_AUTHENTICATED"
-    status = 401
-
-
-class RemoteForbiddenError(RemoteError):
-    code = "NOT_AUTHORIZED"
-    status = 403
-
-
-class RemoteNotFoundError(RemoteError, KeyError):
-    code = "NOT_FOUND"
-    status = 404
-    __str__ = VaultError.__str__
-
-
-class RemoteUnavailableError(RemoteError):
-    code = "UNAVAILABLE"
-    status = 503
-
-
-class RemoteProtocolError(RemoteError):
-    code = "BAD_RESPONSE"
-    status = 502
 
 
 def _is_loopback(host: str) -> bool:
