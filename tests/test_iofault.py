@@ -444,3 +444,92 @@ def test_a_failed_init_leaves_no_vault(tmp_path: Path) -> None:
         vault.init(path, PASSPHRASE, kdf=FAST, _io=io)
     assert io.failed and io.fail_at is not None and io.calls[io.fail_at - 1] == "fsync"
     assert not path.exists()
+
+
+class _FailTwice(FaultIO):
+    """The append's fdatasync fails and so does the truncate that would roll it back."""
+
+    def fdatasync(self, fd: int) -> None:
+        if self.armed:
+            raise OSError(errno.EIO, "Input/output error")
+        super().fdatasync(fd)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        if self.armed:
+            raise OSError(errno.EIO, "Input/output error")
+        super().ftruncate(fd, length)
+
+
+def test_a_write_that_cannot_be_rolled_back_poisons_the_handle(tmp_path: Path) -> None:
+    path = tmp_path / NAME
+    vault.init(path, PASSPHRASE, kdf=FAST).close()
+    io = _FailTwice(armed=False)
+    v = vault.open(path, PASSPHRASE, _io=io)
+    io.arm()
+    with pytest.raises(vault.StorageError):
+        v.secret.create(name="unknown-fate", value="v")
+    io.armed = False
+    with pytest.raises(vault.StorageError) as info:  # the handle no longer trusts its view of the file
+        v.secret.create(name="refused")
+    assert "reopen" in info.value.message
+    v.close()
+    # Like a crash: the failed write is either wholly there or wholly absent, never partial.
+    names = {s["name"] for s in _fresh(path, PASSPHRASE).values()}
+    assert names in ({"unknown-fate"}, set())
+
+
+def test_store_edge_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    path = tmp_path / NAME
+    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        v.secret.create(name="one", value="1")
+    # Two handles in one process: the second writer's catch-up re-enters its own lock.
+    with vault.open(path, PASSPHRASE) as a, vault.open(path, PASSPHRASE) as b:
+        a.secret.create(name="two")
+        b.secret.create(name="three")
+        assert len(a) == len(b) == 3
+    # A read that comes back short (the file shrank under us) stops instead of looping.
+    real_pread = os.pread
+    with vault.open(path, PASSPHRASE) as v:
+        monkeypatch.setattr(os, "pread", lambda fd, n, off: b"")
+        with pytest.raises(vault.CorruptVaultError):  # compaction reads the key slot: it gets nothing
+            v.compact()
+        monkeypatch.setattr(os, "pread", real_pread)
+        v.compact()  # and works once reads do
+        assert len(v) == 3
+    # flock itself failing (ENOLCK on some network file systems) is a typed error.
+    real_flock = fcntl.flock
+
+    def no_locks(fd: int, op: int) -> None:
+        if op & (fcntl.LOCK_EX | fcntl.LOCK_SH):
+            raise OSError(errno.ENOLCK, "No locks available")
+        real_flock(fd, op)
+
+    with vault.open(path, PASSPHRASE) as v:
+        monkeypatch.setattr(fcntl, "flock", no_locks)
+        with pytest.raises(vault.StorageError) as info:
+            v.secret.create(name="cannot-lock")
+        assert info.value.errno == errno.ENOLCK
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        assert len(v) == 3
+    # The directory cannot be listed while compacting: stale temps are left for later, nothing fails.
+    with vault.open(path, PASSPHRASE) as v:
+        monkeypatch.setattr(os, "listdir", lambda p: (_ for _ in ()).throw(OSError(errno.EACCES, "denied")))
+        v.compact()
+        monkeypatch.undo()
+        # The vault file deleted under an open handle: the handle keeps its (unlinked) file.
+        path.unlink()
+        assert len(v) == 3
+
+
+def test_a_forked_child_takes_its_own_descriptors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flock belongs to the open file description: after fork() a handle must reopen its own."""
+    path = tmp_path / NAME
+    with vault.open(vault.init(path, PASSPHRASE, kdf=FAST).path, PASSPHRASE) as v:
+        before = v.secret.create(name="before")
+        real = os.getpid()
+        monkeypatch.setattr(os, "getpid", lambda: real + 100_000)  # what the child would see
+        v.secret.create(name="in-child")
+        assert {s.name for s in v.secret.list().items} == {"before", "in-child"}
+        assert v.secret.fetch(before.id).name == "before"

@@ -1,0 +1,116 @@
+"""Print the proof figures of the last test run (what .ci/run calls after pytest), and check them.
+
+    python tests/report.py                     # figures + coverage of the core modules
+    python tests/report.py --fuzz 20           # also run every fuzz target for 20 s each
+
+The tests write one JSON file per figure to build/proof/ (``$CBKV_FIGURES`` overrides);
+this script prints them, adds branch coverage of the core modules from ``.coverage`` (if
+the tests ran under ``coverage run``), and exits non-zero when a figure is missing, stale
+(older than ``--max-age`` seconds) or below what the issues ask for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = Path(os.environ.get("CBKV_FIGURES", ROOT / "build" / "proof"))
+CORE = ("vault/_format.py", "vault/_crypto.py", "vault/_log.py", "vault/_store.py")
+
+#: figure -> (label, minimum the issues ask for)
+REQUIRED: dict[str, tuple[str, int]] = {
+    "vectors": ("test vectors run (one file per case)", 80),
+    "bit_flips": ("bit flips and byte inversions tried", 1),
+    "truncations": ("truncation points tried", 1),
+    "crash_points": ("crash points injected (every I/O call of every write path)", 1),
+    "crash_points_init": ("crash points injected in init", 1),
+    "kills_fork": ("SIGKILLs survived (forked writer)", 200),
+    "kills_subprocess": ("SIGKILLs survived (fresh interpreter)", 30),
+    "concurrency": ("concurrent updates (8 processes x 100) with a live reader", 800),
+    "kdf_hostile_refused": ("hostile KDF parameter sets refused before derivation", 10),
+    "leak_checks": ("leak checks (marker forms x places)", 1),
+}
+
+
+def load() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(FIGURES.glob("*.json")):
+        record = json.loads(path.read_text())
+        out[record["key"]] = record
+    return out
+
+
+def coverage_lines() -> list[str]:
+    data = ROOT / ".coverage"
+    if not data.exists():
+        return ["coverage: no .coverage data (run the tests under `coverage run`)"]
+    import coverage
+
+    cov = coverage.Coverage(data_file=str(data))
+    cov.load()
+    lines = []
+    for module in CORE:
+        try:
+            _, _statements, _, missing, _ = cov.analysis2(str(ROOT / module))
+        except coverage.CoverageException:
+            lines.append(f"coverage {module}: not measured")
+            continue
+        analysis = cov._analyze(str(ROOT / module))  # branch figures are only on the analysis object
+        nums = analysis.numbers
+        lines.append(
+            f"coverage {module}: {nums.pc_covered_str}% (statements {nums.n_statements - nums.n_missing}/"
+            f"{nums.n_statements}, branches {nums.n_branches - nums.n_missing_branches}/{nums.n_branches})"
+            + (f", missing lines {','.join(map(str, missing))}" if missing else "")
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-age", type=float, default=6 * 3600, help="ignore figures older than this (s)")
+    parser.add_argument("--fuzz", type=int, default=0, metavar="SECONDS", help="also run fuzz/run.py")
+    args = parser.parse_args(argv)
+    figures = load()
+    now = time.time()
+    problems: list[str] = []
+    print("== proof figures")
+    for key, (label, minimum) in REQUIRED.items():
+        record = figures.get(key)
+        if record is None or now - record["time"] > args.max_age:
+            problems.append(f"{key}: missing or stale")
+            print(f"{label}: MISSING")
+            continue
+        detail = ", ".join(f"{k} {v}" for k, v in record["detail"].items())
+        print(f"{label}: {record['value']}" + (f" ({detail})" if detail else ""))
+        if record["value"] < minimum:
+            problems.append(f"{key}: {record['value']} < {minimum}")
+    faults = {k: v for k, v in figures.items() if k.startswith("io_faults_") and now - v["time"] <= args.max_age}
+    total = sum(v["value"] for v in faults.values())
+    print(f"I/O faults injected (EIO and ENOSPC at every call of every write path): {total}")
+    for key in sorted(faults):
+        detail = faults[key]["detail"].get("outcomes", faults[key]["detail"])
+        print(f"  {key[len('io_faults_') :]}: {faults[key]['value']} {detail}")
+    if total == 0:
+        problems.append("io_faults: missing")
+    for line in coverage_lines():
+        print(line)
+    if args.fuzz:
+        print("== fuzz")
+        rc = subprocess.call([sys.executable, str(ROOT / "fuzz" / "run.py"), "--seconds", str(args.fuzz)])
+        if rc:
+            problems.append(f"fuzz: exit {rc}")
+    if problems:
+        print("PROOF FIGURES NOT MET: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
