@@ -339,6 +339,11 @@ class _Racy(FaultIO):
         self.race = race
 
     def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        if self.race == "symlink" and path.endswith(NAME) and flags & os.O_NOFOLLOW:
+            # Swapped for a symlink between the lstat() check and the open(): O_NOFOLLOW catches it.
+            self.race = ""
+            os.rename(path, path + ".moved")
+            os.symlink(path + ".moved", path)
         if self.race == "temp" and flags & os.O_EXCL:
             self.race = ""
             raise FileExistsError(errno.EEXIST, "taken")
@@ -363,6 +368,9 @@ def test_races_with_other_processes(tmp_path: Path) -> None:
         vault.init(tmp_path / "d" / NAME, PASSPHRASE, kdf=FAST, _io=_Racy("link"))
     assert (tmp_path / "d" / NAME).read_bytes() == b"the other process's vault"  # never clobbered
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [NAME]  # and no temp left
+    vault.init(tmp_path / "e" / NAME, PASSPHRASE, kdf=FAST).close()
+    with pytest.raises(vault.InsecureFileError):
+        vault.open(tmp_path / "e" / NAME, PASSPHRASE, _io=_Racy("symlink"))
 
 
 def test_open_failures_are_typed(tmp_path: Path) -> None:
