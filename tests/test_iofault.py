@@ -77,11 +77,7 @@ def _dry_run(base: Path, work: Path) -> tuple[list[tuple[int, int]], list[State]
 
 
 def _known_bug(step: str, step_calls: list[str], k: int) -> str | None:
-    """Cases that fail because of a core bug, each with its own strict xfail test below."""
-    if step in ("compact", "auto-compaction") and k == len(step_calls) - 1 and step_calls[k] == "close":
-        return "test_compaction_close_failure_of_the_old_descriptor_is_typed"
-    if step == "change_passphrase" and k == 1 and step_calls[k] == "fdatasync":
-        return "test_failed_passphrase_change_leaves_the_old_passphrase_working"
+    """Cases that fail because of a known core bug (none open now; fixed ones have their own tests below)."""
     return None
 
 
@@ -194,15 +190,6 @@ class _FailNth(FaultIO):
         super().close(fd)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: Store._open_data_fd closes the old descriptor with an unguarded io.close(), so a failing "
-        "close after compaction's rename escapes compact() as a raw OSError (not a VaultError) and leaves "
-        "self.fd naming a closed descriptor. Fix: swap in the new fd and ident first, then close the old one "
-        "inside contextlib.suppress(OSError)."
-    ),
-)
 def test_compaction_close_failure_of_the_old_descriptor_is_typed(tmp_path: Path) -> None:
     seed_vault(tmp_path / NAME)
     io = _FailNth("close", 3)  # closes in compaction: the temp file, the directory, then the old data fd
@@ -219,16 +206,6 @@ def test_compaction_close_failure_of_the_old_descriptor_is_typed(tmp_path: Path)
     assert _fresh(tmp_path / NAME, PASSPHRASE) == handle_view
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: Vault.change_passphrase writes the new key slot with Store.write_slot; when the fdatasync "
-        "after that pwrite fails, StorageError is raised but the new slot (higher generation) stays in the "
-        "file, so the old passphrase stops working although the call failed. Fix: write_slot remembers the "
-        "slot's previous bytes and on failure writes them back (poisoning the store if that fails too), as "
-        "Store.append cuts a failed frame."
-    ),
-)
 def test_failed_passphrase_change_leaves_the_old_passphrase_working(tmp_path: Path) -> None:
     seed_vault(tmp_path / NAME)
     io = _FailNth("fdatasync", 1)
@@ -435,15 +412,6 @@ def test_a_read_error_is_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert info.value.errno == errno.EIO
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug (minor): when init's directory fsync (or the Store open after create_file) fails, init raises "
-        "StorageError but leaves the complete new vault at the path, so a retried init fails with "
-        "VaultExistsError. Fix: in vault._store.create_file, unlink the path (best effort) if _fsync_dir fails "
-        "after link(); in vault._vault.init, unlink it if Store(...) or the first load fails."
-    ),
-)
 def test_a_failed_init_leaves_no_vault(tmp_path: Path) -> None:
     path = tmp_path / NAME
     io = _FailNth("fsync", 2)  # the temp file's fsync, then the directory's

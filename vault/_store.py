@@ -179,7 +179,12 @@ def create_file(path: Path, data: bytes, io: IO) -> None:
             raise VaultExistsError(f"a file already exists at {path}") from None
         finally:
             _unlink_quietly(io, tmp)
-        _fsync_dir(io, directory)
+        try:
+            _fsync_dir(io, directory)
+        except OSError:
+            # Not durable, so not created: take the name back so a retry can succeed.
+            _unlink_quietly(io, str(path))
+            raise
     except OSError as exc:
         raise _storage_error("write the new vault", exc) from exc
 
@@ -248,10 +253,13 @@ class Store:
                 raise InsecureFileError(f"vault path {self.path} is a symbolic link") from None
             raise _storage_error("open the vault", exc) from exc
         fst = os.fstat(fd)
-        if self.fd >= 0:
-            self.io.close(self.fd)
-        self.fd = fd
+        old, self.fd = self.fd, fd
         self._ident = (fst.st_dev, fst.st_ino)
+        if old >= 0:
+            # Nothing was written through the old descriptor since its last sync; a failed
+            # close cannot lose data, and must not leave us holding a dead descriptor.
+            with suppress(OSError):
+                self.io.close(old)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -356,11 +364,24 @@ class Store:
             self.poisoned = True
 
     def write_slot(self, offset: int, data: bytes) -> None:
-        """Overwrite a key slot in place. Slots carry a checksum, so a torn write reads as an empty slot."""
+        """Overwrite a key slot in place and sync it; on failure put the old bytes back.
+
+        Slots carry a checksum, so a torn write reads as a damaged (ignored) slot. A failed
+        write must not leave a new slot behind: it would change the passphrase while the
+        call reports failure.
+        """
+        if self.poisoned:
+            raise StorageError("an earlier write failed and could not be rolled back; reopen the vault")
+        previous = self.read(offset, len(data))
         try:
             _write_all(self.io, self.fd, data, offset)
             self.io.fdatasync(self.fd)
         except OSError as exc:
+            try:
+                _write_all(self.io, self.fd, previous, offset)
+                self.io.fdatasync(self.fd)
+            except OSError:
+                self.poisoned = True
             raise _storage_error("write the key slot", exc) from exc
 
     def replace_with(self, data: bytes) -> None:

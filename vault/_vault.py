@@ -960,12 +960,18 @@ def init(
     tag = _crypto.mac(keys.chain, _format.header_mac_input(header))
     io = _io or IO()
     create_file(target, header + tag + slot.encode() + _format.EMPTY_SLOT, io)
-    store = Store(target, io)
+    try:
+        store = Store(target, io)
+    except BaseException:
+        # init failed, so leave nothing behind: a retry must not meet VaultExistsError.
+        target.unlink(missing_ok=True)
+        raise
     try:
         vault = Vault(store, data_key, vault_id, params, clock=clock, rng=_rng, lock_timeout=lock_timeout)
         vault._load(store.read())
     except BaseException:
         store.close()
+        target.unlink(missing_ok=True)
         raise
     return vault
 
