@@ -3,7 +3,7 @@
     python bench/run.py            full run: N = 1k, 10k, 100k; peers at 1k and 10k (a few minutes)
     python bench/run.py --quick    smoke run for CI: N = 1k, 10k, few repeats, peers at 1k (< 1 min)
 
-Writes bench/results.json and bench/chart.png (``--out DIR`` to write elsewhere; the
+Writes bench/results.json, bench/results.md and bench/chart.png (``--out DIR`` to write elsewhere; the
 quick run writes to a temp dir unless ``--out`` is given, so CI never dirties the
 tree). Installs nothing: the peers (pykeepass, keyrings.cryptfile) and matplotlib are
 used when importable (``pip install -e '.[bench]'``). Figures are printed, never
@@ -521,9 +521,12 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         size["ratio_after_to_own"] <= 1.5,
     )
     for peer in ("pykeepass", "cryptfile"):
-        at = 10_000 if find(results, "create (durable)", 10_000) and any(
-            r["n"] == 10_000 and r["op"].startswith(peer) for r in results["rows"]
-        ) else 1000
+        at = (
+            10_000
+            if find(results, "create (durable)", 10_000)
+            and any(r["n"] == 10_000 and r["op"].startswith(peer) for r in results["rows"])
+            else 1000
+        )
         c, g = find(results, "create (durable)", at), find(results, "fetch by id", at)
         if not c or c.get(f"vs_{peer}") is None or not g:
             goal(f">= 100x faster per durable add than {peer} (N=10k)", "peer not installed", None)
@@ -607,6 +610,59 @@ def summary(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as Markdown (bench/results.md), for bench/README.md and docs/PERF.md."""
+    m, la, fl, mem = results["machine"], results["load"], results["floors"], results["memory"]
+    lines = [
+        f"Measured {results['date']} with `python bench/run.py{' --quick' if results['quick'] else ''}` on "
+        f"{m['cpu']} ({m['cpus']} CPUs, {m['memory_bytes'] / 2**30:.0f} GiB), {m['platform']}, Python {m['python']}, "
+        f"PyNaCl {m['pynacl']}, msgpack {m['msgpack']}; vaults and floor file on {m['filesystem']}. "
+        f"Shared machine: load average (1/5/15 min) {la['start'][0]:.2f}/{la['start'][1]:.2f}/{la['start'][2]:.2f} "
+        f"at the start, {la['end'][0]:.2f}/{la['end'][1]:.2f}/{la['end'][2]:.2f} at the end.",
+        "",
+        f"Floors, measured in the same run: append {results['create_frame_bytes']} B + fdatasync "
+        f"**{fmt_time(fl['fsync']['median_s'])}** (p95 {fmt_time(fl['fsync']['p95_s'])}); one secretbox open + one "
+        f"msgpack decode **{fmt_time(fl['crypto']['median_s'])}**; msgpack encode + secretbox seal of one record "
+        f"{fmt_time(fl['seal']['median_s'])}.",
+        "",
+        table(results),
+        "",
+        "KDF, reported apart (open() runs it once per unlock): "
+        + ", ".join(f"{k} {fmt_time(v['median_s'])}" for k, v in results["kdf"].items())
+        + ". Peers at their lowest KDF, timed apart: "
+        + ", ".join(
+            f"{k} {fmt_time(v['kdf_s'])}" for k, v in results["peers"].items() if k != "versions" and "kdf_s" in v
+        )
+        + " (pykeepass "
+        + results["peers"]["versions"].get("pykeepass", "not installed")
+        + ", keyrings.cryptfile "
+        + results["peers"]["versions"].get("cryptfile", "not installed")
+        + "; neither calls fsync).",
+        "",
+        "| N | file before compact | after compact | bytes/secret | sealed records' own size | after ÷ own |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, sz in results["sizes"].items():
+        lines.append(
+            f"| {int(n):,} | {sz['before_compact']:,} B | {sz['after_compact']:,} B "
+            f"| {sz['bytes_per_secret_after']:.0f} | {sz['sealed_records_own']:,} B | {sz['ratio_after_to_own']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Peak memory, open of {mem['n']:,} secrets + 100 fetches + a list page in a fresh interpreter: "
+        f"peak RSS (VmHWM) **{mem['rss']['peak_bytes'] / 2**20:.0f} MiB** (the interpreter with vault imported: "
+        f"{mem['rss']['baseline_bytes'] / 2**20:.0f} MiB); "
+        f"tracemalloc peak {mem['tracemalloc']['peak_bytes'] / 2**20:.0f} MiB.",
+        "",
+        "| goal (issue 6) | figure | |",
+        "|---|---:|---|",
+    ]
+    for g in results["goals"]:
+        mark = {True: "met", False: "**not met**", None: "n/a"}[g["met"]]
+        lines.append(f"| {g['goal']} | {g['figure']} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CI smoke run: smaller N, fewer repeats (< 1 min)")
@@ -626,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (Path(tempfile.mkdtemp(prefix="cbkv-bench-out-")) if args.quick else HERE)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.md").write_text(markdown(results))
     from _chart import draw
 
     charted = draw(results, out / "chart.png")
