@@ -668,6 +668,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="CI smoke run: smaller N, fewer repeats (< 1 min)")
     ap.add_argument("--out", type=Path, help="where results.json and chart.png go (default: bench/; quick: a temp dir)")
     ap.add_argument("--dir", type=Path, help="scratch directory for the vaults (default: a new temp dir)")
+    ap.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="replace the results block in bench/README.md and docs/PERF.md with this run's results.md",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))  # for the _peers / _chart helpers when run as a script
     started = time.monotonic()
@@ -690,7 +695,26 @@ def main(argv: list[str] | None = None) -> int:
     chart = f" and {out / 'chart.png'}" if charted else " (no chart: matplotlib missing)"
     print(f"\nwrote {out / 'results.json'}{chart}")
     print(f"elapsed {results['elapsed_s']:.1f} s")
+    if args.update_docs:
+        for doc in (HERE / "README.md", HERE.parent / "docs" / "PERF.md"):
+            print(f"updated {doc}" if update_block(doc, markdown(results)) else f"no results block in {doc}")
     return 0
+
+
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+def update_block(doc: Path, text: str) -> bool:
+    """Swap the text between the results markers; the prose around them is written by hand."""
+    try:
+        body = doc.read_text()
+    except FileNotFoundError:
+        return False
+    start, stop = body.find(BEGIN), body.find(END)
+    if start < 0 or stop < start:
+        return False
+    doc.write_text(body[: start + len(BEGIN)] + "\n" + text + body[stop:])
+    return True
 
 
 if __name__ == "__main__":
