@@ -3,8 +3,8 @@
     python bench/run.py            full run: N = 1k, 10k, 100k; peers at 1k and 10k (a few minutes)
     python bench/run.py --quick    smoke run for CI: N = 1k, 10k, few repeats, peers at 1k (< 1 min)
 
-Writes bench/results.json, bench/results.md and bench/chart.png (``--out DIR`` to write elsewhere; the
-quick run writes to a temp dir unless ``--out`` is given, so CI never dirties the
+Writes bench/results.json, bench/results.md and bench/chart.png (``--out DIR`` to write
+elsewhere; a quick run keeps nothing unless ``--out`` is given, so CI never dirties the
 tree). Installs nothing: the peers (pykeepass, keyrings.cryptfile) and matplotlib are
 used when importable (``pip install -e '.[bench]'``). Figures are printed, never
 asserted. The method is in bench/README.md.
@@ -594,13 +594,7 @@ def summary(results: dict[str, Any]) -> str:
         f"peak memory at N={mem['n']}: peak RSS (VmHWM) {mem['rss']['peak_bytes'] / 2**20:.0f} MiB "
         f"(interpreter + imports alone {mem['rss']['baseline_bytes'] / 2**20:.0f} MiB); "
         f"tracemalloc peak {mem['tracemalloc']['peak_bytes'] / 2**20:.0f} MiB",
-        "peers: "
-        + (", ".join(f"{k} {v}" for k, v in results["peers"]["versions"].items()) or "none installed")
-        + " (KDF at its minimum, timed apart: "
-        + ", ".join(
-            f"{k} {fmt_time(v['kdf_s'])}" for k, v in results["peers"].items() if k != "versions" and "kdf_s" in v
-        )
-        + "; neither fsyncs)",
+        _peer_line(results),
         "",
         "goals (issue 6):",
     ]
@@ -663,6 +657,17 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _peer_line(results: dict[str, Any]) -> str:
+    versions = results["peers"]["versions"]
+    if not versions:
+        return "peers: none installed (pip install -e '.[bench]' to compare with pykeepass and keyrings.cryptfile)"
+    kdf = ", ".join(
+        f"{k} {fmt_time(v['kdf_s'])}" for k, v in results["peers"].items() if k != "versions" and "kdf_s" in v
+    )
+    names = ", ".join(f"{k} {v}" for k, v in versions.items())
+    return f"peers: {names} (KDF at its minimum, timed apart: {kdf}; neither fsyncs)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CI smoke run: smaller N, fewer repeats (< 1 min)")
@@ -684,16 +689,25 @@ def main(argv: list[str] | None = None) -> int:
     peer_ratios(results)
     results["goals"] = goals(results)
     results["elapsed_s"] = time.monotonic() - started
-    out = args.out or (Path(tempfile.mkdtemp(prefix="cbkv-bench-out-")) if args.quick else HERE)
+    print(summary(results))
+    # A quick run without --out keeps nothing: CI calls it as a smoke test on every push.
+    keep = args.out is not None or not args.quick
+    out = args.out or (HERE if keep else Path(tempfile.mkdtemp(prefix="cbkv-bench-out-")))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "results.md").write_text(markdown(results))
     from _chart import draw
 
     charted = draw(results, out / "chart.png")
-    print(summary(results))
-    chart = f" and {out / 'chart.png'}" if charted else " (no chart: matplotlib missing)"
-    print(f"\nwrote {out / 'results.json'}{chart}")
+    if keep:
+        chart = f" and {out / 'chart.png'}" if charted else " (no chart: matplotlib missing)"
+        print(f"\nwrote {out / 'results.json'}, {out / 'results.md'}{chart}")
+    else:
+        print(
+            f"\nquick run: results, Markdown{' and chart' if charted else ''} rendered and discarded "
+            "(--out DIR keeps them)"
+        )
+        shutil.rmtree(out, ignore_errors=True)
     print(f"elapsed {results['elapsed_s']:.1f} s")
     if args.update_docs:
         for doc in (HERE / "README.md", HERE.parent / "docs" / "PERF.md"):
