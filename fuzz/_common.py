@@ -77,3 +77,14 @@ def main(target: str, one: Callable[[bytes], None]) -> None:
     print(f"{target}: replayed {replayed} corpus inputs", file=sys.stderr, flush=True)
     atheris.Setup(sys.argv, one)
     atheris.Fuzz()
+
+
+def write_seeds(target: str, seeds: dict[str, bytes]) -> int:
+    """Replace ``seed-*`` files of a target's corpus with ``seeds`` (name -> bytes); ``crash-*`` stay forever."""
+    out = corpus_dir(target)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in out.glob("seed-*"):
+        path.unlink()
+    for name, blob in seeds.items():
+        (out / f"seed-{name}").write_bytes(blob)
+    return len(seeds)
