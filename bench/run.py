@@ -373,6 +373,52 @@ class Bench:
             self.row("open (KDF apart)", n, opens, "read+verify+decrypt+decode", floor["median_s"])
             self.extra.setdefault("open_floor", {})[str(n)] = floor
 
+        # Lock contention: 4 processes creating at once on the 10k vault. Each commit still
+        # costs one fsync under the writer lock, so a writer's latency is ~4 commits; the
+        # aggregate rate shows whether anything beyond the fsyncs is serialised.
+        self.log("4 concurrent writers")
+        n_mid = self.ns[1]
+        path = vaults[n_mid][0].path
+        per = 25 if self.quick else 100
+        writers = [
+            subprocess.Popen(
+                [sys.executable, str(HERE / "_writer.py"), str(path), str(per)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        pipes = [(w.stdin, w.stdout) for w in writers]
+        for w_in, _out in pipes:
+            assert w_in is not None
+            w_in.write(PASS + "\n")
+            w_in.flush()
+        for _in, w_out in pipes:
+            assert w_out is not None
+            w_out.readline()  # "ready": opened
+        t = time.perf_counter_ns()
+        for w_in, _out in pipes:
+            assert w_in is not None
+            w_in.write("go\n")
+            w_in.close()
+        lat: list[float] = []
+        for w, (_in, w_out) in zip(writers, pipes, strict=True):
+            assert w_out is not None
+            lat += json.loads(w_out.read())["times"]
+            w_out.close()
+            w.wait(timeout=300)
+        wall = (time.perf_counter_ns() - t) / 1e9
+        self.row("create, 4 writers at once", n_mid, lat, "fsync", fs["median_s"])
+        one = next(r for r in self.rows if r["op"] == "create (durable)" and r["n"] == n_mid)
+        self.extra["concurrent_writers"] = {
+            "writers": 4,
+            "creates_each": per,
+            "aggregate_per_s": 4 * per / wall,
+            "single_writer_per_s": 1 / one["median_s"],
+            "fsync_floor_per_s": 1 / fs["median_s"],
+        }
+
         # Batch: 10k creates in one `with v.batch():` on a fresh vault, floor = one fsync + 10k seals.
         self.log("batch of 10k")
         batch_times: list[float] = []
@@ -591,6 +637,7 @@ def summary(results: dict[str, Any]) -> str:
             f"{s['sealed_records_own']:,} B)"
             for n, s in results["sizes"].items()
         ),
+        _writers_line(results),
         f"peak memory at N={mem['n']}: peak RSS (VmHWM) {mem['rss']['peak_bytes'] / 2**20:.0f} MiB "
         f"(interpreter + imports alone {mem['rss']['baseline_bytes'] / 2**20:.0f} MiB); "
         f"tracemalloc peak {mem['tracemalloc']['peak_bytes'] / 2**20:.0f} MiB",
@@ -643,6 +690,8 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        _writers_line(results) + ".",
+        "",
         f"Peak memory, open of {mem['n']:,} secrets + 100 fetches + a list page in a fresh interpreter: "
         f"peak RSS (VmHWM) **{mem['rss']['peak_bytes'] / 2**20:.0f} MiB** (the interpreter with vault imported: "
         f"{mem['rss']['baseline_bytes'] / 2**20:.0f} MiB); "
@@ -655,6 +704,15 @@ def markdown(results: dict[str, Any]) -> str:
         mark = {True: "met", False: "**not met**", None: "n/a"}[g["met"]]
         lines.append(f"| {g['goal']} | {g['figure']} | {mark} |")
     return "\n".join(lines) + "\n"
+
+
+def _writers_line(results: dict[str, Any]) -> str:
+    cw = results["concurrent_writers"]
+    return (
+        f"{cw['writers']} concurrent writer processes x {cw['creates_each']} durable creates: "
+        f"{cw['aggregate_per_s']:,.0f} commits/s together, vs {cw['single_writer_per_s']:,.0f}/s for one writer "
+        f"and {cw['fsync_floor_per_s']:,.0f}/s for back-to-back floor fsyncs"
+    )
 
 
 def _peer_line(results: dict[str, Any]) -> str:
