@@ -1,7 +1,8 @@
 """Run every fuzz target for a fixed budget and print its figures (what .ci/run calls).
 
-    python fuzz/run.py                 # 20 s per target (the CI budget)
+    python fuzz/run.py                 # 20 s per target (the CI budget; 10 s for import and plan)
     python fuzz/run.py --seconds 3600  # a long run (see fuzz/README.md)
+    python fuzz/run.py --budget fuzz_plan=600 fuzz_plan   # one target, its own budget
 
 Each target first replays its committed corpus, then fuzzes from a scratch copy of it
 under fuzz/.work/<target>/ (so the committed corpus only changes when someone adds a
@@ -20,7 +21,22 @@ import time
 from pathlib import Path
 
 FUZZ_DIR = Path(__file__).resolve().parent
-TARGETS = ("fuzz_format", "fuzz_open")
+#: target -> share of --seconds it gets. The import parsers and the planner are small and fast
+#: (thousands of executions a second), so half the budget keeps CI's four targets under ~100 s.
+TARGETS: dict[str, float] = {"fuzz_format": 1.0, "fuzz_open": 1.0, "fuzz_import": 0.5, "fuzz_plan": 0.5}
+
+
+def budget(target: str, seconds: int, overrides: dict[str, int]) -> int:
+    if target in overrides:
+        return overrides[target]
+    return max(1, round(seconds * TARGETS.get(target, 1.0)))
+
+
+def _override(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or name not in TARGETS or not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected TARGET=SECONDS with TARGET one of {', '.join(TARGETS)}")
+    return name, int(value)
 
 
 def run_target(target: str, seconds: int, seed: int) -> dict[str, object]:
@@ -58,6 +74,7 @@ def run_target(target: str, seconds: int, seed: int) -> dict[str, object]:
         "replayed": int(replayed.group(1)) if replayed else 0,
         "executions": int(done.group(1)) if done else 0,
         "seconds": round(time.monotonic() - started, 1),
+        "budget": seconds,
         "crashes": len(crashes) if crashes else int(failed),
         "artifacts": crashes,
         "returncode": proc.returncode,
@@ -67,7 +84,20 @@ def run_target(target: str, seconds: int, seed: int) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=20, help="fuzzing budget per target (default 20)")
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        default=20,
+        help="fuzzing budget per target (default 20); fuzz_import and fuzz_plan get half of it",
+    )
+    parser.add_argument(
+        "--budget",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="TARGET=SECONDS",
+        help="give one target its own budget (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="libFuzzer seed (0: random)")
     parser.add_argument("targets", nargs="*", default=list(TARGETS))
     args = parser.parse_args(argv)
@@ -76,12 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"fuzz: atheris cannot be imported ({exc}); install the 'fuzz' extra", file=sys.stderr)
         return 2
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    overrides = dict(args.budget)
     bad = 0
     for target in args.targets:
-        result = run_target(target, args.seconds, args.seed)
+        result = run_target(target, budget(target, args.seconds, overrides), args.seed)
         print(
             f"fuzz {target}: corpus replayed {result['replayed']}, executions {result['executions']} "
-            f"in {result['seconds']} s, crashes found {result['crashes']}"
+            f"in {result['seconds']} s (budget {result['budget']} s), crashes found {result['crashes']}"
         )
         if result["crashes"]:
             bad += 1

@@ -1,7 +1,7 @@
 """Print the proof figures of the last test run (what .ci/run calls after pytest), and check them.
 
     python tests/report.py                     # figures + coverage of the core modules
-    python tests/report.py --fuzz 20           # also run every fuzz target for 20 s each
+    python tests/report.py --fuzz 20           # also run every fuzz target (20 s each; import and plan 10 s)
 
 The tests write one JSON file per figure to build/proof/ (``$CBKV_FIGURES`` overrides);
 this script prints them, adds branch coverage of the core modules from ``.coverage`` (if
@@ -36,7 +36,11 @@ REQUIRED: dict[str, tuple[str, int]] = {
     "concurrency": ("concurrent updates (8 processes x 100) with a live reader", 800),
     "kdf_hostile_refused": ("hostile KDF parameter sets refused before derivation", 10),
     "leak_checks": ("leak checks (marker forms x places)", 1),
+    "cli_leak_checks": ("CLI leak checks (marker x stream, every command and error path, --debug too)", 1),
 }
+
+#: Every fuzz target fuzz/run.py must report on, with "crashes found 0".
+FUZZ_TARGETS = ("fuzz_format", "fuzz_open", "fuzz_import", "fuzz_plan")
 
 
 def load() -> dict[str, dict[str, Any]]:
@@ -103,9 +107,24 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if args.fuzz:
         print("== fuzz")
-        rc = subprocess.call([sys.executable, str(ROOT / "fuzz" / "run.py"), "--seconds", str(args.fuzz)])
-        if rc:
-            problems.append(f"fuzz: exit {rc}")
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "fuzz" / "run.py"), "--seconds", str(args.fuzz)],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        sys.stdout.write(proc.stdout)
+        if proc.returncode:
+            problems.append(f"fuzz: exit {proc.returncode}")
+        for target in FUZZ_TARGETS:
+            # A target that silently dropped out of run.py would otherwise pass unnoticed.
+            if f"fuzz {target}: corpus" not in proc.stdout:
+                problems.append(f"fuzz {target}: not run")
+            elif not any(
+                line.startswith(f"fuzz {target}: ") and line.endswith("crashes found 0")
+                for line in proc.stdout.splitlines()
+            ):
+                problems.append(f"fuzz {target}: crashed")
     if problems:
         print("PROOF FIGURES NOT MET: " + "; ".join(problems), file=sys.stderr)
         return 1
