@@ -236,12 +236,6 @@ def test_no_command_or_error_path_leaks_the_marker_value_or_passphrase(vp: Path,
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='parse_json echoes a foreign document\'s "version" with repr() in its error '
-    "(`export version {doc['version']!r} is not supported`): a file whose version field holds "
-    "a secret prints it on stderr",
-)
 def test_a_foreign_export_version_is_not_echoed(vp: Path, tmp_path: Path) -> None:
     f = tmp_path / "foreign.json"
     f.write_text(json.dumps({"version": VALUE, "items": []}))

@@ -100,7 +100,7 @@ class World:
                 self.local[rec.id] = replace(rec, link=Link(a.remote_id, a.base, a.ref))
             elif isinstance(a, PullNew):
                 r = a.remote
-                lid = r.id if r.id not in self.local else f"pulled{next(self.ids)}"
+                lid = r.id if a.keep_id and r.id not in self.local else f"pulled{next(self.ids)}"
                 base = Base(r.fields, None, None, True, r.updated_at)
                 link = Link(r.id, base, r.ref)
                 self.local[lid] = LocalRecord(lid, r.fields, None, None, "shared", r.alias, r.name, link)

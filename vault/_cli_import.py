@@ -107,6 +107,9 @@ def _record_from_item(item: object, where: str) -> Record:
     )
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def parse_json(data: bytes) -> list[Record]:
     """Our export document, the cloud's list body ``{"items": [...]}``, or a bare list of items."""
     try:
@@ -116,11 +119,14 @@ def parse_json(data: bytes) -> list[Record]:
     except json.JSONDecodeError as exc:
         # The decoder's message names a position, never the text around it.
         raise UsageError(f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise UsageError("not valid JSON: nested too deeply") from None
     if isinstance(doc, dict):
         if "format" in doc and doc["format"] != EXPORT_FORMAT:
             raise UsageError('not a cbk-vault export (unknown "format")')
         if "version" in doc and doc["version"] != EXPORT_VERSION:
-            raise UsageError(f"export version {doc['version']!r} is not supported (this build reads 1)")
+            # Never echo the field: a foreign file may hold anything in it, a secret included.
+            raise UsageError(f"export version is not supported (this build reads {EXPORT_VERSION})")
         items = doc.get("items")
         if not isinstance(items, list):
             raise UsageError('expected an "items" list')
@@ -203,7 +209,11 @@ def parse_env(data: bytes) -> list[Record]:
         raise UsageError("the file is not UTF-8 text") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines()
+    # Only CR, LF and CRLF end a line: str.splitlines() also breaks at \x0b, \x0c, \x85,
+    # \u2028 and others, which may sit inside a quoted value that must come back unchanged.
+    lines = _LINE_BREAK.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
     records: list[Record] = []
     seen: dict[str, int] = {}
     i = 0

@@ -170,6 +170,9 @@ class Adopt:
 @dataclass(frozen=True, slots=True)
 class PullNew:
     remote: RemoteRecord
+    #: False when one of this vault's markers names the cloud id as a local id: pulling the
+    #: secret under that id would make it the owner of the marker in the next plan.
+    keep_id: bool = True
     op: Literal["pull-new"] = "pull-new"
 
 
@@ -292,6 +295,7 @@ class _Planner:
         self.prefer = prefer
         self.actions: list[Action] = []
         self.conflicts: list[Conflict] = []
+        self.marked_ids: frozenset[str] = frozenset()
 
     def conflict(
         self,
@@ -382,7 +386,12 @@ class _Planner:
             if self.push:
                 self.actions.append(delete)
             return
-        self.conflict("deleted-locally", local_id, remote_id, r.name, on_local=[delete], on_remote=[PullNew(r)])
+        self.conflict(
+            "deleted-locally", local_id, remote_id, r.name, on_local=[delete], on_remote=[self.pull_new(r)]
+        )
+
+    def pull_new(self, r: RemoteRecord) -> PullNew:
+        return PullNew(r, keep_id=r.id not in self.marked_ids)
 
     def run(self, local: Sequence[LocalRecord], remote: Sequence[RemoteRecord]) -> None:
         state = self.state
@@ -397,6 +406,9 @@ class _Planner:
         # A marker naming one of our local records that is not (or no longer) linked to a live
         # cloud secret: a push created it and stopped before saving the link. Re-link, never re-create.
         prefix = state.vault_ref + ":"
+        self.marked_ids = frozenset(
+            r.ref[len(prefix) :] for r in remote if r.ref is not None and r.ref.startswith(prefix)
+        )
         adopt: dict[str, RemoteRecord] = {}
         orphans: list[tuple[RemoteRecord, str]] = []
         for r in remote:
@@ -473,7 +485,7 @@ class _Planner:
             if r.alias and r.alias in pinned_alias:
                 self.conflict("alias-taken", None, r.id, r.name)  # a local-only secret holds that alias
             elif self.pull:
-                self.actions.append(PullNew(r))
+                self.actions.append(self.pull_new(r))
 
 
 def plan(

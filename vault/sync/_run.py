@@ -441,7 +441,8 @@ class _Runner:
 
     def pull_new(self, a: PullNew) -> None:
         r = a.remote
-        lid = r.id if _format.ID_RE.fullmatch(r.id) and r.id not in self.local_ids else _new_local_id()
+        keep = a.keep_id and _format.ID_RE.fullmatch(r.id) is not None and r.id not in self.local_ids
+        lid = r.id if keep else _new_local_id()
         fields = dict(r.item)
         base = Base(r.fields, None, self.fp.secret(fields["config"]), True, r.updated_at)
         ext = {EXT_KEY: _link_to_json(Link(r.id, base, r.ref))}
