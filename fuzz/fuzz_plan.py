@@ -48,8 +48,6 @@ with atheris.instrument_imports():
         DeleteRemote,
         Link,
         LocalRecord,
-        Plan,
-        PullNew,
         RemoteRecord,
         UpdateRemote,
     )
