@@ -312,44 +312,59 @@ class Entry:
 _U63: Final = (1 << 63) - 1
 
 
-def _is_uint(x: object) -> bool:
-    return type(x) is int and 0 <= x <= _U63  # type: ignore[operator,unused-ignore]
+# One shared str object per enum value: validation by dict lookup, and a 100k-secret index
+# holds three strings in all instead of three per record (msgpack makes a new str each time).
+_KIND_OF: Final = {k: k for k in KINDS}
+_TYPE_OF: Final = {t: t for t in TYPES}
+_VISIBILITY_OF: Final = {v: v for v in VISIBILITIES}
+_NO_STR: Final[dict[str, str]] = {}
 
 
-def _is_str(x: object, limit: int) -> bool:
-    return type(x) is str and len(x) <= limit
+def _id_ok(rid: str) -> bool:
+    """``ID_RE.fullmatch`` without the regex engine (open runs this once per record).
 
-
-def _is_opt_str(x: object, limit: int) -> bool:
-    return x is None or _is_str(x, limit)
-
-
-def _is_json_map(x: object) -> bool:
-    return x is None or type(x) is dict
+    ASCII, alphanumeric and no upper case (``islower`` holds because the first
+    character is a letter) is exactly ``[a-z0-9]``.
+    """
+    n = len(rid)
+    return (
+        (n == 24 or (n == 25 and rid[0] == "c"))
+        and "a" <= rid[0] <= "z"
+        and rid.isascii()
+        and rid.isalnum()
+        and rid.islower()
+    )
 
 
 def decode_entry(fields: object) -> Entry:
     if type(fields) is not list or len(fields) != len(ENTRY_FIELDS):
         raise corrupt("malformed record")
     (rid, rev, ca, ua, name, desc, kind, typ, vis, alias, meta, config, bp, vrev, vbox, ext) = fields
+    # Unhashable values must not reach the dict lookups below (a TypeError is not a VaultError).
+    kind = (_KIND_OF if type(kind) is str else _NO_STR).get(kind)
+    typ = (_TYPE_OF if type(typ) is str else _NO_STR).get(typ)
+    vis = (_VISIBILITY_OF if type(vis) is str else _NO_STR).get(vis)
+    if kind is None or typ is None or vis is None:
+        raise corrupt("malformed record")
     ok = (
         type(rid) is str
-        and ID_RE.fullmatch(rid) is not None
-        and _is_uint(rev)
-        and rev >= 1
-        and _is_uint(ca)
-        and _is_uint(ua)
-        and _is_str(name, MAX_NAME)
-        and _is_str(desc, MAX_DESCRIPTION)
-        and kind in KINDS
-        and typ in TYPES
-        and vis in VISIBILITIES
+        and _id_ok(rid)
+        and type(rev) is int
+        and 1 <= rev <= _U63
+        and type(ca) is int
+        and 0 <= ca <= _U63
+        and type(ua) is int
+        and 0 <= ua <= _U63
+        and type(name) is str
+        and len(name) <= MAX_NAME
+        and type(desc) is str
+        and len(desc) <= MAX_DESCRIPTION
         and (alias is None or (type(alias) is str and alias != "" and ALIAS_RE.fullmatch(alias) is not None))
-        and _is_json_map(meta)
-        and _is_json_map(config)
-        and _is_opt_str(bp, MAX_ID)
-        and _is_uint(vrev)
-        and vrev <= rev
+        and (meta is None or type(meta) is dict)
+        and (config is None or type(config) is dict)
+        and (bp is None or (type(bp) is str and len(bp) <= MAX_ID))
+        and type(vrev) is int
+        and 0 <= vrev <= rev
         and (vbox is None or (type(vbox) is bytes and len(vbox) >= _crypto.NONCE_SIZE + _crypto.MAC_SIZE))
         and type(ext) is dict
     )

@@ -9,13 +9,14 @@ another vault, or edited without the reader noticing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _crypto, _format
 from ._format import corrupt
 
-__all__ = ["LogRead", "read_log", "seal_frame", "tail_is_torn"]
+__all__ = ["LogRead", "iter_log", "read_log", "seal_frame", "tail_is_torn"]
 
 
 def seal_frame(
@@ -70,9 +71,21 @@ def read_log(
     seq: int,
 ) -> LogRead:
     """Verify and decode every committed frame from ``pos`` to the end of ``data``."""
+    out = LogRead(end=pos, tag=prev_tag, seq=seq)
+    out.frames = list(iter_log(keys, data, epoch, out))
+    return out
+
+
+def iter_log(keys: _crypto.Keys, data: bytes | memoryview, epoch: int, out: LogRead) -> Iterator[list[Any]]:
+    """Yield each committed frame's ops in order, from ``out.end``, advancing ``out`` as it goes.
+
+    ``out`` (end, tag, seq, torn) describes exactly the frames yielded so far, so a
+    consumer that applies each frame and drops it never holds the whole decoded log:
+    opening 100k secrets held ~25 MiB of decoded lists at once before.
+    """
     view = memoryview(data)
     n = len(view)
-    out = LogRead(end=pos, tag=prev_tag, seq=seq)
+    pos = out.end
     head = _format.FRAME_HEAD
     while pos < n:
         if n - pos < head.size:
@@ -102,8 +115,8 @@ def read_log(
             plaintext = _crypto.open_box(keys.frame, body[head.size :])
         except _crypto.OpenFailed:
             raise corrupt(f"frame at offset {pos} fails to decrypt") from None
-        out.frames.append(_format.decode_frame_plaintext(plaintext, epoch, out.seq))
+        ops = _format.decode_frame_plaintext(plaintext, epoch, out.seq)
         out.seq += 1
         out.tag = tag
         out.end = pos = end
-    return out
+        yield ops
