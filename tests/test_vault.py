@@ -297,3 +297,26 @@ def test_a_reader_that_saw_a_frame_later_cut_off_reloads(vault_path: Path) -> No
             assert len(r) == 2
             os.truncate(vault_path, committed)  # what the failed writer's rollback does
             assert [s.name for s in r.secret.list()] == ["kept"]
+
+
+@pytest.mark.parametrize("chunk", [1, 97, 700, 4096])
+def test_loading_in_chunks_sees_exactly_what_a_whole_read_sees(
+    vault_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault import _vault
+
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        with v.batch():
+            ids = [v.secret.create(name=f"s{i}", value="v" * i).id for i in range(40)]  # one big frame
+        for i in range(0, 40, 3):
+            v.secret.update(ids[i], value=f"new{i}")  # many small frames
+        v.secret.delete(ids[1])
+        expected = [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")]
+    with vault_path.open("ab") as f:
+        f.write(b"\x00\x00\x01\x00")  # a torn append at the end
+    monkeypatch.setattr(_vault, "_LOAD_CHUNK", chunk)
+    with vault.open(vault_path, PASSPHRASE) as v:
+        assert [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")] == expected
+        v.secret.create(name="after the torn tail")
+    with vault.open(vault_path, PASSPHRASE) as v:
+        assert len(v) == len(expected) + 1

@@ -49,6 +49,7 @@ T = TypeVar("T")
 _ID_FIRST: Final = "abcdefghijklmnopqrstuvwxyz"
 _ID_REST: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
 _COMPACT_CHUNK: Final = 2048
+_LOAD_CHUNK: Final = 4 << 20
 _MISSING: Final = object()
 
 
@@ -298,14 +299,20 @@ class Vault:
 
     # --- reading the file ------------------------------------------------------------
 
-    def _load(self, data: bytes) -> None:
-        """Verify the whole file against our keys and rebuild the index from it."""
+    def _load(self) -> None:
+        """Verify the whole file against our keys and rebuild the index from it.
+
+        The log is read in chunks, not whole: at 100k secrets the file is ~40 MB, which
+        would otherwise sit in memory beside the index it is being turned into.
+        """
         keys = self._keys_or_raise()
-        header = _format.decode_header(data)
+        store = self._store
+        head = store.read(0, _format.LOG_START)
+        header = _format.decode_header(head)
         if header.vault_id != self._vault_id:
             raise corrupt("the file now holds a different vault")
-        tag = data[_format.HEADER_TAG_OFFSET : _format.LOG_START - 2 * _format.SLOT_SIZE]
-        expect = _crypto.mac(keys.chain, _format.header_mac_input(data[: _format.HEADER_SIZE]))
+        tag = head[_format.HEADER_TAG_OFFSET : _format.LOG_START - 2 * _format.SLOT_SIZE]
+        expect = _crypto.mac(keys.chain, _format.header_mac_input(head[: _format.HEADER_SIZE]))
         if not _crypto.macs_equal(expect, tag):
             raise corrupt("header fails its integrity check")
         # Loading allocates ~14 objects per secret and frees none of them, so every collection
@@ -317,20 +324,33 @@ class Vault:
         try:
             # Apply each frame as it is verified and drop it: the state is new and is thrown away
             # if a later frame fails, so nothing half-read is ever visible.
-            result = LogRead(end=_format.LOG_START, tag=tag, seq=0)
             state = _State()
-            for ops in iter_log(keys, data, header.epoch, result):
-                state.apply_logged(ops, bulk=True)
+            pos, seq, read_upto = _format.LOG_START, 0, _format.LOG_START
+            want = _LOAD_CHUNK
+            while True:
+                chunk = store.read(pos, want)
+                read_upto = pos + len(chunk)
+                at_eof = len(chunk) < want
+                result = LogRead(end=0, tag=tag, seq=seq)
+                for ops in iter_log(keys, chunk, header.epoch, result):
+                    state.apply_logged(ops, bulk=True)
+                pos, tag, seq = pos + result.end, result.tag, result.seq
+                if at_eof:
+                    break  # whatever is left past ``pos`` is a torn append
+                if result.torn:
+                    # A frame runs past the chunk: read again from its start with room for it.
+                    # (Only at the end of the file can an incomplete frame be a torn append.)
+                    want = want * 2 if result.end == 0 else _LOAD_CHUNK
             state.resort()
         finally:
             if pause_gc:
                 gc.enable()
         self._state = state
         self._epoch = header.epoch
-        self._end = result.end
-        self._tag = result.tag
-        self._seq = result.seq
-        self._size_seen = len(data)
+        self._end = pos
+        self._tag = tag
+        self._seq = seq
+        self._size_seen = read_upto
 
     def _refresh(self) -> None:
         """Take in what other processes committed since we last looked."""
@@ -338,7 +358,7 @@ class Vault:
         store = self._store
         if store.replaced():
             store.reopen()
-            self._load(store.read())
+            self._load()
             return
         if store.size() == self._size_seen:
             return
@@ -348,7 +368,7 @@ class Vault:
             if store.size() < self._end:
                 # Shorter than what we took in: we opened (lock-free) while a writer's frame was on
                 # disk that its failed fsync then cut off, or the file was cut. Re-verify from scratch.
-                self._load(store.read())
+                self._load()
                 return
             data = store.read(self._end)
         result = read_log(keys, data, 0, self._tag, self._epoch, self._seq)
@@ -1008,7 +1028,7 @@ def init(
         raise
     try:
         vault = Vault(store, data_key, vault_id, params, clock=clock, rng=_rng, lock_timeout=lock_timeout)
-        vault._load(store.read())
+        vault._load()
     except BaseException:
         store.close()
         target.unlink(missing_ok=True)
@@ -1031,14 +1051,14 @@ def open(
     store = Store(target, _io)
     try:
         # No lock: renames are atomic and a torn append reads as not yet committed.
-        data = store.read()
+        data = store.read(0, _format.LOG_START)
         header = _format.decode_header(data)
         try:
             index, slot = _format.choose_slot(data)
         except CorruptVaultError:
             # A passphrase change rewrites a slot in place; read again once it is done.
             with store.locked(exclusive=False, timeout=lock_timeout):
-                data = store.read()
+                data = store.read(0, _format.LOG_START)
             header = _format.decode_header(data)
             index, slot = _format.choose_slot(data)
         kek = _crypto.derive_kek(secret, slot.salt, slot.kdf)
@@ -1053,7 +1073,7 @@ def open(
         ):
             raise corrupt("key slot does not belong to this vault")
         vault = Vault(store, wrapped[:32], header.vault_id, slot.kdf, clock=clock, rng=_rng, lock_timeout=lock_timeout)
-        vault._load(data)
+        vault._load()
         other = data[_format.SLOT_OFFSETS[1 - index] : _format.SLOT_OFFSETS[1 - index] + _format.SLOT_SIZE]
         if other != _format.EMPTY_SLOT:
             vault._stale_slot = 1 - index  # an interrupted passphrase change; erased on the next write
