@@ -319,3 +319,33 @@ def test_closed_vault_refuses_calls(vault_path: Path) -> None:
         v.secret.list()
     with pytest.raises(vault.VaultClosedError):
         v.secret.create()
+
+
+def test_paging_stays_exact_across_many_deletes_and_undone_batches(v: vault.Vault) -> None:
+    # Deleted rows leave stale keys in the sort index until it is pruned; paging must never show them.
+    v._clock = iter(range(1_000, 1_000_000, 7)).__next__
+    with v.batch():
+        ids = [v.secret.create(name=f"s{i}").id for i in range(3000)]
+    doomed = set(ids[::2])
+    for rid in ids[::2][:1500]:
+        v.secret.delete(rid)
+    try:
+        with v.batch():
+            v.secret.delete(ids[1])
+            v.secret.delete(ids[3])
+            raise RuntimeError("undo these deletes")
+    except RuntimeError:
+        pass
+    alive = [rid for rid in ids if rid not in doomed]
+    for order, expected in (("asc", alive), ("desc", alive[::-1])):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = v.secret.list(order=order, take=100, cursor=cursor)
+            if not page.items:
+                break
+            seen += [s.id for s in page.items]
+            cursor = page.cursor
+        assert seen == expected
+    v.compact()
+    assert [s.id for s in v.secret.list(order="asc", take=5)] == alive[:5]

@@ -72,7 +72,9 @@ def error_line(proc: subprocess.CompletedProcess[str], status: int) -> str:
 def vp(tmp_path: Path) -> Path:
     """A fast-KDF vault with three secrets: @openai (meta env), @gh, and an oauth one with a clientSecret."""
     path = tmp_path / "v.cbkv"
-    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+    # One second apart: secrets created in the same millisecond sort by (random) id, not by name.
+    ticks = iter(range(1_767_225_600_000, 1_767_225_700_000, 1000))
+    with vault.init(path, PASSPHRASE, kdf=FAST, clock=ticks.__next__) as v:
         v.secret.create(name="OpenAI", alias="openai", type="bearer", value=TOKEN, meta={"env": "OPENAI_API_KEY"})
         v.secret.create(name="GitHub", alias="gh", value=GH, description="repo token")
         v.secret.create(
@@ -499,8 +501,13 @@ def test_export_then_import_round_trips_every_field(vp: Path, tmp_path: Path) ->
     ids = json.loads(ok(cli(fresh, "import", "--new-ids", "--json", str(dump))).stdout)["ids"]
     assert not set(ids) & {item["id"] for item in original}
     again = snapshot(fresh)
-    strip = [{k: v for k, v in item.items() if k != "id"} for item in original]
-    assert [{k: v for k, v in item.items() if k != "id"} for item in again] == strip
+
+    def without_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # New ids change the order of secrets created in the same millisecond (ties sort by id).
+        stripped = [{k: v for k, v in item.items() if k != "id"} for item in items]
+        return sorted(stripped, key=lambda item: (item["createdAt"], item["name"]))
+
+    assert without_ids(again) == without_ids(original)
 
 
 @pytest.mark.parametrize(

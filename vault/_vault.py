@@ -89,7 +89,7 @@ def _new_id(rng: _crypto.RandomSource) -> str:
 class _State:
     """The index: entries by id, sort order, alias and name lookups, vault settings."""
 
-    __slots__ = ("aliases", "dead", "entries", "gone", "names", "order", "settings")
+    __slots__ = ("aliases", "dead", "entries", "gone", "names", "order", "settings", "stale")
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
@@ -102,19 +102,38 @@ class _State:
         # Sort keys of deleted rows, so a cursor naming a just-deleted item still pages on.
         self.gone: dict[str, tuple[int, str]] = {}
         self.dead = 0  # superseded ops in the log: compaction's trigger
+        # Keys in ``order`` whose row was deleted or re-dated. They are skipped when read and
+        # pruned in bulk: deleting from the middle of a 100k list is an O(N) memmove per write.
+        self.stale = 0
+
+    def live(self, key: tuple[int, str]) -> bool:
+        entry = self.entries.get(key[1])
+        return entry is not None and entry.created_at == key[0]
+
+    def _add_key(self, key: tuple[int, str]) -> None:
+        order = self.order
+        if not order or order[-1] < key:
+            order.append(key)  # the common case: a new secret is the newest
+            return
+        i = bisect.bisect_left(order, key)
+        if i < len(order) and order[i] == key:
+            self.stale -= 1  # still there from a delete that is being undone
+        else:
+            order.insert(i, key)
+
+    def _maybe_prune(self) -> None:
+        if self.stale > 1024 and 2 * self.stale > len(self.order):
+            self.order = [key for key in self.order if self.live(key)]
+            self.stale = 0
 
     def put(self, entry: Entry, *, keep_order: bool = True) -> None:
         old = self.entries.get(entry.id)
         if old is not None:
             self._unindex(old, drop_order=keep_order and old.created_at != entry.created_at)
             if keep_order and old.created_at != entry.created_at:
-                bisect.insort(self.order, (entry.created_at, entry.id))
+                self._add_key((entry.created_at, entry.id))
         elif keep_order:
-            key = (entry.created_at, entry.id)
-            if not self.order or self.order[-1] < key:
-                self.order.append(key)
-            else:
-                bisect.insort(self.order, key)
+            self._add_key((entry.created_at, entry.id))
         self.entries[entry.id] = entry
         self.gone.pop(entry.id, None)
         if entry.alias is not None:
@@ -127,11 +146,13 @@ class _State:
                 self.names[entry.name] = {held, entry.id}
         else:
             held.add(entry.id)
+        self._maybe_prune()
 
     def remove(self, record_id: str) -> Entry:
         entry = self.entries.pop(record_id)
         self._unindex(entry, drop_order=True)
         self.gone[record_id] = (entry.created_at, entry.id)
+        self._maybe_prune()
         return entry
 
     def _unindex(self, entry: Entry, *, drop_order: bool) -> None:
@@ -145,10 +166,7 @@ class _State:
             if len(held) == 1:
                 self.names[entry.name] = next(iter(held))
         if drop_order:
-            key = (entry.created_at, entry.id)
-            i = bisect.bisect_left(self.order, key)
-            if i < len(self.order) and self.order[i] == key:
-                del self.order[i]
+            self.stale += 1
 
     def apply_logged(self, ops: list[Any], *, bulk: bool) -> None:
         """Replay one committed frame, checking it is consistent with what came before."""
@@ -187,6 +205,7 @@ class _State:
 
     def resort(self) -> None:
         self.order = sorted((e.created_at, e.id) for e in self.entries.values())
+        self.stale = 0
 
 
 class _Txn:
@@ -527,8 +546,10 @@ class Vault:
         state = self._state
         ops: list[list[Any]] = [[OP_SETTING, k, v] for k, v in sorted(state.settings.items())]
         seq = 0
-        for _, rid in state.order:
-            ops.append([OP_PUT, state.entries[rid].to_list()])
+        for key in state.order:
+            if not state.live(key):
+                continue
+            ops.append([OP_PUT, state.entries[key[1]].to_list()])
             if len(ops) >= _COMPACT_CHUNK:
                 frame, tag = seal_frame(keys, tag, epoch, seq, ops, self._rng)
                 parts.append(frame)
@@ -632,7 +653,7 @@ class Vault:
             state = self._state
             return [
                 (Secret._from_entry(e), _records.json_copy(e.ext), e.value_box is not None)
-                for e in (state.entries[rid] for _, rid in state.order)
+                for e in (state.entries[key[1]] for key in state.order if state.live(key))
             ]
 
     def _lookup(self, identifier: str) -> Secret:
@@ -921,11 +942,15 @@ class SecretClient:
             items: list[Secret] = []
             step = 1 if ascending else -1
             i = start
+            entries = state.entries
             while 0 <= i < len(keys) and len(items) < count:
-                entry = state.entries[keys[i][1]]
-                if not wanted or _meta_matches(entry.meta, wanted):
-                    items.append(Secret._from_entry(entry))
+                created, rid = keys[i]
                 i += step
+                found = entries.get(rid)
+                if found is None or found.created_at != created:
+                    continue  # a stale key: its row was deleted or re-dated
+                if not wanted or _meta_matches(found.meta, wanted):
+                    items.append(Secret._from_entry(found))
         return Page(items=items, cursor=items[-1].id if items else None)
 
     def update(self, secret_id: str, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
