@@ -234,6 +234,10 @@ def unpackb(data: bytes) -> Any:
 # --- records ------------------------------------------------------------------------
 
 
+#: The shared empty extension map of every record without one (nearly all): 64 bytes per
+#: secret otherwise. Records never edit their ext map in place; they are given a new one.
+NO_EXT: Final[dict[str, Any]] = {}
+
 #: The order of a record's fields on disk (a PUT op carries them as a msgpack array).
 ENTRY_FIELDS: Final = (
     "id",
@@ -346,6 +350,8 @@ def decode_entry(fields: object) -> Entry:
     vis = (_VISIBILITY_OF if type(vis) is str else _NO_STR).get(vis)
     if kind is None or typ is None or vis is None:
         raise corrupt("malformed record")
+    if type(ext) is dict and not ext:
+        ext = NO_EXT
     ok = (
         type(rid) is str
         and _id_ok(rid)

@@ -135,9 +135,14 @@ class _State:
         elif keep_order:
             self._add_key((entry.created_at, entry.id))
         self.entries[entry.id] = entry
-        self.gone.pop(entry.id, None)
+        if self.gone:
+            self.gone.pop(entry.id, None)
         if entry.alias is not None:
             self.aliases[entry.alias] = entry.id
+        self._index_name(entry)
+        self._maybe_prune()
+
+    def _index_name(self, entry: Entry) -> None:
         held = self.names.get(entry.name)
         if held is None:
             self.names[entry.name] = entry.id
@@ -146,7 +151,6 @@ class _State:
                 self.names[entry.name] = {held, entry.id}
         else:
             held.add(entry.id)
-        self._maybe_prune()
 
     def remove(self, record_id: str) -> Entry:
         entry = self.entries.pop(record_id)
@@ -170,13 +174,14 @@ class _State:
 
     def apply_logged(self, ops: list[Any], *, bulk: bool) -> None:
         """Replay one committed frame, checking it is consistent with what came before."""
+        entries = self.entries
         for op in ops:
             if type(op) is not list or not op:
                 raise corrupt("malformed operation")
             code = op[0]
             if code == OP_PUT and len(op) == 2:
                 entry = _format.decode_entry(op[1])
-                old = self.entries.get(entry.id)
+                old = entries.get(entry.id)
                 if old is not None:
                     if entry.rev != old.rev + 1:
                         raise corrupt(f"secret {entry.id} has a revision out of sequence")
@@ -185,7 +190,17 @@ class _State:
                     owner = self.aliases.get(entry.alias)
                     if owner is not None and owner != entry.id:
                         raise corrupt("two secrets share an alias")
-                self.put(entry, keep_order=not bulk)
+                    if bulk and old is None:
+                        self.aliases[entry.alias] = entry.id
+                if bulk and old is None:
+                    # Opening a compacted file is one new record after another: index it directly
+                    # (the sort order is built once at the end).
+                    entries[entry.id] = entry
+                    if self.gone:
+                        self.gone.pop(entry.id, None)
+                    self._index_name(entry)
+                else:
+                    self.put(entry, keep_order=not bulk)
             elif code == OP_DELETE and len(op) == 2:
                 if type(op[1]) is not str or op[1] not in self.entries:
                     raise corrupt("delete of an unknown secret")
@@ -714,7 +729,7 @@ class Vault:
                     None,
                     0,
                     None,
-                    {},
+                    _format.NO_EXT,
                 )
             else:
                 new = old.copy()
@@ -879,7 +894,7 @@ class SecretClient:
                 data["blueprint_id"],
                 0 if value is None else 1,
                 box,
-                {},
+                _format.NO_EXT,
             )
             v._apply((OP_PUT, entry))
             return Secret._from_entry(entry)
