@@ -435,6 +435,31 @@ def open_seeded(path: Path, io: IO | None, seed: int = 7) -> vault.Vault:
     return vault.open(path, PASSPHRASE, clock=StepClock(1_800_000_000_000), _rng=SeededRng(seed), _io=io)
 
 
+#: The vault file's name inside each test's scratch directory.
+NAME = "v.cbkv"
+
+
+def dry_run(base: Path, work: Path) -> tuple[list[tuple[int, int]], list[State], list[str]]:
+    """Run SCENARIO without faults on a copy of ``base``: each step's range of I/O call numbers,
+    the vault's state before the first step and after each, and every call made."""
+    shutil.copytree(base, work)
+    io = FaultIO(armed=False)
+    v = open_seeded(work / NAME, io)
+    io.arm()
+    bounds: list[tuple[int, int]] = []
+    states = [dump(v)]
+    s: dict[str, Any] = {}
+    for step in SCENARIO:
+        start = io.count
+        step.run(v, s)
+        bounds.append((start, io.count))
+        before_dump = io.count
+        states.append(dump(v))
+        assert io.count == before_dump, "reading must not write"
+    v.close()
+    return bounds, states, list(io.calls)
+
+
 def copy_dir(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 

@@ -10,6 +10,23 @@ import vault
 #: libsodium's minimum Argon2id cost: tests exercise the format, not the KDF's strength.
 FAST = vault.KdfParams(opslimit=1, memlimit=8192)
 PASSPHRASE = "correct horse battery staple"
+#: Exactly the fields of a secret item in the cloud's responses (list, fetch): no value.
+CLOUD_ITEM_KEYS = frozenset(
+    {
+        "id",
+        "alias",
+        "name",
+        "description",
+        "blueprintId",
+        "kind",
+        "type",
+        "config",
+        "visibility",
+        "meta",
+        "createdAt",
+        "updatedAt",
+    }
+)
 
 
 @pytest.fixture

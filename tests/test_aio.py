@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import vault
+from tests.conftest import CLOUD_ITEM_KEYS
 from vault._auth import MintRefusedError
 from vault.aio import (
     AsyncVault,
@@ -41,20 +42,7 @@ def test_crud_shapes_match_the_sdk(v: vault.Vault) -> None:
         assert item.kind is SecretKind.SHARED and item.visibility is SecretVisibility.PRIVATE
         assert item.config == {"clientSecret": "********"}  # masked like the cloud
         assert item.created_at == item.updated_at
-        assert set(item.to_dict()) == {
-            "id",
-            "alias",
-            "name",
-            "description",
-            "blueprintId",
-            "kind",
-            "type",
-            "config",
-            "visibility",
-            "meta",
-            "createdAt",
-            "updatedAt",
-        }
+        assert set(item.to_dict()) == CLOUD_ITEM_KEYS
 
         updated = await secrets.update("@pay", {"description": "d"})
         assert updated == SecretIdResponse(created.id)

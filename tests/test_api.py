@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import vault
-from tests.conftest import FAST, PASSPHRASE
+from tests.conftest import CLOUD_ITEM_KEYS, FAST, PASSPHRASE
 
 ID = re.compile(r"^[a-z][a-z0-9]{23}$")
 
@@ -253,10 +253,7 @@ def test_secret_repr_str_and_pickle_hide_the_value(v: vault.Vault) -> None:
 
 def test_to_dict_is_the_cloud_shape(v: vault.Vault) -> None:
     s = v.secret.create(name="n", blueprint_id="bp")
-    assert set(s.to_dict()) == {
-        "id", "alias", "name", "description", "blueprintId", "kind", "type", "config",
-        "visibility", "meta", "createdAt", "updatedAt",
-    }
+    assert set(s.to_dict()) == CLOUD_ITEM_KEYS
 
 
 def test_returned_meta_is_a_copy(v: vault.Vault) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import vault
-from tests.conftest import FAST, PASSPHRASE
+from tests.conftest import CLOUD_ITEM_KEYS, FAST, PASSPHRASE
 
 _SCRIPT = Path(sys.executable).with_name("cbk-vault")
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "vault"]
@@ -239,20 +239,7 @@ def test_create_human_and_json_with_values_from_stdin_and_file(vp: Path, tmp_pat
             )
         ).stdout
     )
-    assert set(d) == {
-        "id",
-        "alias",
-        "name",
-        "description",
-        "blueprintId",
-        "kind",
-        "type",
-        "config",
-        "visibility",
-        "meta",
-        "createdAt",
-        "updatedAt",
-    }
+    assert set(d) == CLOUD_ITEM_KEYS
     assert "value" not in d and d["config"] == {"schema": "Token"} and d["visibility"] == "public"
     none = json.loads(ok(cli(vp, "create", "--json", "--name", "Empty", "--no-value")).stdout)
     with vault.open(vp, PASSPHRASE) as v:

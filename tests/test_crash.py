@@ -29,6 +29,7 @@ import pytest
 import vault
 from tests._faults import (
     FAST,
+    NAME,
     PASSPHRASE,
     SCENARIO,
     Died,
@@ -39,6 +40,7 @@ from tests._faults import (
     State,
     StepClock,
     check_after_kill,
+    dry_run,
     dump,
     freeze,
     kill_child,
@@ -49,31 +51,8 @@ from tests._faults import (
     seed_vault,
 )
 
-NAME = "v.cbkv"
 KILLS = int(os.environ.get("CBKV_KILLS", "200"))
 SUBPROCESS_KILLS = int(os.environ.get("CBKV_SUBPROCESS_KILLS", "30"))
-
-
-def _dry_run(base: Path, work: Path) -> tuple[list[tuple[int, int]], list[State], list[str]]:
-    """Run the scenario without faults: call-number range of each step, and the state after each."""
-    import shutil
-
-    shutil.copytree(base, work)
-    io = FaultIO(armed=False)
-    v = open_seeded(work / NAME, io)
-    io.arm()
-    bounds: list[tuple[int, int]] = []
-    states = [dump(v)]
-    s: dict[str, Any] = {}
-    for step in SCENARIO:
-        start = io.count
-        step.run(v, s)
-        bounds.append((start, io.count))
-        before_dump = io.count
-        states.append(dump(v))
-        assert io.count == before_dump, "reading must not write"
-    v.close()
-    return bounds, states, list(io.calls)
 
 
 def _open_any(path: Path, passphrases: list[str]) -> tuple[vault.Vault, str]:
@@ -109,7 +88,7 @@ def test_crash_after_every_io_call_of_every_write_path(tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.mkdir()
     seed_vault(base / NAME)
-    bounds, states, calls = _dry_run(base, tmp_path / "dry")
+    bounds, states, calls = dry_run(base, tmp_path / "dry")
     total = bounds[-1][1]
     assert total >= 30, calls  # sanity: the scenario really does I/O
     points = 0

@@ -22,17 +22,18 @@ import pytest
 import vault
 from tests._faults import (
     FAST,
+    NAME,
     PASSPHRASE,
     SCENARIO,
     FaultIO,
     State,
+    dry_run,
     dump,
     open_seeded,
     record_figure,
     seed_vault,
 )
 
-NAME = "v.cbkv"
 ERRNOS = (errno.EIO, errno.ENOSPC)
 
 
@@ -57,23 +58,6 @@ def _logical(state: State) -> list[tuple[Any, ...]]:
 def _fresh(path: Path, passphrase: str) -> State:
     with vault.open(path, passphrase) as v:
         return dump(v)
-
-
-def _dry_run(base: Path, work: Path) -> tuple[list[tuple[int, int]], list[State], list[str]]:
-    shutil.copytree(base, work)
-    io = FaultIO(armed=False)
-    v = open_seeded(work / NAME, io)
-    io.arm()
-    bounds: list[tuple[int, int]] = []
-    states = [dump(v)]
-    s: dict[str, Any] = {}
-    for step in SCENARIO:
-        start = io.count
-        step.run(v, s)
-        bounds.append((start, io.count))
-        states.append(dump(v))
-    v.close()
-    return bounds, states, list(io.calls)
 
 
 def _known_bug(step: str, step_calls: list[str], k: int) -> str | None:
@@ -131,7 +115,7 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int
     base = root / "base"
     base.mkdir()
     seed_vault(base / NAME)
-    bounds, states, calls = _dry_run(base, root / "dry")
+    bounds, states, calls = dry_run(base, root / "dry")
     return base, bounds, states, calls
 
 

@@ -20,22 +20,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.conftest import CLOUD_ITEM_KEYS
+
 TOKEN = "sk-test-stand-in-token"
 ID = re.compile(r"^[a-z][a-z0-9]{23}$")
-ITEM_KEYS = {
-    "id",
-    "alias",
-    "name",
-    "description",
-    "blueprintId",
-    "kind",
-    "type",
-    "config",
-    "visibility",
-    "meta",
-    "createdAt",
-    "updatedAt",
-}
+ITEM_KEYS = CLOUD_ITEM_KEYS
 
 
 def start_server(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, str]:

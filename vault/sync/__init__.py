@@ -15,8 +15,8 @@ stored where, the marker, the conflict policy, what is sent) is in docs/SYNC.md.
 
 from __future__ import annotations
 
-from ._client import (
-    ChatBotKitRemote,
+# The Remote* errors live in vault.errors (one tree); they are re-exported here for convenience.
+from ..errors import (
     RemoteAuthError,
     RemoteError,
     RemoteForbiddenError,
@@ -24,6 +24,7 @@ from ._client import (
     RemoteProtocolError,
     RemoteUnavailableError,
 )
+from ._client import ChatBotKitRemote
 from ._plan import Action, Conflict, Plan, plan
 from ._run import Change, Remote, SyncIssue, SyncReport, sync
 

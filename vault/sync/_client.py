@@ -48,12 +48,6 @@ __all__ = [
     "TOKEN_ALIAS",
     "TOKEN_ENV",
     "ChatBotKitRemote",
-    "RemoteAuthError",
-    "RemoteError",
-    "RemoteForbiddenError",
-    "RemoteNotFoundError",
-    "RemoteProtocolError",
-    "RemoteUnavailableError",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.chatbotkit.com"

@@ -26,15 +26,18 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from .. import _format, _records
-from ..errors import InvalidRequestError, LockTimeoutError, NotFoundError, StorageError, VaultError
-from ._client import (
-    MARKER_KEY,
-    TOKEN_ALIAS,
+from ..errors import (
+    InvalidRequestError,
+    LockTimeoutError,
+    NotFoundError,
     RemoteAuthError,
     RemoteNotFoundError,
     RemoteProtocolError,
     RemoteUnavailableError,
+    StorageError,
+    VaultError,
 )
+from ._client import MARKER_KEY, TOKEN_ALIAS
 from ._plan import (
     Action,
     Adopt,
