@@ -215,7 +215,8 @@ def _no_ext(code: int, data: bytes) -> Any:
 
 
 def packb(obj: object) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
 
 
 def unpackb(data: bytes) -> Any:
