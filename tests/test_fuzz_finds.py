@@ -34,3 +34,32 @@ def test_pulling_a_secret_whose_id_an_orphan_marker_names_settles_in_one_plan() 
     assert [c.reason for c in first.conflicts] == ["deleted-locally"]
     w.apply(first)
     assert w.plan("pull").actions == ()
+
+
+@pytest.mark.parametrize("field", [6, 7, 8])  # kind, type, visibility
+def test_an_unhashable_enum_field_in_an_authenticated_record_is_corruption(field: int) -> None:
+    # fuzz_open crash-a0a2a4dc...: a list where the visibility string belongs reached a dict
+    # lookup (TypeError: unhashable type) instead of the record check.
+    from vault import VaultError, _format
+
+    record: list[object] = [
+        "pr0xz073zicukmzoecyj5cs1",
+        1,
+        1,
+        1,
+        "n",
+        "",
+        "shared",
+        "plain",
+        "private",
+        None,
+        None,
+        None,
+        None,
+        0,
+        None,
+        {},
+    ]
+    record[field] = ["not", "a", "string"]
+    with pytest.raises(VaultError):
+        _format.decode_entry(record)

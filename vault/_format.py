@@ -322,7 +322,6 @@ _U63: Final = (1 << 63) - 1
 _KIND_OF: Final = {k: k for k in KINDS}
 _TYPE_OF: Final = {t: t for t in TYPES}
 _VISIBILITY_OF: Final = {v: v for v in VISIBILITIES}
-_NO_STR: Final[dict[str, str]] = {}
 
 
 def _id_ok(rid: str) -> bool:
@@ -346,9 +345,9 @@ def decode_entry(fields: object) -> Entry:
         raise corrupt("malformed record")
     (rid, rev, ca, ua, name, desc, kind, typ, vis, alias, meta, config, bp, vrev, vbox, ext) = fields
     # Unhashable values must not reach the dict lookups below (a TypeError is not a VaultError).
-    kind = (_KIND_OF if type(kind) is str else _NO_STR).get(kind)
-    typ = (_TYPE_OF if type(typ) is str else _NO_STR).get(typ)
-    vis = (_VISIBILITY_OF if type(vis) is str else _NO_STR).get(vis)
+    kind = _KIND_OF.get(kind) if type(kind) is str else None
+    typ = _TYPE_OF.get(typ) if type(typ) is str else None
+    vis = _VISIBILITY_OF.get(vis) if type(vis) is str else None
     if kind is None or typ is None or vis is None:
         raise corrupt("malformed record")
     if type(ext) is dict and not ext:

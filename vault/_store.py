@@ -107,10 +107,8 @@ def _ensure_dir(io: IO, directory: Path) -> None:
     """Create missing parent directories 0700; leave existing ones alone."""
     missing: list[Path] = []
     d = directory
-    while not d.exists():
+    while not d.exists():  # ends at the root at the latest, which always exists
         missing.append(d)
-        if d.parent == d:
-            break
         d = d.parent
     for d in reversed(missing):
         try:
