@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-age", type=float, default=6 * 3600, help="ignore figures older than this (s)")
     parser.add_argument("--fuzz", type=int, default=0, metavar="SECONDS", help="also run fuzz/run.py")
+    parser.add_argument(
+        "--fuzz-seed", type=int, default=0, metavar="N", help="libFuzzer seed for that run (0: random)"
+    )
     args = parser.parse_args(argv)
     figures = load()
     now = time.time()
@@ -108,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.fuzz:
         print("== fuzz")
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "fuzz" / "run.py"), "--seconds", str(args.fuzz)],
+            [
+                sys.executable,
+                str(ROOT / "fuzz" / "run.py"),
+                "--seconds",
+                str(args.fuzz),
+                "--seed",
+                str(args.fuzz_seed),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             check=False,
