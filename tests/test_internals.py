@@ -61,3 +61,31 @@ def test_a_slot_write_whose_rollback_fails_poisons_the_handle(tmp_path: Path) ->
     v.close()
     # ...and a fresh handle reads what is really there: the change never happened.
     vault.open(path, PASSPHRASE).close()
+
+
+class _InterruptedWrite(IO):
+    """Ctrl-C arrives between the frame's write and its fdatasync."""
+
+    armed = False
+
+    def fdatasync(self, fd: int) -> None:
+        if self.armed:
+            raise KeyboardInterrupt
+        super().fdatasync(fd)
+
+
+def test_an_interrupted_commit_is_cut_off_and_never_surfaces(tmp_path: Path) -> None:
+    path = tmp_path / "v.cbkv"
+    vault.init(path, PASSPHRASE, kdf=FAST).close()
+    io = _InterruptedWrite()
+    with vault.open(path, PASSPHRASE, _io=io) as v:
+        before = path.read_bytes()
+        io.armed = True
+        with pytest.raises(KeyboardInterrupt):
+            v.secret.create(name="interrupted")
+        io.armed = False
+        assert path.read_bytes() == before
+        assert len(v) == 0
+        v.secret.create(name="next")
+    with vault.open(path, PASSPHRASE) as v:
+        assert [s.name for s in v.secret.list()] == ["next"]

@@ -353,6 +353,11 @@ class Store:
         except OSError as exc:
             self._rollback(at)
             raise _storage_error("write to the vault", exc) from exc
+        except BaseException:
+            # Interrupted (Ctrl-C) mid-write: the commit was not acknowledged, so it must not
+            # surface later as committed when this or another handle reads the file.
+            self._rollback(at)
+            raise
 
     def _rollback(self, at: int) -> None:
         try:
