@@ -346,3 +346,11 @@ def test_paging_stays_exact_across_many_deletes_and_undone_batches(v: vault.Vaul
         assert seen == expected
     v.compact()
     assert [s.id for s in v.secret.list(order="asc", take=5)] == alive[:5]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_meta_and_config_refuse_values_json_cannot_spell(v: vault.Vault, bad: float) -> None:
+    for field in ("meta", "config"):
+        with pytest.raises(vault.InvalidRequestError, match=field):
+            v.secret.create({field: {"x": [1, {"y": bad}]}})
+    assert v.secret.create(meta={"ok": 1.5}).meta == {"ok": 1.5}

@@ -17,6 +17,7 @@ and secretbox have both verified.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from collections.abc import Mapping
@@ -415,11 +416,17 @@ def decode_value_plaintext(plaintext: bytes, vault_id: bytes, record_id: str, va
 
 
 def json_depth_ok(obj: object, depth: int = 0) -> bool:
-    """JSON-shaped (str keys; str/int/float/bool/None/list/dict leaves) and at most MAX_DEPTH deep."""
+    """JSON-shaped (str keys; str/int/finite float/bool/None/list/dict leaves), at most MAX_DEPTH deep.
+
+    NaN and the infinities are refused: JSON has no spelling for them, so a vault that held
+    one would answer the cloud's API (and ``--json``) with output other parsers reject.
+    """
     if depth > MAX_DEPTH:
         return False
     if isinstance(obj, Mapping):
         return all(type(k) is str and json_depth_ok(v, depth + 1) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
         return all(json_depth_ok(v, depth + 1) for v in obj)
-    return obj is None or isinstance(obj, (str, int, float, bool))
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    return obj is None or isinstance(obj, (str, int, bool))
