@@ -353,6 +353,8 @@ def decode_entry(fields: object) -> Entry:
         raise corrupt("malformed record")
     if type(ext) is dict and not ext:
         ext = NO_EXT
+    if ua == ca:
+        ua = ca  # one int object for both when never updated (most secrets): 32 bytes each
     ok = (
         type(rid) is str
         and _id_ok(rid)
