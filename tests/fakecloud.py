@@ -19,7 +19,9 @@ Built from docs/../shared/chatbotkit-secret-api.md, not from our client:
 
 Fault injection: ``fail_create(n, times=1, commit=True)`` answers 500 on the n-th create
 (after storing it when ``commit``), ``throttle(times, retry_after="0")`` answers 429 to
-the next requests, ``outage(times)`` answers 503. ``log`` records every request.
+the next requests, ``outage(times)`` answers 503. ``on_list(query)``, when set, runs (under
+the lock) before each list page is answered: a test can delete rows between two pages, as
+another client could. ``log`` records every request.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +72,7 @@ class FakeCloud:
     _faults: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    on_list: Callable[[dict[str, str]], None] | None = None
 
     # --- fault injection -------------------------------------------------------------------
 
@@ -229,6 +232,8 @@ class FakeCloud:
         row["updatedAt"] = self._now()
 
     def _list(self, query: dict[str, str]) -> dict[str, Any]:
+        if self.on_list is not None:
+            self.on_list(query)
         order = query.get("order", "desc")
         rows = sorted(self.secrets.values(), key=_sort_key, reverse=order != "asc")
         for key, want in query.items():

@@ -469,3 +469,30 @@ def test_v_sync_method(v: vault.Vault, cloud: FakeCloud) -> None:
     with remote(cloud) as r:
         report = v.sync(r, direction="push")
     assert len(report.created_remote) == 1
+
+
+def test_a_cursor_row_deleted_between_pages_deletes_nothing_locally(v: vault.Vault, cloud: FakeCloud) -> None:
+    for i in range(150):
+        v.secret.create(name=f"s{i:03d}", value=f"value-{i}")
+    assert len(run(v, cloud, "push").created_remote) == 150
+    first_page = sorted(cloud.secrets.values(), key=lambda r: (r["createdAt"], r["id"]))[:100]
+    cursor_row = first_page[-1]["id"]
+
+    def drop_cursor_row(query: dict[str, str]) -> None:
+        # Someone deletes the last item of page 1 before page 2 is asked for: the cloud's
+        # cursor then points nowhere and page 2 comes back empty.
+        if query.get("cursor") == cursor_row and cursor_row in cloud.secrets:
+            del cloud.secrets[cursor_row]
+
+    cloud.on_list = drop_cursor_row
+    report = run(v, cloud)
+    cloud.on_list = None
+    # The 50 secrets of page 2 are missing from the listing: a fetch confirms each one exists.
+    assert not report.deleted_local and not report.conflicts and report.ok and len(v) == 150
+    assert all(v.secret.fetch(f"(s{i:03d})").value == f"value-{i}" for i in range(100, 150))
+    # The next run sees the one real cloud delete and converges; nothing is deleted in the cloud.
+    mark = len(cloud.log)
+    again = run(v, cloud, prefer="local")
+    assert [c.remote_id for c in again.deleted_local] == [cursor_row] and len(v) == 149
+    assert run(v, cloud, prefer="local") == SyncReport()
+    assert writes_since(cloud, mark) == [] and len(cloud.secrets) == 149

@@ -371,6 +371,32 @@ def _local_records(v: Vault, fp: _Fingerprints) -> list[LocalRecord]:
     return out
 
 
+def _confirm_missing(v: Vault, remote: Remote, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fetch every secret the vault knows by remote id that the listing did not return.
+
+    The cloud's cursor is the last item's id: when that row is deleted between two page
+    requests, the next page comes back empty and the listing ends early. Every later secret
+    would then look deleted in the cloud, and a pull would delete its local copy. So absence
+    from a listing is only a hint: a secret counts as gone when its own fetch answers 404.
+    """
+    listed = {item.get("id") for item in items}
+    known: set[str] = set(_load_index(v))
+    for _, ext, _ in v._records():
+        link = _link_from_json(ext.get(EXT_KEY))
+        if link is not None:
+            known.add(link.remote_id)
+    out = list(items)
+    for rid in sorted(known - listed):
+        try:
+            item = remote.fetch(rid)
+        except RemoteNotFoundError:
+            continue
+        if item.get("id") != rid:
+            raise RemoteProtocolError(f"fetching cloud secret {rid[:64]!r} returned another secret")
+        out.append(item)
+    return out
+
+
 def _new_local_id() -> str:
     first = secrets.choice(_ID_FIRST)
     return first + "".join(secrets.choice(_ID_REST) for _ in range(23))
@@ -625,7 +651,7 @@ def sync(
     if dry_run not in (True, False):
         raise InvalidRequestError("dry_run must be a bool")
     # The cloud first: a wrong token or an unreachable cloud must leave the vault untouched.
-    items = remote.list_all()
+    items = _confirm_missing(v, remote, remote.list_all())
     cfg = _load_config(v, create=not dry_run)
     fp = _Fingerprints(cfg.key)
     remote_records = [_parse_item(item, fp)[0] for item in items]
