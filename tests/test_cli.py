@@ -721,3 +721,25 @@ def test_every_vault_error_code_has_a_documented_exit_status() -> None:
     for status in {*cli_module.EXIT_CODES.values(), 8, 130, 141}:
         assert f"\n  {status} " in help_text
     assert cli_module.exit_code_for(vault.VaultError("from elsewhere", code="REMOTE_ERROR")) == 8
+
+
+# --- review fixes ---------------------------------------------------------------------------
+
+
+def test_sourcing_an_env_export_runs_no_command(vp: Path, tmp_path: Path) -> None:
+    # A backtick inside double quotes is command substitution in every POSIX shell.
+    nasty = f"it's `touch {tmp_path}/x` and $(touch {tmp_path}/y) \\ \"q\""
+    with vault.open(vp, PASSPHRASE) as v:
+        v.secret.create(name="T", meta={"env": "TOK"}, value=nasty)
+    env_file = tmp_path / "f.env"
+    ok(cli(vp, "export", "--format", "env", "--output", str(env_file)))
+    sourced = subprocess.run(
+        ["sh", "-c", 'set -a; . ./f.env; printf %s "$TOK"'], cwd=tmp_path, capture_output=True, text=True, timeout=10
+    )
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert sourced.stdout == nasty
+    target = tmp_path / "t.cbkv"
+    vault.init(target, PASSPHRASE, kdf=FAST).close()
+    ok(cli(target, "import", "--format", "env", str(env_file)))  # our own dotenv parser reads it back
+    with vault.open(target, PASSPHRASE) as v:
+        assert v.secret.fetch("(TOK)").value == nasty

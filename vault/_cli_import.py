@@ -157,7 +157,7 @@ def _check_unique(records: list[Record]) -> None:
 # --- dotenv -----------------------------------------------------------------------------
 
 _SAFE_SINGLE: Final = re.compile(r"[^'\r\n]*")
-_ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "$": "$"}
+_ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "$": "$", "`": "`"}
 
 
 def env_name_for(secret: Secret) -> str | None:
@@ -186,7 +186,9 @@ def _quote_env(value: str) -> str:
             out.append("\\r")
         elif ch == "\t":
             out.append("\\t")
-        elif ch in '\\"$':
+        elif ch in '\\"$`':
+            # Inside double quotes a shell still expands $, ` and backslash: a bare backtick would run
+            # a command when the file is sourced (`set -a; . ./.env`).
             out.append("\\" + ch)
         else:
             out.append(ch)
