@@ -743,3 +743,27 @@ def test_sourcing_an_env_export_runs_no_command(vp: Path, tmp_path: Path) -> Non
     ok(cli(target, "import", "--format", "env", str(env_file)))  # our own dotenv parser reads it back
     with vault.open(target, PASSPHRASE) as v:
         assert v.secret.fetch("(TOK)").value == nasty
+
+
+def test_run_does_not_hand_the_passphrase_descriptor_to_the_command(vp: Path, tmp_path: Path) -> None:
+    secret_file = tmp_path / "pass.txt"
+    secret_file.write_text(PASSPHRASE + "\n")
+    secret_file.chmod(0o600)
+    fd = os.open(secret_file, os.O_RDONLY)
+    # The command rewinds the inherited descriptor and reads: it must find it closed.
+    probe = f"import os\ntry:\n os.lseek({fd}, 0, 0); print(os.read({fd}, 99))\nexcept OSError:\n print('closed')"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CBK_VAULT_")}
+    try:
+        proc = subprocess.run(
+            [*CLI, "--path", str(vp), "--passphrase-fd", str(fd), "run", "--", sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            pass_fds=(fd,),
+            start_new_session=True,
+        )
+    finally:
+        os.close(fd)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "closed" and PASSPHRASE not in proc.stdout

@@ -8,6 +8,7 @@ exported ids and timestamps come back exactly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -479,6 +480,12 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.open_vault() as v:
         injected = _injections(ctx, v, args.env)
     ctx.close_all()  # the data key leaves memory before the command runs
+    # exec keeps every inheritable descriptor open: the command could rewind --passphrase-fd and
+    # read the passphrase again. 0-2 are the command's own stdio and stay.
+    fd = getattr(args, "passphrase_fd", None)
+    if fd is not None and fd > 2:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     env = dict(os.environ)  # CBK_VAULT_PASSPHRASE was removed at start-up: the child never sees it
     env.pop(ENV_PASSPHRASE, None)
     env.pop(ENV_NEW_PASSPHRASE, None)
