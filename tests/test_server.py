@@ -462,3 +462,92 @@ def test_no_route_ever_returns_a_value(http: httpx.Client, api: Api) -> None:
     ]
     for r in answers:
         assert marker not in r.text, r.request.url
+
+
+# --- request framing and strict JSON -------------------------------------------------------------
+
+
+def raw_exchange(server: str, request: bytes, *, read_timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Send raw bytes; return what came back and whether the server then closed the connection."""
+    import socket
+
+    host, port = server.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        closed = False
+        try:
+            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                data += chunk
+            if not closed:
+                sock.settimeout(1.0)
+                closed = sock.recv(1) == b""
+        except TimeoutError:
+            pass
+    return data, closed
+
+
+def _length(data: bytes) -> int:
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    for line in head.split("\r\n"):
+        if line.startswith("content-length:"):
+            return int(line.split(":", 1)[1])
+    return 0
+
+
+def _status_and_body(data: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_bodies_with_nan_or_infinity_are_400(api: Api, constant: str) -> None:
+    # mint ignores its body's fields, so only the JSON reader can refuse this one.
+    sid = api.make(name="n", type="plain", value="v")
+    r = api.http.post(
+        api.url(sid, "mint"), content=f'{{"x": {constant}}}', headers={"content-type": "application/json"}
+    )
+    error(r, 400, "BAD_REQUEST")
+    r = api.create(name="n2", meta={"x": 1})
+    assert r.status_code == 200  # an ordinary body is still fine
+
+
+def test_json_nested_past_the_stack_is_400_not_500(api: Api) -> None:
+    deep = '{"name": "n", "meta": {"x": ' + "[" * 200_000 + "]" * 200_000 + "}}"
+    r = api.http.post("/api/v1/secret/create", content=deep, headers={"content-type": "application/json"})
+    error(r, 400, "BAD_REQUEST")
+
+
+def test_a_chunked_body_is_refused_and_the_connection_closed(server: str) -> None:
+    host = server.removeprefix("http://")
+    body = b'{"name":"chunked","value":"v"}'
+    request = (
+        f"POST /api/v1/secret/create HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode() + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    data, closed = raw_exchange(server, request)
+    status, answer = _status_and_body(data)
+    assert (status, answer["code"]) == (400, "BAD_REQUEST") and closed
+
+
+def test_a_refused_request_is_answered_without_reading_its_body(server: str) -> None:
+    # The announced body never comes: the 401 must not wait for it, and the connection closes.
+    host = server.removeprefix("http://")
+    request = (
+        f"POST /api/v1/secret/create HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer wrong\r\n"
+        "Content-Type: application/json\r\nContent-Length: 4000000\r\n\r\n"
+    ).encode()
+    data, closed = raw_exchange(server, request, read_timeout=3.0)
+    assert data, "no answer before the body arrived"
+    status, answer = _status_and_body(data)
+    assert (status, answer["code"]) == (401, "NOT_AUTHENTICATED") and closed
+
+
+def test_the_handler_has_a_socket_timeout() -> None:
+    from vault._server import _Handler
+
+    assert _Handler.timeout is not None and 0 < _Handler.timeout <= 60

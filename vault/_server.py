@@ -408,6 +408,10 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "cbk-vault-standin"
     sys_version = ""
+    # A socket timeout per connection: a client that opens a connection and sends nothing (or
+    # half a body) must not hold a thread forever.
+    timeout = 30.0
+    _body_read = False
 
     def do_GET(self) -> None:
         self._serve()
@@ -450,7 +454,18 @@ class _Handler(BaseHTTPRequestHandler):
             reply = _Reply(500, HttpError(500).body)
         self._send(reply)
 
+    def _has_body(self) -> bool:
+        return bool(self.headers.get("transfer-encoding")) or self.headers.get("content-length", "0").strip() not in (
+            "",
+            "0",
+        )
+
     def _read_body(self) -> Any:
+        if self.headers.get("transfer-encoding") is not None:
+            # http.server reads no chunked bodies: the value would be lost silently and the chunks
+            # read as the next request. The cloud's clients always send Content-Length.
+            self.close_connection = True
+            raise HttpError(400, "Transfer-Encoding is not supported; send Content-Length")
         length_text = self.headers.get("content-length")
         if not length_text:
             return None
@@ -462,20 +477,34 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:
             self.close_connection = True  # the unread body would poison the next request
             raise HttpError(413, f"Request body is larger than {MAX_BODY} bytes")
-        raw = self.rfile.read(length)
+        try:
+            raw = self.rfile.read(length)
+        except OSError:  # the socket timeout: a client that announced a body and never sent it
+            self.close_connection = True
+            raise HttpError(400, "Request body not received in time") from None
+        if len(raw) < length:
+            self.close_connection = True  # the client stopped sending: nothing after it can be framed
+            raise HttpError(400, "Request body shorter than its content-length")
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            return json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting is RecursionError
             raise InvalidRequestError("Invalid JSON body") from None
 
     def _answer(self) -> _Reply:
         standin = self.server.standin
         try:
-            body = self._read_body()
-        except InvalidRequestError as exc:
-            body = exc  # reported after routing and auth, like the cloud's schema check
+            return self._route_and_answer(standin)
+        except BaseException:
+            if not self._body_read and self._has_body():
+                # Refused before the body was read: reading it would let an unauthenticated client
+                # make us take in MAX_BODY bytes; leaving it would corrupt the next request.
+                self.close_connection = True
+            raise
+
+    def _route_and_answer(self, standin: StandInServer) -> _Reply:
+        self._body_read = False
         parts = urlsplit(self.path)
         route = _route(parts.path)
         if route is None:
@@ -490,8 +519,8 @@ class _Handler(BaseHTTPRequestHandler):
         allowed = _ROUTES[action]
         if self.command != allowed:
             raise HttpError(405, headers={"Allow": allowed})
-        if isinstance(body, InvalidRequestError):
-            raise body
+        self._body_read = True  # from here on the body is either read or the connection closed
+        body = self._read_body()
         api = standin.api
         if action == "list":
             query = ListQuery.from_pairs(parse_qsl(parts.query, keep_blank_values=True))
@@ -510,7 +539,12 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.lines is not None:
             self._send_stream(reply)
             return
-        data = json.dumps(reply.body, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            data = _dumps(reply.body)
+        except ValueError:  # NaN/Infinity from a vault written before they were refused
+            sys.stderr.write("cbk-vault serve: a response could not be written as JSON\n")
+            reply = _Reply(500, HttpError(500).body)
+            data = _dumps(reply.body)
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -532,11 +566,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             for line in reply.lines:
-                data = json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+                try:
+                    data = _dumps(line) + b"\n"
+                except ValueError:
+                    data = _dumps({"type": "error", "data": HttpError(500).body}) + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    break
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client stopped reading; nothing left to say
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN/Infinity; JSON has no such words, and the vault refuses them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _route(path: str) -> tuple[str, str | None] | None:
