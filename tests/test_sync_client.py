@@ -377,3 +377,32 @@ def test_cli_shows_progress_only_on_a_terminal(
     v.secret.create(name="Second")
     assert cli(["push", "--base-url", cloud.url], vault_path) == 0
     assert plain.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"items": [{"id": "aaa", "createdAt": NaN, "updatedAt": 1}]}',
+        '{"items": [], "x": Infinity}',
+        '{"items": [], "x": -Infinity}',
+        '{"items": [], "x": ' + "[" * 200_000 + "]" * 200_000 + "}",
+    ],
+)
+def test_non_json_constants_and_runaway_nesting_are_protocol_errors(text: str) -> None:
+    response = httpx.Response(200, content=text.encode(), headers={"content-type": "application/json"})
+    with remote_with(Recorder(response)) as r, pytest.raises(RemoteProtocolError):
+        r.list_all()
+
+
+def test_an_undecodable_content_encoding_is_a_protocol_error() -> None:
+    response = httpx.Response(200, stream=httpx.ByteStream(b"not gzip at all"), headers={"content-encoding": "gzip"})
+    with remote_with(Recorder(response)) as r, pytest.raises(RemoteProtocolError):
+        r.list_all()
+
+
+def test_a_fingerprint_of_nan_is_a_typed_error() -> None:
+    from vault.sync._run import _Fingerprints
+
+    with pytest.raises(vault.VaultError) as info:
+        _Fingerprints(b"k" * 32).fields({"name": "n", "meta": {"x": float("nan")}})
+    assert isinstance(info.value, vault.InvalidRequestError)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -252,6 +253,10 @@ class ChatBotKitRemote:
             try:
                 self.requests += 1
                 response = self._client.request(method, url, params=params, json=json, headers=headers)
+            except httpx.DecodingError:
+                # A body that its own Content-Encoding cannot decode: the response is broken, and
+                # asking again would get the same one.
+                raise RemoteProtocolError("ChatBotKit sent a body its Content-Encoding cannot decode") from None
             except httpx.TransportError as exc:
                 # The exception text names the host, never the headers; keep only its class.
                 failure = f"network error ({type(exc).__name__})"
@@ -293,7 +298,7 @@ class ChatBotKitRemote:
         status = response.status_code
         message, code = f"HTTP error {status}", f"ERROR_{status}"
         try:
-            body = response.json()
+            body = _decode(response)
         except ValueError:
             body = None
         if isinstance(body, dict):
@@ -349,10 +354,23 @@ def _segment(secret_id: str) -> str:
     return secret_id
 
 
+def _no_constant(name: str) -> NoReturn:
+    # Python's json accepts NaN/Infinity, JSON does not: a body holding one is not the API's.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(response: httpx.Response) -> Any:
+    """Strict JSON: no NaN/Infinity; nesting deep enough to exhaust the stack is a ValueError too."""
+    try:
+        return json.loads(response.content, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _json_body(response: httpx.Response) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return _decode(response)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise RemoteProtocolError("ChatBotKit answered 200 with a body that is not JSON") from None
 
 

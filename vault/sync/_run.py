@@ -184,7 +184,14 @@ class _Fingerprints:
         return hashlib.blake2b(data, key=self._key, person=person, digest_size=16).hexdigest()
 
     def fields(self, comparable: Mapping[str, Any]) -> str:
-        text = json.dumps(comparable, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            text = json.dumps(comparable, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (ValueError, RecursionError):
+            # The vault refuses NaN/Infinity now, but a record written before that rule may hold one.
+            raise InvalidRequestError(
+                f"secret {str(comparable.get('name'))[:64]!r} holds NaN or Infinity in meta or config, "
+                "which JSON (and so the cloud) cannot carry"
+            ) from None
         return self._digest(b"cbkv-sync-fields", text.encode("utf-8"))
 
     def value(self, value: str | None) -> str | None:
