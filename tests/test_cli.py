@@ -728,7 +728,7 @@ def test_every_vault_error_code_has_a_documented_exit_status() -> None:
 
 def test_sourcing_an_env_export_runs_no_command(vp: Path, tmp_path: Path) -> None:
     # A backtick inside double quotes is command substitution in every POSIX shell.
-    nasty = f"it's `touch {tmp_path}/x` and $(touch {tmp_path}/y) \\ \"q\""
+    nasty = f'it\'s `touch {tmp_path}/x` and $(touch {tmp_path}/y) \\ "q"'
     with vault.open(vp, PASSPHRASE) as v:
         v.secret.create(name="T", meta={"env": "TOK"}, value=nasty)
     env_file = tmp_path / "f.env"
@@ -767,3 +767,49 @@ def test_run_does_not_hand_the_passphrase_descriptor_to_the_command(vp: Path, tm
         os.close(fd)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "closed" and PASSPHRASE not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "message"),
+    [
+        ("--meta-json", "[" * 100_000, "nested too deeply"),
+        ("--config-json", '{"a": NaN}', "NaN"),
+        ("--meta-json", '{"a": -Infinity}', "NaN"),
+        ("--meta-json", '{"a": 1e400}', "NaN"),
+        ("--config-file", "[" * 100_000, "nested too deeply"),
+        ("--config-file", '{"clientSecret": "SEKRET-in-a-bad-file", "x": Infinity}', "NaN"),
+        ("--config-file", '{"clientSecret": "SEKRET-in-a-bad-file",', "not valid JSON"),
+        ("import", '[{"name": "n", "meta": {"a": NaN}, "value": "SEKRET-in-a-bad-file"}]', "NaN"),
+        ("import", "[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_malformed_json_arguments_are_usage_errors_that_quote_nothing(
+    vp: Path, tmp_path: Path, option: str, text: str, message: str
+) -> None:
+    source = tmp_path / "in.json"
+    source.write_text(text)
+    if option == "import":
+        args = ["import", str(source)]
+    elif option == "--config-file":
+        args = ["create", "--name", "n", "--no-value", option, str(source)]
+    else:
+        args = ["create", "--name", "n", "--no-value", option, text]
+    before = vp.read_bytes()
+    for extra in ([], ["--json"]):
+        proc = cli(vp, *args, *extra)
+        if extra:
+            assert proc.returncode == 2, proc.stderr
+            assert json.loads(proc.stderr)["exitCode"] == 2
+        else:
+            line = error_line(proc, 2)
+            assert message in line and len(line) < 300 and "SEKRET" not in line
+    assert vp.read_bytes() == before
+
+
+def test_json_output_never_carries_nan() -> None:
+    # Only an old vault could still hold a NaN (the core now rejects it); output must stay valid JSON.
+    from vault._cli_io import dump_json
+
+    assert dump_json({"a": [1.5]}) == '{"a": [1.5]}'
+    with pytest.raises(vault.InvalidRequestError):
+        dump_json({"meta": {"a": float("nan")}})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import json
 import os
 import sys
 import time
@@ -27,8 +26,11 @@ from ._cli_io import (
     Progress,
     UsageError,
     check_vault_path,
+    dump_json,
+    load_json,
     open_private_output,
     prompt_new_passphrase,
+    read_bytes,
     read_value,
     remove_quietly,
     restore_core_limit,
@@ -87,7 +89,7 @@ class Context:
         print(text, file=self.err)
 
     def emit(self, obj: Any) -> None:
-        print(json.dumps(obj, ensure_ascii=False), file=self.out)
+        print(dump_json(obj), file=self.out)
 
     def passphrase_source(self) -> PassphraseSource:
         file = getattr(self.args, "passphrase_file", None)
@@ -175,12 +177,7 @@ def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _json_arg(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+    return None if text is None else load_json(text, what)
 
 
 def _config_from(args: argparse.Namespace) -> tuple[bool, Any]:
@@ -190,15 +187,7 @@ def _config_from(args: argparse.Namespace) -> tuple[bool, Any]:
     if text is not None and file is not None:
         raise UsageError("give either --config-json or --config-file, not both")
     if file is not None:
-        try:
-            with open(file, "rb") as handle:
-                raw = handle.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read config file {file!r}: {exc.strerror}") from None
-        try:
-            return True, json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UsageError(f"config file {file!r} is not valid JSON") from None
+        return True, load_json(read_bytes(file, "config file"), f"config file {file!r}")
     if text is not None:
         return True, _json_arg(text, "--config-json")
     return False, None
@@ -253,8 +242,8 @@ def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
         ("visibility", s.visibility),
         ("description", s.description or "-"),
         ("blueprintId", s.blueprint_id or "-"),
-        ("meta", json.dumps(d["meta"], ensure_ascii=False) if d["meta"] is not None else "-"),
-        ("config", json.dumps(d["config"], ensure_ascii=False) if d["config"] is not None else "-"),
+        ("meta", dump_json(d["meta"]) if d["meta"] is not None else "-"),
+        ("config", dump_json(d["config"]) if d["config"] is not None else "-"),
     ]
     if has_value is not None:
         rows.append(("value", "set (hidden; show it with --reveal)" if has_value else "none"))
@@ -557,15 +546,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise UsageError(f"file {path!r} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path!r}: {exc.strerror}") from None
+    return sys.stdin.buffer.read() if path == "-" else read_bytes(path, "file")
 
 
 def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Record]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import _format, _records
-from ._cli_io import UsageError
+from ._cli_io import UsageError, dump_json, load_json
 from ._records import Secret
 from .errors import InvalidRequestError, WrongPassphraseError
 
@@ -63,7 +63,7 @@ def render_json(secrets: Iterable[Secret], exported_at: int) -> str:
         "exportedAt": exported_at,
         "items": [s.to_dict(reveal=True) for s in secrets],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return dump_json(doc, indent=2) + "\n"
 
 
 def _timestamp(item: Mapping[str, Any], key: str, where: str) -> int | None:
@@ -112,15 +112,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 def parse_json(data: bytes) -> list[Record]:
     """Our export document, the cloud's list body ``{"items": [...]}``, or a bare list of items."""
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise UsageError("the file is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        # The decoder's message names a position, never the text around it.
-        raise UsageError(f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise UsageError("not valid JSON: nested too deeply") from None
+    doc = load_json(data, "the file")
     if isinstance(doc, dict):
         if "format" in doc and doc["format"] != EXPORT_FORMAT:
             raise UsageError('not a cbk-vault export (unknown "format")')

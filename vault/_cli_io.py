@@ -11,13 +11,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import getpass
+import json
+import math
 import os
 import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from .errors import InvalidRequestError, StorageError
 
@@ -27,7 +29,10 @@ __all__ = [
     "PassphraseSource",
     "Progress",
     "UsageError",
+    "dump_json",
     "harden_process",
+    "load_json",
+    "read_bytes",
     "open_private_output",
     "check_vault_path",
     "prompt_new_passphrase",
@@ -105,15 +110,64 @@ def _decode(data: bytes, source: str) -> str:
         raise UsageError(f"{source} is not UTF-8 text") from None
 
 
-def _read_file(path: str, what: str) -> str:
+def read_bytes(path: str, what: str) -> bytes:
+    """The bytes of the file a user named; a missing or unreadable file is a usage error naming it."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except FileNotFoundError:
-        raise UsageError(f"{what} file {path!r} does not exist") from None
+        raise UsageError(f"{what} {path!r} does not exist") from None
     except OSError as exc:
-        raise UsageError(f"cannot read {what} file {path!r}: {exc.strerror}") from None
-    return _decode(data, f"{what} file {path!r}")
+        raise UsageError(f"cannot read {what} {path!r}: {exc.strerror}") from None
+
+
+def _read_file(path: str, what: str) -> str:
+    return _decode(read_bytes(path, f"{what} file"), f"{what} file {path!r}")
+
+
+def dump_json(obj: Any, *, indent: int | None = None) -> str:
+    """JSON for output. NaN or Infinity (only a vault written before the core rejected them could
+    hold one) is a typed error, never the invalid JSON a reader downstream would choke on."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=indent)
+    except ValueError:
+        raise InvalidRequestError("a stored meta or config holds NaN or Infinity, which JSON cannot carry") from None
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to inf, which no JSON writer can give back
+        raise _NotFinite(text)
+    return value
+
+
+def load_json(data: bytes | str, what: str) -> Any:
+    """Strict JSON from the user: UTF-8, finite numbers only, any failure a :class:`UsageError`.
+
+    NaN and Infinity are Python extensions; stored, they would make every later ``--json``
+    output invalid JSON. The messages name a position at most, never the text, because the
+    input may be a config that holds a clientSecret.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        # The C decoder recurses once per '[': a long run of them would otherwise crash (exit 70).
+        raise UsageError(f"{what} is not valid JSON: nested too deeply") from None
+    except ValueError:
+        raise UsageError(f"{what} is not valid JSON: NaN and Infinity are not allowed") from None
 
 
 def _read_fd_line(fd: int, what: str) -> str:

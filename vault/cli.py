@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Any, Final, NoReturn
 
 from . import __version__, _cli_complete, _demo
 from ._cli_commands import COMMANDS, Context, kdf_names
-from ._cli_io import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, UsageError, harden_process
+from ._cli_io import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, UsageError, dump_json, harden_process
 from ._vault import Vault
 from .errors import VaultError
 
@@ -473,7 +472,7 @@ def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParse
 
 def _report(ctx: Context | None, message: str, code: str, status: int, *, as_json: bool) -> int:
     if as_json:
-        line = json.dumps({"message": message, "code": code, "exitCode": status}, ensure_ascii=False)
+        line = dump_json({"message": message, "code": code, "exitCode": status})
         print(line, file=sys.stderr)
     else:
         print(f"cbk-vault: error: {message}" + (f" [{code}]" if code else ""), file=sys.stderr)
