@@ -126,9 +126,7 @@ def test_cloud_edits_and_deletes_flow_down(v: vault.Vault, cloud: FakeCloud) -> 
     assert writes_since(cloud, mark) == []
 
 
-def test_remote_only_secrets_are_pulled_without_value_and_left_alone_by_push(
-    v: vault.Vault, cloud: FakeCloud
-) -> None:
+def test_remote_only_secrets_are_pulled_without_value_and_left_alone_by_push(v: vault.Vault, cloud: FakeCloud) -> None:
     rid = cloud.add(
         name="Team DB", type="basic", value="admin:pw", alias="team-db", config={"clientSecret": "cs"}, meta={"o": 1}
     )
@@ -182,9 +180,7 @@ def test_personal_secrets_are_pushed_without_a_value(v: vault.Vault, cloud: Fake
     assert run(v, cloud) == SyncReport()
 
 
-def test_a_500_after_the_cloud_stored_the_create_is_recovered_by_the_marker(
-    v: vault.Vault, cloud: FakeCloud
-) -> None:
+def test_a_500_after_the_cloud_stored_the_create_is_recovered_by_the_marker(v: vault.Vault, cloud: FakeCloud) -> None:
     ids = [v.secret.create(name=f"s{i}", value=f"v{i}").id for i in range(5)]
     cloud.fail_create(3, commit=True)  # the 3rd create is stored, then answered with a 500
     report = run(v, cloud, "push")
@@ -496,3 +492,17 @@ def test_a_cursor_row_deleted_between_pages_deletes_nothing_locally(v: vault.Vau
     assert [c.remote_id for c in again.deleted_local] == [cursor_row] and len(v) == 149
     assert run(v, cloud, prefer="local") == SyncReport()
     assert writes_since(cloud, mark) == [] and len(cloud.secrets) == 149
+
+
+def test_the_api_token_under_any_alias_or_none_is_never_pushed(v: vault.Vault, cloud: FakeCloud) -> None:
+    v.secret.create(name="my token", alias="my-cbk-token", value=cloud.token)
+    v.secret.create(name="copy of the token", value=cloud.token + "\n")  # same token, stray newline
+    v.secret.create(name="shared", value="y")
+    with ChatBotKitRemote(base_url=cloud.url, vault=v, token_secret="@my-cbk-token", sleep=Sleeps()) as r:
+        report = sync(v, r)
+    assert [c.name for c in report.created_remote] == ["shared"]
+    assert all(cloud.token not in repr(req.body) for req in cloud.log)
+    # Given as an argument, the token is still recognised by value in the vault.
+    v.secret.create(name="later copy", value=cloud.token)
+    assert run(v, cloud) == SyncReport()
+    assert [row["name"] for row in cloud.secrets.values()] == ["shared"]

@@ -21,6 +21,7 @@ token never appears in a repr, a URL or an error message.
 from __future__ import annotations
 
 import email.utils
+import hmac
 import ipaddress
 import json
 import os
@@ -72,16 +73,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _resolve_token(token: str | None, vault: Vault | None, token_secret: str) -> str:
+def _resolve_token(token: str | None, vault: Vault | None, token_secret: str) -> tuple[str, str | None]:
+    """The token, and the id of the vault record it was read from (None: argument or env)."""
+    source: str | None = None
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
     if token is None and vault is not None:
         from ..errors import NotFoundError
 
         try:
-            token = vault.secret.fetch(token_secret).value
+            record = vault.secret.fetch(token_secret)
         except NotFoundError:
             token = None
+        else:
+            token, source = record.value, record.id
     if not token:
         raise RemoteAuthError(
             f"no ChatBotKit API token: pass token=, set {TOKEN_ENV}, or store it in the vault as @{TOKEN_ALIAS}",
@@ -91,7 +96,7 @@ def _resolve_token(token: str | None, vault: Vault | None, token_secret: str) ->
     # A newline or space would let the token split or forge a header line.
     if not token or any(ch.isspace() or not ch.isprintable() for ch in token):
         raise InvalidRequestError("the API token must be one word of printable characters")
-    return token
+    return token, source
 
 
 class ChatBotKitRemote:
@@ -131,7 +136,9 @@ class ChatBotKitRemote:
             raise InvalidRequestError("base_url must use https (plain http is allowed only for a loopback host)")
         if url.userinfo or url.query or url.fragment:
             raise InvalidRequestError("base_url must not carry credentials, a query or a fragment")
-        self._token = _resolve_token(token, vault, token_secret)
+        self._token, source = _resolve_token(token, vault, token_secret)
+        #: The vault record the token was read from, if any: sync never pushes it.
+        self.token_record_id: str | None = source
         # The SDKs build /api/v1/... and drop "/api" only for the hosted API's host.
         prefix = "/v1" if url.host == "api.chatbotkit.com" else "/api/v1"
         self._root = url.copy_with(path=url.path.rstrip("/") + prefix)
@@ -159,6 +166,12 @@ class ChatBotKitRemote:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("ChatBotKitRemote holds an API token and cannot be pickled")
+
+    def is_token(self, value: str | None) -> bool:
+        """Is ``value`` the API token in use? (Sync keeps such a record local, whatever its alias.)"""
+        if not value:
+            return False
+        return hmac.compare_digest(value.strip().encode("utf-8"), self._token.encode("utf-8"))
 
     def close(self) -> None:
         self._client.close()

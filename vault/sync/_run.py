@@ -355,13 +355,30 @@ def _is_local_only(sec: Secret) -> bool:
     return sec.alias == TOKEN_ALIAS or (sec.meta is not None and sec.meta.get(LOCAL_ONLY_META) is True)
 
 
-def _local_records(v: Vault, fp: _Fingerprints) -> list[LocalRecord]:
+def _token_check(remote: Remote) -> tuple[Callable[[str | None], bool], str | None]:
+    """How to recognise the API token in the vault: by value, and by the record it came from.
+
+    The token must never be pushed as a secret value, and ``ChatBotKitRemote(token_secret=...)``
+    reads it from any identifier, not only ``@chatbotkit-api-token``. Other ``Remote``s may not
+    know a token: then nothing matches.
+    """
+    is_token = getattr(remote, "is_token", None)
+    source = getattr(remote, "token_record_id", None)
+    check: Callable[[str | None], bool] = is_token if callable(is_token) else (lambda _value: False)
+    return check, source if isinstance(source, str) else None
+
+
+def _local_records(
+    v: Vault, fp: _Fingerprints, is_token: Callable[[str | None], bool], token_record: str | None
+) -> list[LocalRecord]:
     out: list[LocalRecord] = []
     for sec, ext, has_value in v._records():
         value_fp: str | None = None
+        holds_token = sec.id == token_record
         if has_value:
             full, _ = v._fetch_raw(sec.id)
             value_fp = fp.value(full.value)
+            holds_token = holds_token or is_token(full.value)
         out.append(
             LocalRecord(
                 id=sec.id,
@@ -372,7 +389,7 @@ def _local_records(v: Vault, fp: _Fingerprints) -> list[LocalRecord]:
                 alias=sec.alias,
                 name=sec.name,
                 link=_link_from_json(ext.get(EXT_KEY)),
-                local_only=_is_local_only(sec),
+                local_only=holds_token or _is_local_only(sec),
             )
         )
     return out
@@ -662,7 +679,7 @@ def sync(
     cfg = _load_config(v, create=not dry_run)
     fp = _Fingerprints(cfg.key)
     remote_records = [_parse_item(item, fp)[0] for item in items]
-    local_records = _local_records(v, fp)
+    local_records = _local_records(v, fp, *_token_check(remote))
     index = _load_index(v)
     p = plan(SyncState(cfg.ref, index), local_records, remote_records, direction=direction, prefer=prefer)
     if dry_run:
