@@ -406,3 +406,35 @@ def test_a_fingerprint_of_nan_is_a_typed_error() -> None:
     with pytest.raises(vault.VaultError) as info:
         _Fingerprints(b"k" * 32).fields({"name": "n", "meta": {"x": float("nan")}})
     assert isinstance(info.value, vault.InvalidRequestError)
+
+
+def test_cli_shows_cloud_names_without_control_characters(
+    v: vault.Vault, vault_path: Path, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    evil = "evil\x1b]0;pwned\x07\x1b[2J\rname"
+    cloud.add(name=evil)
+    err, out = Tty(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli(["--dry-run", "--base-url", cloud.url], vault_path) == 0
+    assert "evil?]0;pwned??[2J?name" in out.getvalue()
+    assert assert_no_controls(out.getvalue())
+    assert cli(["--base-url", cloud.url], vault_path) == 0
+    assert "evil?]0;pwned??[2J?name" in err.getvalue() + out.getvalue()
+    # The progress line's own "\r\033[K" is ours; nothing else non-printable gets through.
+    assert assert_no_controls(err.getvalue().replace("\r\033[K", "")) and assert_no_controls(out.getvalue())
+    json_out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", json_out)
+    v.secret.create(name="x")
+    assert cli(["--json", "--base-url", cloud.url], vault_path) == 0
+    assert json.loads(json_out.getvalue())["createdRemote"][0]["name"] == "x"
+
+
+def assert_no_controls(text: str) -> bool:
+    return all(ch.isprintable() or ch == "\n" for ch in text)

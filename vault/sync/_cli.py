@@ -72,7 +72,7 @@ def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> i
         if op == "done":
             err.write("\r\033[K")
         else:
-            err.write(f"\r\033[Ksync: {done + 1}/{total} {op} {name[:40]}")
+            err.write(f"\r\033[Ksync: {done + 1}/{total} {op} {_safe(name[:40])}")
         err.flush()
 
     with open_vault() as v, ChatBotKitRemote(base_url=base_url, vault=v) as remote:
@@ -92,10 +92,19 @@ def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> i
     return 0 if report.ok else EXIT_UNSETTLED
 
 
+def _safe(text: str) -> str:
+    """Names and ids come from the cloud: a control character (ESC, CR, BEL...) would let the
+    cloud rewrite the user's terminal, so everything non-printable is shown as "?"."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _ids(*ids: str | None, sep: str) -> str:
+    return _safe(sep.join(i for i in ids if i))
+
+
 def _label(c: Change) -> str:
-    name = c.name or "(no name)"
-    ids = " -> ".join(i for i in (c.local_id, c.remote_id) if i)
-    return f"{name} [{ids}]"
+    name = _safe(c.name) or "(no name)"
+    return f"{name} [{_ids(c.local_id, c.remote_id, sep=' -> ')}]"
 
 
 def format_report(report: SyncReport) -> str:
@@ -122,14 +131,15 @@ def format_report(report: SyncReport) -> str:
     if report.conflicts:
         lines.append(f"  conflicts: {len(report.conflicts)}")
         for c in report.conflicts:
-            ids = " / ".join(i for i in (c.local_id, c.remote_id) if i)
+            ids = _ids(c.local_id, c.remote_id, sep=" / ")
             how = f"settled: {c.resolution} wins" if c.resolution else "left alone on both sides"
-            lines.append(f"    ! {c.name or '(no name)'} [{ids}]: {_REASONS[c.reason]}; {how}")
+            lines.append(f"    ! {_safe(c.name) or '(no name)'} [{ids}]: {_REASONS[c.reason]}; {how}")
         if any(c.resolution is None for c in report.conflicts):
             lines.append("    (rerun with --prefer local or --prefer remote to settle them)")
     if report.errors:
         lines.append(f"  errors: {len(report.errors)}")
         for e in report.errors:
-            ids = " / ".join(i for i in (e.local_id, e.remote_id) if i)
-            lines.append(f"    E {e.action} {e.name or '(no name)'} [{ids}]: {e.message} [{e.code}]")
+            ids = _ids(e.local_id, e.remote_id, sep=" / ")
+            name = _safe(e.name) or "(no name)"
+            lines.append(f"    E {e.action} {name} [{ids}]: {_safe(e.message)} [{_safe(e.code)}]")
     return "\n".join(lines) + "\n"
