@@ -813,3 +813,16 @@ def test_json_output_never_carries_nan() -> None:
     assert dump_json({"a": [1.5]}) == '{"a": [1.5]}'
     with pytest.raises(vault.InvalidRequestError):
         dump_json({"meta": {"a": float("nan")}})
+
+
+def test_a_value_with_a_nul_byte_cannot_be_injected(vp: Path) -> None:
+    with vault.open(vp, PASSPHRASE) as v:
+        sid = v.secret.create(name="Nul", value="a\x00b").id
+    line = error_line(cli(vp, "run", "--env", "X=(Nul)", "--", "true"), 2)
+    assert f"secret {sid} cannot be injected as X: its value contains a NUL byte" in line
+
+
+def test_an_empty_path_is_a_usage_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc = cli(None, "--path", "", "list", env={"XDG_DATA_HOME": str(home), "HOME": str(home)})
+    assert "--path must not be empty" in error_line(proc, 2)

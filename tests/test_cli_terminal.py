@@ -123,3 +123,11 @@ def test_large_import_shows_progress_and_a_summary(vp: Path, tmp_path: Path) -> 
     assert "120/120" in rest and f"Imported 120 secret(s) from {env_file} (120 with a value)" in rest
     with vault.open(vp, PASSPHRASE) as v:
         assert len(v) == 121
+
+
+def test_end_of_input_at_a_prompt_is_a_usage_error(vp: Path) -> None:
+    child = spawn(vp, "list")
+    child.expect_exact(f"Passphrase for {vp}: ")
+    child.sendeof()
+    rest, status = finish(child)
+    assert status == 2 and "no input at the prompt [USAGE]" in rest and "internal" not in rest

@@ -74,7 +74,10 @@ class Context:
     @property
     def path(self) -> Path:
         raw = getattr(self.args, "path", None)
-        path = resolve_path(raw if raw else None)
+        if raw == "":
+            # `--path "$UNSET_VAR"` must not fall back to the default vault behind the user's back.
+            raise UsageError("--path must not be empty")
+        path = resolve_path(raw)
         check_vault_path(path)
         return path
 
@@ -456,6 +459,9 @@ def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
         s = v.secret.fetch(resolve_ref(v, ref))
         if s.value is None:
             raise NotFoundError(f"secret {s.id} has no value to inject as {name}")
+        if "\x00" in s.value:
+            # An environment block is NUL-terminated strings: execve cannot carry the value.
+            raise UsageError(f"secret {s.id} cannot be injected as {name}: its value contains a NUL byte")
         env[name] = s.value
     return env
 

@@ -60,7 +60,7 @@ _EXIT_TABLE = """\
 exit status:
   0    success
   1    not found (no such secret, or it has no value to reveal or inject)
-  2    usage or bad input (bad option, field, file, ambiguous name, alias in use)
+  2    usage or bad input (bad option, field, file, ambiguous name, alias in use, Ctrl-D at a prompt)
   3    wrong passphrase (after three tries at a prompt)
   4    vault damaged or tampered with, or a format this version cannot read
   5    vault locked by another process for longer than --lock-timeout
@@ -527,6 +527,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         return _report(ctx, str(exc), "USAGE", EXIT_USAGE, as_json=as_json)
+    except EOFError:
+        # Ctrl-D at a prompt: the user gave no answer, like a missing option (not a crash, not Ctrl-C).
+        if debug:
+            raise
+        print("", file=sys.stderr)
+        return _report(ctx, "no input at the prompt", "USAGE", EXIT_USAGE, as_json=as_json)
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return _report(ctx, "interrupted", "INTERRUPTED", EXIT_INTERRUPTED, as_json=as_json)
