@@ -438,3 +438,78 @@ def test_cli_shows_cloud_names_without_control_characters(
 
 def assert_no_controls(text: str) -> bool:
     return all(ch.isprintable() or ch == "\n" for ch in text)
+
+
+class SlowClock:
+    """A clock that each request and each sleep moves forward: a server that takes its time."""
+
+    def __init__(self, per_request: float) -> None:
+        self.now = 0.0
+        self.per_request = per_request
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_total_time_of_a_call_is_bounded_by_one_deadline() -> None:
+    clock = SlowClock(per_request=25.0)
+    timeouts: list[float] = []
+    starts: list[float] = []
+
+    def slow_503(request: httpx.Request) -> httpx.Response:
+        starts.append(clock.now)
+        timeouts.append(request.extensions["timeout"]["read"])
+        clock.now += clock.per_request  # each attempt uses up its time before failing
+        return httpx.Response(503, json={"message": "busy", "code": "UNAVAILABLE"})
+
+    with (
+        ChatBotKitRemote(
+            TOKEN,
+            transport=httpx.MockTransport(slow_503),
+            timeout=30.0,
+            max_retries=50,
+            max_backoff=1.0,
+            max_total=60.0,
+            sleep=clock.sleep,
+            clock=clock,
+        ) as r,
+        pytest.raises(RemoteUnavailableError),
+    ):
+        r.fetch("abc")
+    assert starts and all(t < 60.0 for t in starts)  # no attempt starts past the deadline
+    assert all(t <= 60.0 - s + 1e-9 for t, s in zip(timeouts, starts, strict=True))  # timeout cut to what is left
+    assert timeouts[0] == 30.0 and timeouts[-1] < 30.0
+    assert clock.now <= 60.0 + 25.0  # at most one attempt's own time past the start of the last one
+
+
+def test_the_marker_lookup_after_a_failed_create_spends_the_same_budget() -> None:
+    clock = SlowClock(per_request=20.0)
+    seen: list[tuple[str, float, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, clock.now, request.extensions["timeout"]["read"]))
+        clock.now += clock.per_request
+        if request.url.path.endswith("/create"):
+            return httpx.Response(500, json={"message": "oops", "code": "INTERNAL"})
+        return httpx.Response(200, json={"items": []})
+
+    with (
+        ChatBotKitRemote(
+            TOKEN,
+            transport=httpx.MockTransport(handler),
+            timeout=30.0,
+            max_retries=50,
+            max_backoff=1.0,
+            max_total=50.0,
+            sleep=clock.sleep,
+            clock=clock,
+        ) as r,
+        pytest.raises(RemoteUnavailableError),
+    ):
+        r.create({"name": "x"}, marker="ref:abc")
+    lookups = [(t, timeout) for path, t, timeout in seen if path.endswith("/list")]
+    assert lookups and all(t < 50.0 and timeout <= 50.0 - t + 1e-9 for t, timeout in lookups)
+    assert all(t < 50.0 for _, t, _ in seen)

@@ -146,6 +146,7 @@ class ChatBotKitRemote:
         self._max_retries = max(0, max_retries)
         self._max_backoff = max(0.0, max_backoff)
         self._max_total = max(0.0, max_total)
+        self._timeout = max(0.001, timeout)
         self._page_size = max(1, min(100, page_size))
         self._sleep = sleep
         self._clock = clock
@@ -184,8 +185,12 @@ class ChatBotKitRemote:
 
     # --- the resource ---------------------------------------------------------------------
 
-    def list_all(self, *, meta: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Every secret (no values), oldest first, following the cursor until an empty page."""
+    def list_all(self, *, meta: Mapping[str, str] | None = None, deadline: float | None = None) -> list[dict[str, Any]]:
+        """Every secret (no values), oldest first, following the cursor until an empty page.
+
+        ``deadline`` (on the ``clock``): when given, every page request must finish by then;
+        otherwise each page has its own ``max_total`` budget.
+        """
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
         cursor: str | None = None
@@ -195,7 +200,7 @@ class ChatBotKitRemote:
                 params["cursor"] = cursor
             for key, want in (meta or {}).items():
                 params[f"meta.{key}"] = want
-            body = self._call("GET", "/secret/list", params=params)
+            body = self._call("GET", "/secret/list", params=params, deadline=deadline)
             page = body.get("items") if isinstance(body, dict) else None
             if not isinstance(page, list):
                 raise RemoteProtocolError("the list response has no items array")
@@ -228,10 +233,11 @@ class ChatBotKitRemote:
         returns the one that exists: a retry never makes a duplicate.
         """
 
-        def recover() -> Any:
+        def recover(deadline: float) -> Any:
             if marker is None:
                 return None
-            found = self.list_all(meta={MARKER_KEY: marker})
+            # The lookup spends the create's own budget: the whole call stays bounded.
+            found = self.list_all(meta={MARKER_KEY: marker}, deadline=deadline)
             return {"id": found[0]["id"]} if found else None
 
         return _id_of(self._call("POST", "/secret/create", json=dict(body), recover=recover))
@@ -251,21 +257,36 @@ class ChatBotKitRemote:
         *,
         params: Mapping[str, str] | None = None,
         json: dict[str, Any] | None = None,
-        recover: Callable[[], Any] | None = None,
+        recover: Callable[[float], Any] | None = None,
+        deadline: float | None = None,
     ) -> Any:
+        """One request series: retries included, it ends by ``deadline`` (default: now + max_total).
+
+        Each attempt's httpx timeout is cut to the time left, and no attempt starts after the
+        deadline, so a slow server cannot stretch the series past its budget.
+        """
         url = self._root.copy_with(path=self._root.path + path)
         headers = {"authorization": f"Bearer {self._token}"}
         if json is not None:
             headers["content-type"] = "application/json"
-        start = self._clock()
+        if deadline is None:
+            deadline = self._clock() + self._max_total
         attempt = 0
         while True:
             attempt += 1
             response: httpx.Response | None = None
             failure: str
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise RemoteUnavailableError(
+                    f"ChatBotKit did not answer within the {self._max_total:g} s budget ({attempt - 1} attempts)",
+                    status=0,
+                )
             try:
                 self.requests += 1
-                response = self._client.request(method, url, params=params, json=json, headers=headers)
+                response = self._client.request(
+                    method, url, params=params, json=json, headers=headers, timeout=min(self._timeout, remaining)
+                )
             except httpx.DecodingError:
                 # A body that its own Content-Encoding cannot decode: the response is broken, and
                 # asking again would get the same one.
@@ -282,12 +303,11 @@ class ChatBotKitRemote:
                 failure = f"HTTP {status}"
             if recover is not None and (response is None or response.status_code != 429):
                 # 429 is refused before any work; anything else may have been applied.
-                found = recover()
+                found = recover(deadline)
                 if found is not None:
                     return found
             delay = self._delay(attempt, response)
-            elapsed = self._clock() - start
-            if attempt > self._max_retries or delay is None or elapsed + delay > self._max_total:
+            if attempt > self._max_retries or delay is None or self._clock() + delay >= deadline:
                 if response is not None and response.status_code in _RETRY_STATUS:
                     err = self._error_for(response)
                     raise RemoteUnavailableError(
