@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -106,9 +107,31 @@ def test_delete_asks_for_confirmation_on_a_terminal(vp: Path) -> None:
     child.expect(r"Delete secret [a-z0-9]{24} \(Token\)\? \[y/N\] ")
     child.sendline("n")
     rest, status = finish(child)
-    assert status == 1 and "Not deleted." in rest
+    assert status == 0 and "Not deleted." in rest  # a choice, not an error; 1 means "not found"
     with vault.open(vp, PASSPHRASE) as v:
         assert len(v) == 1
+
+
+def test_delete_json_still_asks_on_a_terminal(vp: Path) -> None:
+    child = spawn(vp, "delete", "@tok", "--json")
+    child.expect_exact(f"Passphrase for {vp}: ")
+    child.sendline(PASSPHRASE)
+    child.expect(r"Delete secret ([a-z0-9]{24}) \(Token\)\? \[y/N\] ")
+    sid = child.match.group(1)
+    child.sendline("")
+    rest, status = finish(child)
+    assert status == 0 and json.dumps({"id": sid, "deleted": False}) in rest
+    with vault.open(vp, PASSPHRASE) as v:
+        assert len(v) == 1
+    child = spawn(vp, "delete", "@tok", "--json")
+    child.expect_exact(f"Passphrase for {vp}: ")
+    child.sendline(PASSPHRASE)
+    child.expect(r"\[y/N\] ")
+    child.sendline("yes")
+    rest, status = finish(child)
+    assert status == 0 and f'"id": "{sid}"' in rest
+    with vault.open(vp, PASSPHRASE) as v:
+        assert len(v) == 0
 
 
 def test_large_import_shows_progress_and_a_summary(vp: Path, tmp_path: Path) -> None:

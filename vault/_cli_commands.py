@@ -13,6 +13,7 @@ import datetime as _dt
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,11 @@ def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
         ctx.say(f"{key:<12} {value}")
 
 
+def _printable(text: str) -> str:
+    """A name for a human: control and format characters (escape sequences, bidi overrides) shown as '?'."""
+    return "".join("?" if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+
+
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -420,13 +426,21 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.open_vault() as v:
         ref = resolve_ref(v, args.ref)
-        if not args.yes and sys.stdin.isatty() and not ctx.json:
-            s = v.secret.fetch(ref)
-            label = f"{s.id} ({s.name})" if s.name else s.id
-            answer = input(f"Delete secret {label}? [y/N] ").strip().lower()
+        # --json says how to print, not that no one is there: a person at a terminal is still asked.
+        if not args.yes and sys.stdin.isatty():
+            s = v._lookup(ref)  # the question needs the name, not the value
+            label = f"{s.id} ({_printable(s.name)})" if s.name else s.id
+            # The question goes to stderr, so stdout stays the command's result (and valid JSON).
+            ctx.err.write(f"Delete secret {label}? [y/N] ")
+            ctx.err.flush()
+            answer = sys.stdin.readline().strip().lower()
             if answer not in ("y", "yes"):
-                ctx.note("Not deleted.")
-                return 1
+                # Declining is a successful answer, not an error: exit 1 is kept for "not found".
+                if ctx.json:
+                    ctx.emit({"id": s.id, "deleted": False})
+                else:
+                    ctx.note("Not deleted.")
+                return 0
         deleted = v.secret.delete(ref)
     if ctx.json:
         ctx.emit(deleted.to_dict())

@@ -373,7 +373,7 @@ def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParse
         sub,
         "delete",
         "delete a secret",
-        "Delete a secret (asks first on a terminal unless --yes).",
+        "Delete a secret (asks first on a terminal, also with --json, unless --yes; declining exits 0).",
         "  cbk-vault delete @payments\n  cbk-vault delete m2q1x0c3v4b5n6m7a8s9d0f1 --yes --json",
     )
     p.add_argument("ref", metavar="SECRET", help="id, @alias, (name) or a unique name")
