@@ -202,6 +202,7 @@ class FakeCloud:
         self._check(body, create=False)
         if body.get("kind") == "personal" and body.get("value"):
             raise HttpError(409, "CONFLICT", "Personal secrets cannot have a value")
+        stored_kind = row["kind"]  # the value rule reads the kind stored before this update
         alias = body.get("alias") or None  # left out: cleared (the notes' reading of the schema)
         self._alias_free(alias, row["id"])
         row["alias"] = alias
@@ -225,9 +226,11 @@ class FakeCloud:
             if isinstance(meta, dict):
                 meta = {k: v for k, v in meta.items() if WORD_START.match(k) and not k.startswith("_")}
             row["meta"] = meta
+        # The notes: a value is written only onto a stored shared secret (forced null onto a stored
+        # personal one). A shared secret turned personal without "value" keeps its old value.
         if "value" in body:
-            row["value"] = body["value"] if row["kind"] == "shared" else None
-        if row["kind"] == "personal":
+            row["value"] = body["value"] if stored_kind == "shared" else None
+        if stored_kind == "personal":
             row["value"] = None
         row["updatedAt"] = self._now()
 

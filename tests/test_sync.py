@@ -506,3 +506,21 @@ def test_the_api_token_under_any_alias_or_none_is_never_pushed(v: vault.Vault, c
     v.secret.create(name="later copy", value=cloud.token)
     assert run(v, cloud) == SyncReport()
     assert [row["name"] for row in cloud.secrets.values()] == ["shared"]
+
+
+def test_a_secret_turned_personal_has_its_old_value_cleared_in_the_cloud(v: vault.Vault, cloud: FakeCloud) -> None:
+    s = v.secret.create(name="was shared", value="team-value")
+    never = v.secret.create(name="always personal", kind="personal", value="mine")
+    run(v, cloud, "push")
+    rid = next(r["id"] for r in cloud.secrets.values() if r["name"] == "was shared")
+    assert cloud.value_of(rid) == "team-value"
+    v.secret.update(s.id, kind="personal")
+    mark = len(cloud.log)
+    report = run(v, cloud, "push")
+    assert [c.local_id for c in report.updated_remote] == [s.id] and report.ok
+    (update,) = [r for r in cloud.log[mark:] if r.path.endswith("/update")]
+    assert update.body["kind"] == "personal" and update.body["value"] is None
+    assert cloud.value_of(rid) is None and cloud.secrets[rid]["kind"] == "personal"
+    assert v.secret.fetch(s.id).value == "team-value" and v.secret.fetch(never.id).value == "mine"
+    mark = len(cloud.log)
+    assert run(v, cloud) == SyncReport() and writes_since(cloud, mark) == []

@@ -277,11 +277,14 @@ def value_only_local(record: LocalRecord, base: Base | None) -> bool:
 
 
 def _send_value(record: LocalRecord, base: Base) -> bool:
-    """Send ``value`` on update? Only for shared secrets (the cloud 409s personal ones), only when
+    """Send ``value`` on update? A value only for shared secrets (the cloud 409s personal ones), only when
     the local value moved on from what the cloud has, and a clear (null) only when the cloud is
-    known to hold our previous value: a pulled secret's unknown value is never wiped."""
+    known to hold our previous value: a pulled secret's unknown value is never wiped. A secret that
+    became personal gets a null when the cloud holds the value it had while shared."""
     if record.kind != "shared":
-        return False
+        # Turned personal: the cloud still holds the value sent while it was shared. Clear it
+        # (the cloud accepts null with personal); a value it never had needs no clearing.
+        return base.sent and base.value is not None
     if record.has_value:
         return record.value != base.value or not base.sent
     return base.value is not None and base.sent
@@ -386,9 +389,7 @@ class _Planner:
             if self.push:
                 self.actions.append(delete)
             return
-        self.conflict(
-            "deleted-locally", local_id, remote_id, r.name, on_local=[delete], on_remote=[self.pull_new(r)]
-        )
+        self.conflict("deleted-locally", local_id, remote_id, r.name, on_local=[delete], on_remote=[self.pull_new(r)])
 
     def pull_new(self, r: RemoteRecord) -> PullNew:
         return PullNew(r, keep_id=r.id not in self.marked_ids)

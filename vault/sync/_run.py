@@ -470,7 +470,7 @@ class _Runner:
 
     def update_remote(self, a: UpdateRemote) -> None:
         sec, ext = self.v._fetch_raw(a.local_id)
-        send_value = a.send_value and sec.kind == "shared"
+        send_value = a.send_value
         body = _body(sec, a.ref, send_value=send_value)
         intended = self._pushed_base(sec, send_value, a.prior, None)
         self._save_link(sec.id, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
@@ -599,7 +599,8 @@ def _body(sec: Secret, ref: str | None, *, send_value: bool) -> dict[str, Any]:
         "config": sec.config,
     }
     if send_value:
-        body["value"] = sec.value
+        # Personal: only ever a null, clearing what the cloud kept from when it was shared.
+        body["value"] = sec.value if sec.kind == "shared" else None
     return body
 
 
