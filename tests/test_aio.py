@@ -160,3 +160,40 @@ def test_a_failure_while_streaming_is_raised(v: vault.Vault) -> None:
     with pytest.raises(vault.VaultError) as exc:
         run(scenario())
     assert exc.value.code == "VAULT_CLOSED"
+
+
+def test_a_stream_error_keeps_its_type_and_status() -> None:
+    from vault.testing import memory_vault
+
+    async def scenario(v: vault.Vault) -> None:
+        lines = AsyncVault(v).secret.list().stream()
+        got = 0
+        with pytest.raises(vault.VaultClosedError) as info:
+            async for _ in lines:
+                got += 1
+                if got == 100:
+                    v.close()  # the next page fails mid-stream: an error line
+        assert got == 100 and info.value.code == "VAULT_CLOSED"
+
+    with memory_vault() as v:
+        with v.batch():
+            for i in range(101):
+                v.secret.create(name=f"s{i}")
+        run(scenario(v))
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "status"),
+    [
+        ("NOT_FOUND", vault.NotFoundError, 404),
+        ("BAD_REQUEST", vault.InvalidRequestError, 400),
+        ("CONFLICT", vault.ConflictError, 409),
+        ("LOCKED", vault.LockTimeoutError, 503),
+        ("SOMETHING_ELSE", vault.VaultError, 500),
+    ],
+)
+def test_stream_error_codes_map_back_to_their_error_class(code: str, cls: type[vault.VaultError], status: int) -> None:
+    from vault.aio import _error_for
+
+    err = _error_for(code, "m")
+    assert type(err) is cls and err.status == status and err.code == code and err.message == "m"

@@ -28,8 +28,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
+from . import errors
 from ._server import ListQuery, SecretApi
 from ._vault import Vault
 from .errors import InvalidRequestError
@@ -245,12 +246,38 @@ class ListCall(Call[SecretListResponse]):
             if line is done:
                 return
             if line["type"] == "error":
-                # Mid-stream failures arrive as an error line; surface them as the SDK user would.
-                from .errors import VaultError
-
+                # Mid-stream failures arrive as an error line; raise the VaultError subclass its
+                # code names, so `except NotFoundError` works on a stream as on an await.
                 data = line["data"]
-                raise VaultError(data["message"], code=data["code"])
+                raise _error_for(data["code"], data["message"])
             yield SecretListStreamItem(data=SecretItem.from_dict(line["data"]), type=line["type"])
+
+
+def _error_for(code: str, message: str) -> errors.VaultError:
+    """The VaultError subclass whose code is ``code`` (its status comes with the class)."""
+    cls = _ERRORS_BY_CODE.get(code)
+    if cls is None:
+        return errors.VaultError(message, code=code)
+    return cls(message)
+
+
+def _error_classes() -> dict[str, type[errors.VaultError]]:
+    found: dict[str, type[errors.VaultError]] = {}
+    pending: list[type[errors.VaultError]] = [errors.VaultError]
+    while pending:
+        cls = pending.pop()
+        # The vault's own errors only: the stand-in never raises the sync client's RemoteError tree
+        # (whose NOT_FOUND would shadow NotFoundError), and MintRefusedError has the mint route's
+        # own shape and never reaches a list stream.
+        if cls in (errors.RemoteError, errors.MintRefusedError) or cls.__module__ != errors.__name__:
+            continue
+        pending.extend(cls.__subclasses__())
+        if "code" in vars(cls):
+            found.setdefault(cls.code, cls)
+    return found
+
+
+_ERRORS_BY_CODE: Final = _error_classes()
 
 
 class AsyncSecretClient:
