@@ -826,3 +826,22 @@ def test_an_empty_path_is_a_usage_error(tmp_path: Path) -> None:
     home = tmp_path / "home"
     proc = cli(None, "--path", "", "list", env={"XDG_DATA_HOME": str(home), "HOME": str(home)})
     assert "--path must not be empty" in error_line(proc, 2)
+
+
+def test_update_meta_keeps_stored_underscore_keys(vp: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps([{"id": "k" * 24, "name": "K", "meta": {"_origin": "x", "team": "a"}}]))
+    ok(cli(vp, "import", str(src)))
+    ok(cli(vp, "update", "k" * 24, "--meta", "env=K_TOKEN"))
+    with vault.open(vp, PASSPHRASE) as v:
+        assert v.secret.fetch("k" * 24).meta == {"_origin": "x", "team": "a", "env": "K_TOKEN"}
+
+
+def test_import_with_and_without_ids_validates_alike(vp: Path, tmp_path: Path) -> None:
+    items = [{"id": "m" * 24, "name": "A", "meta": {"_origin": "x"}}, {"name": "B", "meta": {"_origin": "y"}}]
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(items))
+    summary = json.loads(ok(cli(vp, "import", "--json", "--new-ids", str(src))).stdout)
+    with vault.open(vp, PASSPHRASE) as v:
+        assert [v.secret.fetch(i).meta for i in summary["ids"]] == [{"_origin": "x"}, {"_origin": "y"}]
+        assert "m" * 24 not in summary["ids"]

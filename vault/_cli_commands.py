@@ -403,8 +403,12 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
     with v, v.batch():
         # One batch holds the writer lock: the meta read-modify-write cannot lose a concurrent change.
         ref = resolve_ref(v, args.ref)
-        if meta_json is not None or set_meta or args.unset_meta:
-            meta: dict[str, Any] = dict(meta_json) if meta_json is not None else dict(v.secret.fetch(ref).meta or {})
+        if set_meta and meta_json is None and not args.unset_meta:
+            # A merge, not the whole dict: the core's update drops sent keys that begin with "_",
+            # so sending the stored meta back would silently lose them.
+            fields["meta"] = {"$update": set_meta}
+        elif meta_json is not None or set_meta or args.unset_meta:
+            meta: dict[str, Any] = dict(meta_json) if meta_json is not None else dict(v._lookup(ref).meta or {})
             meta.update(set_meta)
             for key in args.unset_meta or []:
                 meta.pop(key, None)
@@ -620,15 +624,15 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _import_one(v: Vault, rec: _cli_import.Record, existing: set[str], *, new_ids: bool) -> str:
+    # One path and one write per record, whether the id is kept or new: the same field checks for both.
     if rec.id is not None and not new_ids:
         if rec.id in existing:
             raise ConflictError(f"a secret with id {rec.id} is already in this vault (use --new-ids)")
-        existing.add(rec.id)
-        return v._put_raw(rec.id, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
-    created = v.secret.create(**rec.fields)
-    if rec.created_at is not None or rec.updated_at is not None:
-        v._put_raw(created.id, {}, created_at=rec.created_at, updated_at=rec.updated_at)
-    return created.id
+        rid = rec.id
+    else:
+        rid = v._new_record_id()
+    existing.add(rid)
+    return v._put_raw(rid, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
 
 
 def kdf_names() -> list[str]:
