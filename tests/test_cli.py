@@ -845,3 +845,17 @@ def test_import_with_and_without_ids_validates_alike(vp: Path, tmp_path: Path) -
     with vault.open(vp, PASSPHRASE) as v:
         assert [v.secret.fetch(i).meta for i in summary["ids"]] == [{"_origin": "x"}, {"_origin": "y"}]
         assert "m" * 24 not in summary["ids"]
+
+
+def test_messages_name_the_right_option(vp: Path, tmp_path: Path) -> None:
+    line = error_line(cli(vp, "passwd"), 2)
+    assert "no new passphrase" in line and "--new-passphrase-file, --new-passphrase-fd or CBK_VAULT_NEW_PASSPHRASE" in line
+    db = tmp_path / "db.kdbx"
+    db.write_bytes(b"not read")
+    line = error_line(cli(vp, "import", "--format", "kdbx", str(db), "--kdbx-keyfile", str(tmp_path / "no.key")), 2)
+    assert f"key file {str(tmp_path / 'no.key')!r} does not exist" in line
+    new = tmp_path / "new.txt"
+    new.write_text("a new passphrase\n")
+    new.chmod(0o644)
+    proc = ok(cli(vp, "passwd", "--new-passphrase-file", str(new)))
+    assert f"--new-passphrase-file {str(new)!r} is readable by other users" in proc.stderr

@@ -303,7 +303,15 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
         if file is not None and fd is not None:
             raise UsageError("give either --new-passphrase-file or --new-passphrase-fd, not both")
         env = ctx.env_new_passphrase if file is None and fd is None else None
-        source = PassphraseSource(file=file, fd=fd, env=env or None, what="new passphrase", err=ctx.err)
+        source = PassphraseSource(
+            file=file,
+            fd=fd,
+            env=env or None,
+            what="new passphrase",
+            hint=f"--new-passphrase-file, --new-passphrase-fd or {ENV_NEW_PASSPHRASE} (for CI)",
+            file_option="--new-passphrase-file",
+            err=ctx.err,
+        )
         new = prompt_new_passphrase(source, "New passphrase")
         v.change_passphrase(new, kdf=args.kdf)
         path = v.path
@@ -579,6 +587,9 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Re
             raise UsageError("a KeePass database must be a file, not standard input")
         if not os.path.isfile(args.file):
             raise UsageError(f"file {args.file!r} does not exist")
+        if args.kdbx_keyfile is not None and not os.path.isfile(args.kdbx_keyfile):
+            # Checked here: pykeepass's FileNotFoundError does not say which of the two files is missing.
+            raise UsageError(f"key file {args.kdbx_keyfile!r} does not exist")
         _cli_import.require_pykeepass()  # before asking for a password that could not be used
         source = PassphraseSource(
             file=args.kdbx_password_file,
@@ -586,6 +597,7 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Re
             env=None,
             what="KeePass password",
             hint="--kdbx-password-file or --kdbx-password-fd",
+            file_option="--kdbx-password-file",
             err=ctx.err,
         )
         password = None if args.kdbx_no_password else source.read("KeePass database password: ")

@@ -184,13 +184,13 @@ def _read_fd_line(fd: int, what: str) -> str:
     return _strip_newline(_decode(b"".join(chunks), f"{what} from descriptor {fd}"))
 
 
-def _warn_if_readable_by_others(path: str, err: TextIO) -> None:
+def _warn_if_readable_by_others(path: str, option: str, err: TextIO) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return
     if stat.S_ISREG(mode) and mode & 0o077:
-        print(f"cbk-vault: warning: passphrase file {path!r} is readable by other users (chmod 600 it)", file=err)
+        print(f"cbk-vault: warning: {option} {path!r} is readable by other users (chmod 600 it)", file=err)
 
 
 @dataclass
@@ -202,6 +202,8 @@ class PassphraseSource:
     env: str | None = None
     what: str = "passphrase"
     hint: str = f"--passphrase-file, --passphrase-fd or {ENV_PASSPHRASE} (for CI)"
+    #: The option that named ``file``, for the permission warning.
+    file_option: str = "--passphrase-file"
     err: TextIO = sys.stderr
     getpass_fn: Callable[[str], str] = getpass.getpass
 
@@ -212,7 +214,7 @@ class PassphraseSource:
     def read(self, prompt: str) -> str:
         """Return the passphrase (one read; a prompt is asked once)."""
         if self.file is not None:
-            _warn_if_readable_by_others(self.file, self.err)
+            _warn_if_readable_by_others(self.file, self.file_option, self.err)
             return _strip_newline(_read_file(self.file, self.what))
         if self.fd is not None:
             return _read_fd_line(self.fd, self.what)
