@@ -849,7 +849,8 @@ def test_import_with_and_without_ids_validates_alike(vp: Path, tmp_path: Path) -
 
 def test_messages_name_the_right_option(vp: Path, tmp_path: Path) -> None:
     line = error_line(cli(vp, "passwd"), 2)
-    assert "no new passphrase" in line and "--new-passphrase-file, --new-passphrase-fd or CBK_VAULT_NEW_PASSPHRASE" in line
+    assert "no new passphrase" in line
+    assert "--new-passphrase-file, --new-passphrase-fd or CBK_VAULT_NEW_PASSPHRASE" in line
     db = tmp_path / "db.kdbx"
     db.write_bytes(b"not read")
     line = error_line(cli(vp, "import", "--format", "kdbx", str(db), "--kdbx-keyfile", str(tmp_path / "no.key")), 2)
