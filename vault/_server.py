@@ -377,7 +377,9 @@ class _NotOffline(VaultError):
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """A loopback name or address (IPv4, IPv6 in brackets or not). Shared with the sync client,
+    which allows plain http only to such a host; kept here so the server never imports httpx."""
     name = host.strip("[]").lower()
     if name in _LOOPBACK_NAMES:
         return True
@@ -510,7 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             raise HttpError(404)
         action, secret_id = route
-        if standin.loopback_only and not _is_loopback(_host_of(self.headers.get("host", ""))):
+        if standin.loopback_only and not is_loopback(_host_of(self.headers.get("host", ""))):
             # DNS rebinding: a web page on another name must not reach a loopback server.
             raise HttpError(403, "Host not allowed", headers={"X-Failure-Code": "NOT_AUTHORIZED"})
         standin.check_token(self.headers.get("authorization"))
@@ -630,7 +632,7 @@ class StandInServer:
         self.accepts_any_token = token is None
         self.token = token if token is not None else "sk-local-" + secrets.token_hex(16)
         self.verbose = verbose
-        self.loopback_only = _is_loopback(host)
+        self.loopback_only = is_loopback(host)
         self._httpd = _Server((host, port), _Handler, bind_and_activate=True)
         self._httpd.standin = self
         self._thread: threading.Thread | None = None
@@ -720,7 +722,7 @@ def serve_command(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
-    if not _is_loopback(args.host) and token is None:
+    if not is_loopback(args.host) and token is None:
         err.write(f"cbk-vault serve: binding {args.host} needs --token or ${TOKEN_ENV} (any-token is loopback only)\n")
         return 2
     if args.ephemeral:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import email.utils
 import hmac
-import ipaddress
 import json
 import os
 import time
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import httpx
 
+from .._server import is_loopback as _is_loopback
 from ..errors import (
     InvalidRequestError,
     RemoteAuthError,
@@ -62,15 +62,6 @@ MARKER_KEY: Final = "cbkVaultRef"
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_ITEMS: Final = 1_000_000  # the vault's own record cap; a listing longer than this is a runaway server
 _MAX_MESSAGE: Final = 200
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _resolve_token(token: str | None, vault: Vault | None, token_secret: str) -> tuple[str, str | None]:

@@ -276,6 +276,11 @@ def value_only_local(record: LocalRecord, base: Base | None) -> bool:
     return base is None or not (base.sent and base.value == record.value)
 
 
+def _local_changed(record: LocalRecord, base: Base) -> bool:
+    """The vault's side moved on from the base: fields, value or clientSecret."""
+    return record.fields != base.fields or record.value != base.value or record.secret != base.secret
+
+
 def _send_value(record: LocalRecord, base: Base) -> bool:
     """Send ``value`` on update? A value only for shared secrets (the cloud 409s personal ones), only when
     the local value moved on from what the cloud has, and a clear (null) only when the cloud is
@@ -339,7 +344,7 @@ class _Planner:
             # so the old value fingerprint stays and a value change is simply sent again.
             base = Base(link.pending.fields, base.value, base.secret, base.sent, r.updated_at)
             confirmed = True
-        local_changed = rec.fields != base.fields or rec.value != base.value or rec.secret != base.secret
+        local_changed = _local_changed(rec, base)
         remote_changed = r.fields != base.fields or r.updated_at != base.updated_at
         ref = r.ref if r.ref is not None else link.ref
         rebase = Rebase(rec.id, r.id, Base(r.fields, base.value, base.secret, base.sent, r.updated_at), ref)
@@ -364,7 +369,7 @@ class _Planner:
     def remote_gone(self, rec: LocalRecord, link: Link) -> None:
         """A linked record whose cloud secret was deleted."""
         base = link.base
-        local_changed = rec.fields != base.fields or rec.value != base.value or rec.secret != base.secret
+        local_changed = _local_changed(rec, base)
         drop = DeleteLocal(rec.id, link.remote_id, rec.name)
         if not local_changed and not value_only_local(rec, base):
             if self.pull:
