@@ -860,3 +860,34 @@ def test_messages_name_the_right_option(vp: Path, tmp_path: Path) -> None:
     new.chmod(0o644)
     proc = ok(cli(vp, "passwd", "--new-passphrase-file", str(new)))
     assert f"--new-passphrase-file {str(new)!r} is readable by other users" in proc.stderr
+
+
+def test_main_writes_to_the_streams_of_the_moment(vp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import io
+
+    from vault.cli import main
+
+    monkeypatch.setenv("CBK_VAULT_PASSPHRASE", PASSPHRASE)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--path", str(vp), "list", "--json"]) == 0
+    assert len(json.loads(out.getvalue())["items"]) == 3
+
+
+def test_usage_errors_are_json_with_json(vp: Path) -> None:
+    proc = cli(vp, "list", "--json", "--take", "0")
+    assert proc.returncode == 2
+    error = json.loads(proc.stderr)
+    assert error["code"] == "USAGE" and error["exitCode"] == 2 and "--take" in error["message"]
+    assert "--take" in error_line(cli(vp, "list", "--take", "0"), 2)
+
+
+def test_control_characters_in_names_are_not_printed_raw(vp: Path) -> None:
+    with vault.open(vp, PASSPHRASE) as v:
+        v.secret.create(name="evil\x1b[2J\u202ename", value="x")
+    for args in (["list"], ["fetch", "(evil\x1b[2J\u202ename)"]):
+        out = ok(cli(vp, *args)).stdout
+        assert "\x1b" not in out and "\u202e" not in out and "evil?[2J?name" in out
+    names = [item["name"] for item in json.loads(ok(cli(vp, "list", "--json")).stdout)["items"]]
+    assert "evil\x1b[2J\u202ename" in names  # --json is for programs: the name as stored

@@ -62,8 +62,10 @@ class Context:
     """What every command needs: the parsed global options, the streams, and the secrets read from the env."""
 
     args: argparse.Namespace
-    out: TextIO = sys.stdout
-    err: TextIO = sys.stderr
+    # Looked up when a Context is made, not when this module is imported: redirect_stdout and
+    # test harnesses replace sys.stdout later.
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
     env_passphrase: str | None = None
     env_new_passphrase: str | None = None
     opened: list[Vault] = field(default_factory=list)
@@ -138,11 +140,17 @@ def _when(ms: int) -> str:
     return _dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
-def _all_secrets(v: Vault, *, meta: dict[str, str] | None = None) -> Iterator[Secret]:
-    """Every secret's metadata, oldest first, page by page (values are never decrypted)."""
-    cursor: str | None = None
+def _all_secrets(
+    v: Vault,
+    *,
+    meta: dict[str, str] | None = None,
+    order: str = "asc",
+    take: int = 100,
+    cursor: str | None = None,
+) -> Iterator[Secret]:
+    """Every secret's metadata (after ``cursor``), page by page (values are never decrypted)."""
     while True:
-        page = v.secret.list(order="asc", take=100, cursor=cursor, meta=meta)
+        page = v.secret.list(order=order, take=take, cursor=cursor, meta=meta)
         if not page.items:
             return
         yield from page.items
@@ -155,6 +163,10 @@ def resolve_ref(v: Vault, ref: str) -> str:
         raise UsageError("a secret reference must not be empty")
     if ref.startswith("@") or (len(ref) >= 2 and ref[0] == "(" and ref[-1] == ")"):
         return ref
+    try:
+        return v._lookup(ref).id  # an exact id: one dict lookup, so `run` over n secrets is not n scans
+    except NotFoundError:
+        pass
     by_name: list[str] = []
     for s in _all_secrets(v):
         if s.id == ref:
@@ -239,12 +251,12 @@ def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
     d = s.to_dict()
     rows: list[tuple[str, str]] = [
         ("id", s.id),
-        ("name", s.name),
+        ("name", _printable(s.name)),
         ("alias", "@" + s.alias if s.alias else "-"),
         ("type", s.type),
         ("kind", s.kind),
         ("visibility", s.visibility),
-        ("description", s.description or "-"),
+        ("description", _printable(s.description) or "-"),
         ("blueprintId", s.blueprint_id or "-"),
         ("meta", dump_json(d["meta"]) if d["meta"] is not None else "-"),
         ("config", dump_json(d["config"]) if d["config"] is not None else "-"),
@@ -269,7 +281,14 @@ def _table(ctx: Context, items: list[Secret]) -> None:
     rows = [["ID", "NAME", "TYPE", "KIND", "ALIAS", "UPDATED"]]
     for s in items:
         rows.append(
-            [s.id, _short(s.name, 40) or "-", s.type, s.kind, "@" + s.alias if s.alias else "-", _when(s.updated_at)]
+            [
+                s.id,
+                _short(_printable(s.name), 40) or "-",
+                s.type,
+                s.kind,
+                "@" + s.alias if s.alias else "-",
+                _when(s.updated_at),
+            ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -345,7 +364,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(created.to_dict())
     else:
-        label = f" ({created.name})" if created.name else ""
+        label = f" ({_printable(created.name)})" if created.name else ""
         ctx.say(f"Created secret {created.id}{label}" + ("" if value is not None else " without a value"))
     return 0
 
@@ -372,14 +391,9 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     meta = _key_values(args.meta, "--meta") or None
     with ctx.open_vault() as v:
         if args.all:
-            items: list[Secret] = []
-            cursor = args.cursor
-            while True:
-                page = v.secret.list(order=args.order, take=args.take or 100, cursor=cursor, meta=meta)
-                if not page.items:
-                    break
-                items.extend(page.items)
-                cursor = page.cursor
+            items: list[Secret] = list(
+                _all_secrets(v, meta=meta, order=args.order, take=args.take or 100, cursor=args.cursor)
+            )
             result: dict[str, Any] = {"items": [s.to_dict() for s in items]}
             next_cursor = None
         else:
@@ -431,7 +445,7 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(updated.to_dict())
     else:
-        ctx.say(f"Updated secret {updated.id}" + (f" ({updated.name})" if updated.name else ""))
+        ctx.say(f"Updated secret {updated.id}" + (f" ({_printable(updated.name)})" if updated.name else ""))
     return 0
 
 
@@ -457,7 +471,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(deleted.to_dict())
     else:
-        ctx.say(f"Deleted secret {deleted.id}" + (f" ({deleted.name})" if deleted.name else ""))
+        ctx.say(f"Deleted secret {deleted.id}" + (f" ({_printable(deleted.name)})" if deleted.name else ""))
     return 0
 
 
@@ -622,7 +636,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
                     try:
                         ids.append(_import_one(v, rec, existing, new_ids=args.new_ids))
                     except VaultError as exc:
-                        exc.message = f"item {n} ({_short(rec.label, 40)}): {exc.message}"
+                        exc.message = f"item {n} ({_short(_printable(rec.label), 40)}): {exc.message}"
                         raise
                     progress.update(n)
         finally:

@@ -10,6 +10,7 @@ only when one of them runs.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import getpass
 import importlib
 import os
@@ -107,11 +108,19 @@ def exit_code_for(exc: VaultError) -> int:
     return EXIT_CODES.get(exc.code, EXIT_OTHER)
 
 
+#: Whether --json is anywhere in argv: argparse reports a usage error before the options are known.
+_json_errors: contextvars.ContextVar[bool] = contextvars.ContextVar("_json_errors", default=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the one-line error format of every other cbk-vault error (exit 2, no usage dump)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"cbk-vault: error: {message} (see: {self.prog} --help) [USAGE]\n")
+        text = f"{message} (see: {self.prog} --help)"
+        if _json_errors.get():
+            # --json promises one JSON object on stderr for every error, argparse's own included.
+            self.exit(EXIT_USAGE, dump_json({"message": text, "code": "USAGE", "exitCode": EXIT_USAGE}) + "\n")
+        self.exit(EXIT_USAGE, f"cbk-vault: error: {text} [USAGE]\n")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -470,7 +479,7 @@ def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParse
     return parser, hook_errors
 
 
-def _report(ctx: Context | None, message: str, code: str, status: int, *, as_json: bool) -> int:
+def _report(message: str, code: str, status: int, *, as_json: bool) -> int:
     if as_json:
         line = dump_json({"message": message, "code": code, "exitCode": status})
         print(line, file=sys.stderr)
@@ -493,7 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, hooks = build_parser([hook] if hook in _HOOKS else [])
     if hook in _HOOKS and isinstance(hooks.get(hook), str):
         # The module is missing, so its options are unknown: report that, not a confusing usage error.
-        return _report(None, hooks[hook], "USAGE", EXIT_USAGE, as_json="--json" in arguments)
+        return _report(hooks[hook], "USAGE", EXIT_USAGE, as_json="--json" in arguments)
+    _json_errors.set("--json" in arguments[: arguments.index("--")] if "--" in arguments else "--json" in arguments)
     args = parser.parse_args(arguments)
     # Read once and drop from the environment: no child (run, an editor, a pager) inherits it.
     env_pass = os.environ.pop(ENV_PASSPHRASE, None)
@@ -522,20 +532,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VaultError as exc:
         if debug:
             raise
-        return _report(ctx, exc.message, exc.code, exit_code_for(exc), as_json=as_json)
+        return _report(exc.message, exc.code, exit_code_for(exc), as_json=as_json)
     except UsageError as exc:
         if debug:
             raise
-        return _report(ctx, str(exc), "USAGE", EXIT_USAGE, as_json=as_json)
+        return _report(str(exc), "USAGE", EXIT_USAGE, as_json=as_json)
     except EOFError:
         # Ctrl-D at a prompt: the user gave no answer, like a missing option (not a crash, not Ctrl-C).
         if debug:
             raise
         print("", file=sys.stderr)
-        return _report(ctx, "no input at the prompt", "USAGE", EXIT_USAGE, as_json=as_json)
+        return _report("no input at the prompt", "USAGE", EXIT_USAGE, as_json=as_json)
     except KeyboardInterrupt:
         print("", file=sys.stderr)
-        return _report(ctx, "interrupted", "INTERRUPTED", EXIT_INTERRUPTED, as_json=as_json)
+        return _report("interrupted", "INTERRUPTED", EXIT_INTERRUPTED, as_json=as_json)
     except BrokenPipeError:
         # `cbk-vault list | head`: the reader left; not an error worth a message.
         try:
@@ -549,7 +559,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # The type name only: an unexpected exception's text could quote data it was handed.
         return _report(
-            ctx,
             f"internal error ({type(exc).__name__}); rerun with --debug",
             "INTERNAL",
             EXIT_INTERNAL,
