@@ -891,3 +891,14 @@ def test_control_characters_in_names_are_not_printed_raw(vp: Path) -> None:
         assert "\x1b" not in out and "\u202e" not in out and "evil?[2J?name" in out
     names = [item["name"] for item in json.loads(ok(cli(vp, "list", "--json")).stdout)["items"]]
     assert "evil\x1b[2J\u202ename" in names  # --json is for programs: the name as stored
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_demo_honours_path_before_or_after_the_command(tmp_path: Path, before: bool) -> None:
+    target = tmp_path / "d.cbkv"
+    args = ["--path", str(target), "demo"] if before else ["demo", "--path", str(target)]
+    out = ok(cli(None, *args)).stdout
+    assert f"new vault at {target}" in out
+    with vault.open(target, PASSPHRASE) as v:
+        assert len(v) == 0
+    assert "--path must not be empty" in error_line(cli(None, "demo", "--path", ""), 2)

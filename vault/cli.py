@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextvars
-import getpass
 import importlib
 import os
 import sys
@@ -21,7 +20,15 @@ from typing import Any, Final, NoReturn
 
 from . import __version__, _cli_complete, _demo
 from ._cli_commands import COMMANDS, Context, kdf_names
-from ._cli_io import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, UsageError, dump_json, harden_process
+from ._cli_io import (
+    ENV_NEW_PASSPHRASE,
+    ENV_PASSPHRASE,
+    PassphraseSource,
+    UsageError,
+    dump_json,
+    harden_process,
+    prompt_new_passphrase,
+)
 from ._vault import Vault
 from .errors import VaultError
 
@@ -472,7 +479,8 @@ def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParse
     )
     demo.add_argument(
         "--path",
-        type=Path,
+        # SUPPRESS: a --path given before `demo` (the global option) must not be reset to None here.
+        default=argparse.SUPPRESS,
         help="create the demo vault here instead of a temporary directory "
         "(passphrase from CBK_VAULT_PASSPHRASE or a prompt)",
     )
@@ -514,9 +522,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             passphrase = None
-            path = Path(args.path) if args.path is not None else None
+            raw = getattr(args, "path", None)
+            if raw == "":
+                raise UsageError("--path must not be empty")
+            path = Path(raw) if raw is not None else None
             if path is not None:
-                passphrase = env_pass or getpass.getpass("New vault passphrase: ")
+                # The vault outlives the demo: its passphrase is asked for exactly as `init` asks.
+                source = PassphraseSource(env=env_pass or None, err=sys.stderr)
+                passphrase = prompt_new_passphrase(source, "New vault passphrase")
             return _demo.run(path, passphrase, sys.stdout)
         if args.command == "completion":
             full, _ = build_parser(list(_HOOKS))
