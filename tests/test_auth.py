@@ -201,3 +201,10 @@ def test_jwt_without_pyjwt_is_a_clear_typed_error(v: vault.Vault, monkeypatch: p
         s.credentials()
     assert isinstance(exc.value, vault.VaultError) and isinstance(exc.value, ImportError)
     assert exc.value.code == "MISSING_DEPENDENCY" and "cbk-vault[jwt]" in str(exc.value)
+
+
+def test_a_value_nested_past_the_stack_is_no_credentials() -> None:
+    from vault._auth import parse_basic
+
+    # Valid JSON, but deeper than the parser's stack: not credentials, and not a RecursionError.
+    assert parse_basic('{"a":' + "[" * 100_000 + "]" * 100_000 + "}") is None

@@ -50,6 +50,15 @@ _USER_KEYS: Final = ("username", "user")
 _PASS_KEYS: Final = ("password", "pass")
 
 
+def _json_object(text: str) -> dict[str, Any] | None:
+    """A JSON object held in a secret value, or None (not JSON, not an object, or nested past the stack)."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class BasicCredentials:
     """Username and password of a ``basic`` secret. Unpacks as ``user, password = creds``."""
@@ -100,11 +109,8 @@ def parse_basic(value: str) -> BasicCredentials | None:
     if not text:
         return None  # the cloud counts an empty value as no value
     if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(obj, dict):
+        obj = _json_object(text)
+        if obj is None:
             return None
         user = _pick(obj, _USER_KEYS)
         return None if user is None else BasicCredentials(user, _pick(obj, _PASS_KEYS) or "")
@@ -141,11 +147,8 @@ def _oauth_state(value: str) -> tuple[str, int | None] | None:
         return None
     if not text.startswith("{"):
         return text, None
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
+    obj = _json_object(text)
+    if obj is None:
         return None
     token = _pick(obj, ("accessToken", "access_token", "token"))
     if not token:
