@@ -24,18 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import atheris
-from _common import REFERENCE_PASSPHRASE, main, reference_vault, scratch_dir
+from _common import REFERENCE_PASSPHRASE, main, reference_log, scratch_dir
 
 with atheris.instrument_imports():
     import vault
-    from vault import _crypto, _format, _log
+    from vault import _crypto, _format
 
-_REF = reference_vault()
-_SLOT = _format.decode_slot(_REF[72:328])
-assert _SLOT is not None
-_KEK = _crypto.derive_kek(REFERENCE_PASSPHRASE.encode(), _SLOT.salt, _SLOT.kdf)
-_KEYS = _crypto.Keys.from_data_key(_crypto.open_box(_KEK, _SLOT.wrapped)[:32])
-_TAIL = _log.read_log(_KEYS, _REF, _format.LOG_START, _REF[40:72], 0, 0)
+_REF, _KEYS, _TAIL = reference_log()
 _DIR = scratch_dir()
 _PATH = _DIR / "fuzz.cbkv"
 

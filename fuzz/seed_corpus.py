@@ -14,18 +14,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REFERENCE_PASSPHRASE, corpus_dir, reference_vault, vector_bytes
+from _common import corpus_dir, reference_log, vector_bytes
 
-from vault import _crypto, _format, _log
+from vault import _format
 
 
 def frame_seeds() -> list[bytes]:
-    ref = reference_vault()
-    slot = _format.decode_slot(ref[72:328])
-    assert slot is not None
-    kek = _crypto.derive_kek(REFERENCE_PASSPHRASE.encode(), slot.salt, slot.kdf)
-    keys = _crypto.Keys.from_data_key(_crypto.open_box(kek, slot.wrapped)[:32])
-    log = _log.read_log(keys, ref, _format.LOG_START, ref[40:72], 0, 0)
+    _, _, log = reference_log()
     seeds = []
     entries = []
     for ops in log.frames:

@@ -224,7 +224,7 @@ def test_symlinked_vault_and_lock_paths_are_refused(tmp_path: Path) -> None:
     link.symlink_to(real)
     with pytest.raises(vault.InsecureFileError):
         vault.open(link, PASS)
-    with pytest.raises(vault.VaultError):  # init never writes through a symlink, dangling or not
+    with pytest.raises(vault.VaultExistsError):  # init never writes through a symlink, dangling or not
         vault.init(link, PASS, kdf=FAST)
     dangling = tmp_path / "dangling.cbkv"
     dangling.symlink_to(tmp_path / "target-that-does-not-exist")

@@ -92,17 +92,6 @@ def test_files_are_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
         os.umask(old)
 
 
-def test_symlinked_vault_is_refused(tmp_path: Path) -> None:
-    real = tmp_path / "real.cbkv"
-    vault.init(real, PASSPHRASE, kdf=FAST).close()
-    link = tmp_path / "link.cbkv"
-    link.symlink_to(real)
-    with pytest.raises(vault.InsecureFileError):
-        vault.open(link, PASSPHRASE)
-    with pytest.raises(vault.VaultExistsError):
-        vault.init(link, PASSPHRASE, kdf=FAST)
-
-
 def test_group_writable_vault_is_refused(vault_path: Path) -> None:
     vault.init(vault_path, PASSPHRASE, kdf=FAST).close()
     vault_path.chmod(0o620)
