@@ -34,6 +34,7 @@ import nacl.bindings as sodium
 
 import vault
 from vault import _crypto, _format, _log
+from vault._vault import engine_of
 
 HERE = Path(__file__).resolve().parent
 PASS = "bench-pass"
@@ -213,8 +214,8 @@ def build(path: Path, n: int, chunk: int = 1000) -> tuple[vault.Vault, list[str]
 
 def sealed_own_size(v: vault.Vault) -> int:
     """What the live records take when each is sealed on its own: msgpack + nonce + MAC."""
-    entries = v._state.entries
-    return sum(len(_format.packb(e.to_list())) + _crypto.NONCE_SIZE + _crypto.MAC_SIZE for e in entries.values())
+    with engine_of(v).reading() as index:
+        return sum(len(_format.packb(e.to_list())) + _crypto.NONCE_SIZE + _crypto.MAC_SIZE for e in index.iter_live())
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -360,7 +361,7 @@ class Bench:
                 vault.open(path, PASS).close()
 
             opens = time_each(reopen, reps, warmup=1)
-            keys = v._keys_or_raise()
+            keys = engine_of(v).keys().keys
 
             def floor_open(_: int, path: Path = path, keys: _crypto.Keys = keys) -> None:
                 with open(path, "rb") as fh:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,22 @@ def vault_path(tmp_path: Path) -> Path:
     return tmp_path / "test.cbkv"
 
 
+class Clock:
+    """The vault's injected clock: wall time, until a test sets ``source`` (epoch ms)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], int] | None = None
+
+    def __call__(self) -> int:
+        return self.source() if self.source is not None else time.time_ns() // 1_000_000
+
+
 @pytest.fixture
-def v(vault_path: Path) -> Iterator[vault.Vault]:
-    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as handle:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def v(vault_path: Path, clock: Clock) -> Iterator[vault.Vault]:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST, clock=clock) as handle:
         yield handle

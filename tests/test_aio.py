@@ -11,7 +11,7 @@ import pytest
 
 import vault
 from tests.conftest import CLOUD_ITEM_KEYS
-from vault._auth import MintRefusedError
+from vault._credentials import MintRefusedError
 from vault.aio import (
     AsyncVault,
     SecretIdResponse,

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 import vault
-from tests.conftest import CLOUD_ITEM_KEYS, FAST, PASSPHRASE
+from tests.conftest import CLOUD_ITEM_KEYS, FAST, PASSPHRASE, Clock
+from vault._store import IO
+from vault._vault import engine_of
 
 ID = re.compile(r"^[a-z][a-z0-9]{23}$")
 
@@ -81,8 +83,8 @@ def test_fetch_by_id_alias_and_name(v: vault.Vault) -> None:
         assert info.value.code == "NOT_FOUND" and isinstance(info.value, KeyError)
 
 
-def test_name_lookup_takes_the_oldest_of_duplicates(v: vault.Vault) -> None:
-    v._clock = iter(range(10, 100)).__next__
+def test_name_lookup_takes_the_oldest_of_duplicates(v: vault.Vault, clock: Clock) -> None:
+    clock.source = iter(range(10, 100)).__next__
     first = v.secret.create(name="dup")
     v.secret.create(name="dup")
     assert v.secret.fetch("(dup)").id == first.id
@@ -108,15 +110,15 @@ def test_list_never_decrypts_and_items_have_no_value(v: vault.Vault, monkeypatch
     def boom(*args: object) -> None:
         raise AssertionError("list decrypted a value")
 
-    monkeypatch.setattr(v, "_open_value", boom)
+    monkeypatch.setattr(engine_of(v), "open_value", boom)
     page = v.secret.list()
     assert [s.value for s in page.items] == [None, None, None]
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_paging_250_secrets_no_duplicates_or_gaps(v: vault.Vault, order: str) -> None:
-    clock = iter(range(1_700_000_000_000, 1_700_000_000_000 + 1000, 3))
-    v._clock = lambda: next(clock)
+def test_paging_250_secrets_no_duplicates_or_gaps(v: vault.Vault, clock: Clock, order: str) -> None:
+    ticks = iter(range(1_700_000_000_000, 1_700_000_000_000 + 1000, 3))
+    clock.source = lambda: next(ticks)
     with v.batch():
         ids = [v.secret.create(name=f"s{i}").id for i in range(250)]
     seen: list[str] = []
@@ -136,8 +138,8 @@ def test_paging_250_secrets_no_duplicates_or_gaps(v: vault.Vault, order: str) ->
     assert seen == (ids if order == "asc" else ids[::-1])
 
 
-def test_sort_is_created_at_then_id(v: vault.Vault) -> None:
-    v._clock = lambda: 1_700_000_000_000  # every secret in the same millisecond
+def test_sort_is_created_at_then_id(v: vault.Vault, clock: Clock) -> None:
+    clock.source = lambda: 1_700_000_000_000  # every secret in the same millisecond
     ids = [v.secret.create().id for _ in range(30)]
     assert [s.id for s in v.secret.list(order="asc").items] == sorted(ids)
     assert [s.id for s in v.secret.list().items] == sorted(ids, reverse=True)
@@ -153,15 +155,15 @@ def test_take_is_clamped_like_the_cloud(v: vault.Vault, take: object, expected: 
     assert len(v.secret.list(take=take).items) == expected  # type: ignore[arg-type]
 
 
-def test_unknown_order_means_desc_and_unknown_cursor_is_empty(v: vault.Vault) -> None:
-    v._clock = iter(range(10, 100)).__next__
+def test_unknown_order_means_desc_and_unknown_cursor_is_empty(v: vault.Vault, clock: Clock) -> None:
+    clock.source = iter(range(10, 100)).__next__
     a, b = v.secret.create(), v.secret.create()
     assert [s.id for s in v.secret.list(order="sideways").items] == [b.id, a.id]
     assert v.secret.list(cursor="nosuchcursor").items == []
 
 
-def test_cursor_of_a_deleted_item_keeps_paging(v: vault.Vault) -> None:
-    v._clock = iter(range(10, 100)).__next__
+def test_cursor_of_a_deleted_item_keeps_paging(v: vault.Vault, clock: Clock) -> None:
+    clock.source = iter(range(10, 100)).__next__
     ids = [v.secret.create().id for _ in range(5)]
     page = v.secret.list(order="asc", take=2)
     v.secret.delete(page.cursor)  # type: ignore[arg-type]
@@ -289,12 +291,13 @@ def test_batch_commits_all_or_nothing(v: vault.Vault, vault_path: Path) -> None:
         assert [s.name for s in other.secret.list()] == ["a2"]
 
 
-def test_batch_is_one_append_and_one_fsync(v: vault.Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_is_one_append_and_one_fsync(vault_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    io = v._store.io
+    io = IO()
+    v = vault.init(vault_path, PASSPHRASE, kdf=FAST, _io=io)
     orig_sync = io.fdatasync
     monkeypatch.setattr(io, "fdatasync", lambda fd: (calls.append("sync"), orig_sync(fd))[1])
-    with v.batch():
+    with v, v.batch():
         for i in range(100):
             v.secret.create(name=f"s{i}", value="x")
     assert calls == ["sync"]
@@ -318,9 +321,9 @@ def test_closed_vault_refuses_calls(vault_path: Path) -> None:
         v.secret.create()
 
 
-def test_paging_stays_exact_across_many_deletes_and_undone_batches(v: vault.Vault) -> None:
+def test_paging_stays_exact_across_many_deletes_and_undone_batches(v: vault.Vault, clock: Clock) -> None:
     # Deleted rows leave stale keys in the sort index until it is pruned; paging must never show them.
-    v._clock = iter(range(1_000, 1_000_000, 7)).__next__
+    clock.source = iter(range(1_000, 1_000_000, 7)).__next__
     with v.batch():
         ids = [v.secret.create(name=f"s{i}").id for i in range(3000)]
     doomed = set(ids[::2])

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import vault
-from vault._auth import BasicCredentials, MintRefusedError, MissingDependencyError, mint, parse_basic, resolve
+from vault._credentials import BasicCredentials, MintRefusedError, MissingDependencyError, mint, parse_basic, resolve
 
 
 def b64(text: str) -> str:
@@ -204,7 +204,7 @@ def test_jwt_without_pyjwt_is_a_clear_typed_error(v: vault.Vault, monkeypatch: p
 
 
 def test_a_value_nested_past_the_stack_is_no_credentials() -> None:
-    from vault._auth import parse_basic
+    from vault._credentials import parse_basic
 
     # Valid JSON, but deeper than the parser's stack: not credentials, and not a RecursionError.
     assert parse_basic('{"a":' + "[" * 100_000 + "]" * 100_000 + "}") is None

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import vault
+from vault._vault import raw_records
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED: dict[str, Any] = json.loads((GOLDEN / "v1-expected.json").read_text())
@@ -24,7 +25,7 @@ def test_golden_vault_opens_with_exact_contents(name: str, tmp_path: Path) -> No
     with vault.open(copy, case["passphrase"]) as v:
         got = [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")]
         assert got == case["secrets"]
-        assert v._get_setting("example") == case["settings"]["example"]
+        assert raw_records(v).setting("example") == case["settings"]["example"]
         # Still writable by this version.
         v.secret.create(name="new")
     with vault.open(copy, case["passphrase"]) as v:

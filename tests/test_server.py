@@ -30,7 +30,7 @@ ITEM_KEYS = CLOUD_ITEM_KEYS
 def start_server(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, str]:
     """Start `python -m vault._server ARGS`; return the process, base URL and printed token."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vault._server", *args],
+        [sys.executable, "-m", "vault._serve_cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -548,6 +548,6 @@ def test_a_refused_request_is_answered_without_reading_its_body(server: str) -> 
 
 
 def test_the_handler_has_a_socket_timeout() -> None:
-    from vault._server import _Handler
+    from vault._http import _Handler
 
     assert _Handler.timeout is not None and 0 < _Handler.timeout <= 60

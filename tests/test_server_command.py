@@ -20,7 +20,8 @@ import pytest
 import vault
 from tests.conftest import FAST, PASSPHRASE
 from tests.test_server import TOKEN, start_server, stop_server
-from vault._server import StandInServer, add_serve_arguments, serve_command
+from vault._http import StandInServer
+from vault._serve_cli import add_serve_arguments, serve_command
 from vault.testing import memory_vault
 
 
@@ -231,7 +232,7 @@ def test_stand_in_server_api_and_token_validation() -> None:
 
 
 def test_a_failure_while_streaming_becomes_an_error_line() -> None:
-    from vault._server import ListQuery, SecretApi
+    from vault._api import ListQuery, SecretApi
 
     with memory_vault() as v:
         with v.batch():

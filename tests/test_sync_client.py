@@ -517,7 +517,7 @@ def test_the_marker_lookup_after_a_failed_create_spends_the_same_budget() -> Non
 
 @pytest.mark.parametrize("host", ["localhost.localdomain", "LOCALHOST", "ip6-localhost", "[::1]", "127.0.0.2"])
 def test_plain_http_is_allowed_for_every_loopback_name_the_stand_in_accepts(host: str) -> None:
-    from vault._server import is_loopback
+    from vault._net import is_loopback
 
     assert is_loopback(host)
     with ChatBotKitRemote(TOKEN, f"http://{host}:8080", transport=httpx.MockTransport(Recorder())) as r:

@@ -11,6 +11,8 @@ import pytest
 
 import vault
 from tests.conftest import FAST, PASSPHRASE
+from vault._store import IO
+from vault._vault import raw_records
 
 
 def test_init_refuses_an_existing_file(vault_path: Path) -> None:
@@ -133,9 +135,9 @@ def test_change_passphrase_cost_is_independent_of_size(vault_path: Path) -> None
     with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v, v.batch():
         for i in range(2000):
             v.secret.create(name=f"s{i}", value="x" * 40)
-    with vault.open(vault_path, PASSPHRASE) as v:
+    io = IO()
+    with vault.open(vault_path, PASSPHRASE, _io=io) as v:
         writes: list[int] = []
-        io = v._store.io
         orig = io.pwrite
         io.pwrite = lambda fd, data, off: (writes.append(len(data)), orig(fd, data, off))[1]  # type: ignore[method-assign]
         v.change_passphrase("new")
@@ -164,7 +166,7 @@ def test_compaction_keeps_everything_and_shrinks(vault_path: Path) -> None:
         s = v.secret.create(name="n", alias="a", value="v0", meta={"k": 1})
         for i in range(50):
             v.secret.update(s.id, value=f"v{i + 1}")
-        v._set_setting("sync", {"x": 1})
+        raw_records(v).set_setting("sync", {"x": 1})
         before = vault_path.stat().st_size
         expected = v.secret.fetch(s.id)
         v.compact()
@@ -173,7 +175,7 @@ def test_compaction_keeps_everything_and_shrinks(vault_path: Path) -> None:
         v.secret.update(s.id, value="after")
     with vault.open(vault_path, PASSPHRASE) as v:
         assert v.secret.fetch("@a").value == "after"
-        assert v._get_setting("sync") == {"x": 1}
+        assert raw_records(v).setting("sync") == {"x": 1}
     leftovers = [p for p in vault_path.parent.iterdir() if ".tmp-" in p.name]
     assert leftovers == []
 
@@ -292,7 +294,7 @@ def test_a_reader_that_saw_a_frame_later_cut_off_reloads(vault_path: Path) -> No
 def test_loading_in_chunks_sees_exactly_what_a_whole_read_sees(
     vault_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vault import _vault
+    from vault import _engine
 
     with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
         with v.batch():
@@ -303,7 +305,7 @@ def test_loading_in_chunks_sees_exactly_what_a_whole_read_sees(
         expected = [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")]
     with vault_path.open("ab") as f:
         f.write(b"\x00\x00\x01\x00")  # a torn append at the end
-    monkeypatch.setattr(_vault, "_LOAD_CHUNK", chunk)
+    monkeypatch.setattr(_engine, "_LOAD_CHUNK", chunk)
     with vault.open(vault_path, PASSPHRASE) as v:
         assert [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")] == expected
         v.secret.create(name="after the torn tail")

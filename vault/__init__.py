@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._crypto import KdfParams
 from ._records import Page, Secret
-from ._secrets import SecretClient
+from ._secret_client import SecretClient
 from ._store import default_path
 from ._vault import Vault, init, open
 from .errors import (

@@ -1,8 +1,8 @@
 """The subcommands of ``cbk-vault``, each a function of (context, parsed arguments) -> exit status.
 
 Every command goes through the public vault API (``vault.init``/``open``, ``v.secret.*``,
-``v.batch()``, ``v.change_passphrase``); import alone uses the private ``_put_raw`` hook so
-exported ids and timestamps come back exactly.
+``v.batch()``, ``v.change_passphrase``); import, and lookups that need no value, use the
+records seam (``raw_records``) so exported ids and timestamps come back exactly.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ._cli_io import (
 from ._crypto import KDF_PRESETS
 from ._records import Secret
 from ._store import resolve_path
-from ._vault import Vault
+from ._vault import Vault, raw_records
 from ._vault import init as vault_init
 from ._vault import open as vault_open
 from .errors import (
@@ -164,7 +164,7 @@ def resolve_ref(v: Vault, ref: str) -> str:
     if ref.startswith("@") or (len(ref) >= 2 and ref[0] == "(" and ref[-1] == ")"):
         return ref
     try:
-        return v._lookup(ref).id  # an exact id: one dict lookup, so `run` over n secrets is not n scans
+        return raw_records(v).lookup(ref).id  # an exact id: one dict lookup, so `run` over n secrets is not n scans
     except NotFoundError:
         pass
     by_name: list[str] = []
@@ -430,7 +430,8 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
             # so sending the stored meta back would silently lose them.
             fields["meta"] = {"$update": set_meta}
         elif meta_json is not None or set_meta or args.unset_meta:
-            meta: dict[str, Any] = dict(meta_json) if meta_json is not None else dict(v._lookup(ref).meta or {})
+            stored = raw_records(v).lookup(ref).meta if meta_json is None else meta_json
+            meta: dict[str, Any] = dict(stored or {})
             meta.update(set_meta)
             for key in args.unset_meta or []:
                 meta.pop(key, None)
@@ -454,7 +455,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
         ref = resolve_ref(v, args.ref)
         # --json says how to print, not that no one is there: a person at a terminal is still asked.
         if not args.yes and sys.stdin.isatty():
-            s = v._lookup(ref)  # the question needs the name, not the value
+            s = raw_records(v).lookup(ref)  # the question needs the name, not the value
             label = f"{s.id} ({_printable(s.name)})" if s.name else s.id
             # The question goes to stderr, so stdout stays the command's result (and valid JSON).
             ctx.err.write(f"Delete secret {label}? [y/N] ")
@@ -654,11 +655,12 @@ def _import_one(v: Vault, rec: _cli_import.Record, existing: set[str], *, new_id
     if rec.id is not None and not new_ids:
         if rec.id in existing:
             raise ConflictError(f"a secret with id {rec.id} is already in this vault (use --new-ids)")
-        rid = rec.id
+        rid: str | None = rec.id
     else:
-        rid = v._new_record_id()
-    existing.add(rid)
-    return v._put_raw(rid, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
+        rid = None  # a fresh id from the vault's own generator
+    new_id = raw_records(v).put(rid, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
+    existing.add(new_id)
+    return new_id
 
 
 def kdf_names() -> list[str]:

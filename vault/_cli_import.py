@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from . import _format, _records
+from . import _format, _rules
 from ._cli_io import UsageError, dump_json, load_json
 from ._records import Secret
 from .errors import InvalidRequestError, WrongPassphraseError
@@ -36,7 +36,7 @@ EXPORT_FORMAT: Final = "cbk-vault-export"
 EXPORT_VERSION: Final = 1
 ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TIMESTAMP_KEYS: Final = ("createdAt", "updatedAt")
-_ALLOWED_KEYS: Final = frozenset(_records.FIELDS) | {"id", *_TIMESTAMP_KEYS}
+_ALLOWED_KEYS: Final = frozenset(_rules.REQUEST_FIELDS) | {"id", *_TIMESTAMP_KEYS}
 _MAX_TIMESTAMP: Final = 253402300799999  # 9999-12-31: anything later is not an epoch-ms time
 
 
@@ -88,14 +88,14 @@ def _record_from_item(item: object, where: str) -> Record:
     if record_id is not None and (type(record_id) is not str or _format.ID_RE.fullmatch(record_id) is None):
         raise UsageError(f"{where}: id has the wrong form")
     fields: dict[str, Any] = {}
-    for wire, snake in _records.FIELDS.items():
+    for wire, snake in _rules.REQUEST_FIELDS.items():
         if wire in item:
             try:
-                fields[snake] = _records.check_field(snake, item[wire])
+                fields[snake] = _rules.check_field(snake, item[wire])
             except InvalidRequestError as exc:
                 raise UsageError(f"{where}: {exc.message}") from None
     config = fields.get("config")
-    if config is not None and config.get("clientSecret") == _records.MASK:
+    if config is not None and config.get("clientSecret") == _rules.MASK:
         # A masked config came from a non-revealing list; importing it would store the mask as the secret.
         raise UsageError(f"{where}: config.clientSecret is masked; export with `cbk-vault export --format json`")
     return Record(
@@ -240,7 +240,7 @@ def parse_env(data: bytes) -> list[Record]:
             raise UsageError(f"line {lineno}: {key} was already set on line {seen[key]}")
         seen[key] = lineno
         try:
-            checked = _records.check_field("value", value)
+            checked = _rules.check_field("value", value)
         except InvalidRequestError as exc:
             raise UsageError(f"line {lineno}: {exc.message}") from None
         records.append(Record(fields={"name": key, "value": checked, "meta": {"env": key}}, label=key))
@@ -337,8 +337,8 @@ def parse_kdbx(path: str, password: str | None, keyfile: str | None) -> list[Rec
         fields: dict[str, Any] = {}
         try:
             for key, item in raw.items():
-                fields[key] = _records.check_field(key, item)
-            fields["meta"] = _records.check_field("meta", {"keepass": keepass})
+                fields[key] = _rules.check_field(key, item)
+            fields["meta"] = _rules.check_field("meta", {"keepass": keepass})
         except InvalidRequestError as exc:
             raise UsageError(f"{where}: {exc.message}") from None
         records.append(

@@ -41,7 +41,6 @@ LOG_START: Final = 584
 SLOT_MAGIC: Final = b"CKS1"
 ALG_ARGON2ID13: Final = 1
 WRAP_PLAIN_SIZE: Final = 32 + 16 + 8  # data key || vault id || slot generation
-WRAP_SEALED_SIZE: Final = _crypto.NONCE_SIZE + WRAP_PLAIN_SIZE + _crypto.MAC_SIZE
 _SLOT_BODY: Final = struct.Struct(">4sQB3sII16s96s")  # 136 bytes, then 32-byte checksum
 _SLOT_CHECKSUM_PERSON: Final = b"cbkv1-slot"
 
@@ -68,7 +67,7 @@ MAX_RECORDS: Final = 1_000_000
 TYPES: Final = ("plain", "basic", "bearer", "jwt", "oauth", "template", "reference")
 KINDS: Final = ("shared", "personal")
 VISIBILITIES: Final = ("private", "protected", "public")
-ALIAS_RE: Final = re.compile(r"[a-z0-9_-]{0,128}")
+ALIAS_RE: Final = re.compile(rf"[a-z0-9_-]{{0,{MAX_ALIAS}}}")
 ID_RE: Final = re.compile(r"[a-z][a-z0-9]{23}|c[a-z0-9]{24}")
 
 OP_PUT: Final = 1
@@ -78,6 +77,39 @@ OP_SETTING: Final = 3
 
 def corrupt(what: str) -> CorruptVaultError:
     return CorruptVaultError(f"vault file is damaged or has been tampered with ({what})")
+
+
+# --- ids ----------------------------------------------------------------------------
+
+_ID_FIRST: Final = "abcdefghijklmnopqrstuvwxyz"
+_ID_REST: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+# byte -> id character, done in C by bytes.translate. Bytes at or above the largest multiple
+# of the alphabet size are deleted (rejection sampling), so every character stays uniform.
+_REST_TABLE: Final = bytes(ord(_ID_REST[b % len(_ID_REST)]) for b in range(256))
+_REST_REJECT: Final = bytes(range(256 - 256 % len(_ID_REST), 256))
+_FIRST_LIMIT: Final = 256 - 256 % len(_ID_FIRST)
+
+
+def new_id(rng: _crypto.RandomSource) -> str:
+    """A record id like the cloud's cuid2 ids: 24 lowercase characters, a letter first, unbiased.
+
+    Every id the vault makes (secrets, sync's local copies, imports) comes from here and
+    from the injected random source, so a seeded source reproduces a whole vault.
+    """
+    first = ""
+    rest = b""
+    while len(rest) < 23:
+        chunk = rng(32)
+        if not first:
+            for i, byte in enumerate(chunk):
+                if byte < _FIRST_LIMIT:
+                    first = _ID_FIRST[byte % len(_ID_FIRST)]
+                    chunk = chunk[i + 1 :]
+                    break
+            else:
+                continue
+        rest += chunk.translate(_REST_TABLE, _REST_REJECT)
+    return first + rest[:23].decode("ascii")
 
 
 # --- header -------------------------------------------------------------------------
@@ -382,7 +414,13 @@ def decode_entry(fields: object) -> Entry:
     return Entry(rid, rev, ca, ua, name, desc, kind, typ, vis, alias, meta, config, bp, vrev, vbox, ext)
 
 
-Op = tuple[int, Any, Any]
+def check_entry(entry: Entry) -> None:
+    """Refuse a record the reader would refuse: the writer runs the reader's own check.
+
+    Whatever reaches a commit (the API, a sync pull, an import, the stand-in) passes here,
+    so no write can produce a file that ``decode_entry`` later rejects as corrupt.
+    """
+    decode_entry(entry.to_list())
 
 
 def encode_frame_plaintext(epoch: int, seq: int, ops: list[list[Any]]) -> bytes:

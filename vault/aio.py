@@ -15,7 +15,7 @@ Agents written against ``chatbotkit.ChatBotKit(...).secret`` can take an
 Each call returns an awaitable like the SDK's ``Response`` (``await call`` or
 ``await call.json()``; list also has ``.stream()``). Results have the SDK's attribute
 names (snake_case) and shapes; the cloud's rules apply exactly as in the HTTP stand-in,
-because both run through the same :class:`vault._server.SecretApi`. The blocking vault
+because both run through the same :class:`vault._api.SecretApi`. The blocking vault
 calls run in a thread executor. Errors are :class:`vault.VaultError` subclasses with the
 cloud's ``code`` and ``status`` (the SDK would raise ``APIError`` with the same code).
 """
@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any, Final, Generic, TypeVar
 
 from . import errors
-from ._server import ListQuery, SecretApi
+from ._api import ListQuery, SecretApi
 from ._vault import Vault
 from .errors import InvalidRequestError
 

@@ -105,7 +105,7 @@ _GLOBAL_VALUE_OPTIONS: Final = frozenset({"--path", "--passphrase-file", "--pass
 
 _HOOKS: Final[dict[str, tuple[str, str, str, str]]] = {
     # command: (module, add-arguments function, command function, pip extra that brings its dependencies)
-    "serve": ("vault._server", "add_serve_arguments", "serve_command", "serve"),
+    "serve": ("vault._serve_cli", "add_serve_arguments", "serve_command", "serve"),
     "sync": ("vault.sync._cli", "add_sync_arguments", "sync_command", "sync"),
 }
 

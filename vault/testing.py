@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ._crypto import KdfParams
-from ._server import StandInServer
-from ._vault import Clock, Vault, init
+from ._http import StandInServer
+from ._vault import Clock, Vault, engine_of, init
 
 if TYPE_CHECKING:
     from .aio import AsyncVault
@@ -74,7 +74,7 @@ def memory_vault(*, clock: Clock | None = None) -> Vault:
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    v._on_close(lambda: shutil.rmtree(directory, ignore_errors=True))
+    engine_of(v).on_close(lambda: shutil.rmtree(directory, ignore_errors=True))
     weakref.finalize(v, shutil.rmtree, directory, True)
     return v
 

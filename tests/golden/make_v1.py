@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 import vault  # noqa: E402
+from vault._vault import raw_records  # noqa: E402
 
 PASSPHRASE = "golden passphrase"
 NEW_PASSPHRASE = "golden passphrase, changed"
@@ -67,14 +68,14 @@ def build(path: Path, *, compact: bool, passwd: bool) -> dict[str, Any]:
             gone = v.secret.create(name="Temporary")
         v.secret.delete(gone.id)
         v.secret.update(basic.id, alias="staging-db")
-        v._set_setting("example", {"k": "v"})
+        raw_records(v).set_setting("example", {"k": "v"})
         if compact:
             v.compact()
         if passwd:
             v.change_passphrase(NEW_PASSPHRASE, kdf=vault.KdfParams(1, 16384))
         return {
             "secrets": [v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(order="asc")],
-            "settings": {"example": v._get_setting("example")},
+            "settings": {"example": raw_records(v).setting("example")},
         }
 
 

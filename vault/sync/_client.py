@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import httpx
 
-from .._server import is_loopback as _is_loopback
+from .._net import is_loopback as _is_loopback
 from ..errors import (
     InvalidRequestError,
     RemoteAuthError,

@@ -25,7 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from .. import _format, _records
+from .. import _format, _rules
+from .._raw import RawRecords
+from .._vault import raw_records
 from ..errors import (
     InvalidRequestError,
     LockTimeoutError,
@@ -77,8 +79,6 @@ EXT_KEY: Final = "cbkSync"
 LOCAL_ONLY_META: Final = "cbkVaultLocalOnly"
 
 _FATAL: Final = (RemoteAuthError, RemoteUnavailableError, RemoteProtocolError, StorageError, LockTimeoutError)
-_ID_FIRST: Final = "abcdefghijklmnopqrstuvwxyz"
-_ID_REST: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 Progress = Callable[[int, int, str, str], None]
 
@@ -210,33 +210,20 @@ def _strip_marker(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out or (None if MARKER_KEY in meta else out)
 
 
+# Every request field but the value: what both sides can see and compare.
+_FIELDS: Final = tuple((wire, snake) for wire, snake in _rules.REQUEST_FIELDS.items() if snake != "value")
+
+
 def _comparable(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The fields both sides can see, in the cloud's response shape (config masked, no marker)."""
-    return {
-        "name": fields["name"],
-        "description": fields["description"],
-        "alias": fields["alias"],
-        "blueprintId": fields["blueprint_id"],
-        "kind": fields["kind"],
-        "type": fields["type"],
-        "visibility": fields["visibility"],
-        "meta": _strip_marker(fields["meta"]) or None,
-        "config": _records.mask_config(fields["config"]),
-    }
+    out = {wire: fields[snake] for wire, snake in _FIELDS}
+    out["meta"] = _strip_marker(fields["meta"]) or None
+    out["config"] = _rules.mask_config(fields["config"])
+    return out
 
 
 def _secret_fields(sec: Secret) -> dict[str, Any]:
-    return {
-        "name": sec.name,
-        "description": sec.description,
-        "alias": sec.alias,
-        "blueprint_id": sec.blueprint_id,
-        "kind": sec.kind,
-        "type": sec.type,
-        "visibility": sec.visibility,
-        "meta": sec.meta,
-        "config": sec.config,
-    }
+    return {snake: getattr(sec, snake) for _, snake in _FIELDS}
 
 
 def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecord, dict[str, Any]]:
@@ -250,13 +237,11 @@ def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecor
         raise RemoteProtocolError("a cloud secret has no id")
     fields: dict[str, Any] = {}
     try:
-        for wire, snake in _records.FIELDS.items():
-            if snake == "value":
-                continue
+        for wire, snake in _FIELDS:
             raw = item.get(wire)
             if raw is None and snake in ("name", "description", "kind", "type", "visibility"):
-                raw = _records.DEFAULTS[snake]
-            fields[snake] = _records.check_field(snake, raw)
+                raw = _rules.DEFAULTS[snake]
+            fields[snake] = _rules.check_field(snake, raw)
     except InvalidRequestError as exc:
         raise RemoteProtocolError(f"cloud secret {rid[:64]!r} is malformed: {exc.message}") from None
     stamps = [item.get("createdAt"), item.get("updatedAt")]
@@ -326,7 +311,7 @@ class _Config:
 
 
 def _load_config(v: Vault, *, create: bool) -> _Config:
-    raw = v._get_setting(CONFIG_SETTING)
+    raw = raw_records(v).setting(CONFIG_SETTING)
     if type(raw) is dict and type(raw.get("ref")) is str and type(raw.get("key")) is str:
         try:
             key = bytes.fromhex(raw["key"])
@@ -336,12 +321,12 @@ def _load_config(v: Vault, *, create: bool) -> _Config:
             return _Config(raw["ref"], key)
     cfg = _Config(secrets.token_hex(8), secrets.token_bytes(32))
     if create:
-        v._set_setting(CONFIG_SETTING, {"v": 1, "ref": cfg.ref, "key": cfg.key.hex()})
+        raw_records(v).set_setting(CONFIG_SETTING, {"v": 1, "ref": cfg.ref, "key": cfg.key.hex()})
     return cfg
 
 
 def _load_index(v: Vault) -> dict[str, tuple[str, int | None]]:
-    raw = v._get_setting(INDEX_SETTING) or {}
+    raw = raw_records(v).setting(INDEX_SETTING) or {}
     out: dict[str, tuple[str, int | None]] = {}
     if type(raw) is dict:
         for rid, entry in raw.items():
@@ -372,11 +357,11 @@ def _local_records(
     v: Vault, fp: _Fingerprints, is_token: Callable[[str | None], bool], token_record: str | None
 ) -> list[LocalRecord]:
     out: list[LocalRecord] = []
-    for sec, ext, has_value in v._records():
+    for sec, ext, has_value in raw_records(v).all():
         value_fp: str | None = None
         holds_token = sec.id == token_record
         if has_value:
-            full, _ = v._fetch_raw(sec.id)
+            full, _ = raw_records(v).fetch(sec.id)
             value_fp = fp.value(full.value)
             holds_token = holds_token or is_token(full.value)
         out.append(
@@ -405,7 +390,7 @@ def _confirm_missing(v: Vault, remote: Remote, items: list[dict[str, Any]]) -> l
     """
     listed = {item.get("id") for item in items}
     known: set[str] = set(_load_index(v))
-    for _, ext, _ in v._records():
+    for _, ext, _ in raw_records(v).all():
         link = _link_from_json(ext.get(EXT_KEY))
         if link is not None:
             known.add(link.remote_id)
@@ -421,26 +406,12 @@ def _confirm_missing(v: Vault, remote: Remote, items: list[dict[str, Any]]) -> l
     return out
 
 
-def _new_local_id() -> str:
-    first = secrets.choice(_ID_FIRST)
-    return first + "".join(secrets.choice(_ID_REST) for _ in range(23))
-
-
-def _unmask(remote_config: dict[str, Any] | None, local_config: dict[str, Any] | None) -> dict[str, Any] | None:
-    # The cloud's own rule: a masked clientSecret means "the one already stored". Keep ours.
-    if remote_config is None or remote_config.get("clientSecret") != _records.MASK:
-        return remote_config
-    if local_config is not None and local_config.get("clientSecret"):
-        return {**remote_config, "clientSecret": local_config["clientSecret"]}
-    return remote_config
-
-
 # --- the runner ------------------------------------------------------------------------------
 
 
 class _Runner:
     def __init__(self, v: Vault, remote: Remote, fp: _Fingerprints, cfg: _Config, progress: Progress | None) -> None:
-        self.v = v
+        self.raw: RawRecords = raw_records(v)
         self.remote = remote
         self.fp = fp
         self.cfg = cfg
@@ -455,7 +426,7 @@ class _Runner:
     # each returns nothing; failures raise a VaultError
 
     def create_remote(self, a: CreateRemote) -> None:
-        sec, ext = self.v._fetch_raw(a.local_id)
+        sec, ext = self.raw.fetch(a.local_id)
         marker = f"{self.cfg.ref}:{sec.id}"
         send_value = sec.kind == "shared" and sec.value is not None
         body = _body(sec, marker, send_value=send_value)
@@ -469,14 +440,14 @@ class _Runner:
         self.done["created_remote"].append(Change(sec.id, rid, sec.name))
 
     def update_remote(self, a: UpdateRemote) -> None:
-        sec, ext = self.v._fetch_raw(a.local_id)
+        sec, ext = self.raw.fetch(a.local_id)
         send_value = a.send_value
         body = _body(sec, a.ref, send_value=send_value)
         intended = self._pushed_base(sec, send_value, a.prior, None)
         self._save_link(sec.id, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
         self.remote.update(a.remote_id, body)
         record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp)
-        sec2, ext2 = self.v._fetch_raw(a.local_id)
+        sec2, ext2 = self.raw.fetch(a.local_id)
         self._save_link(sec2.id, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
         self.done["updated_remote"].append(Change(sec.id, a.remote_id, sec.name))
 
@@ -488,39 +459,39 @@ class _Runner:
 
     def delete_local(self, a: DeleteLocal) -> None:
         with contextlib.suppress(NotFoundError):
-            self.v._delete_raw(a.local_id)
+            self.raw.delete(a.local_id)
         self.dropped.add(a.remote_id)
         self.done["deleted_local"].append(Change(a.local_id, a.remote_id, a.name))
 
     def pull_new(self, a: PullNew) -> None:
         r = a.remote
         keep = a.keep_id and _format.ID_RE.fullmatch(r.id) is not None and r.id not in self.local_ids
-        lid = r.id if keep else _new_local_id()
         fields = dict(r.item)
         base = Base(r.fields, None, self.fp.secret(fields["config"]), True, r.updated_at)
         ext = {EXT_KEY: _link_to_json(Link(r.id, base, r.ref))}
-        self.v._put_raw(lid, fields, created_at=r.created_at, updated_at=r.updated_at, ext=ext)
+        # A cloud id the vault cannot take becomes a fresh local id from the vault's own generator.
+        lid = self.raw.put(r.id if keep else None, fields, created_at=r.created_at, updated_at=r.updated_at, ext=ext).id
         self.local_ids.add(lid)
         self.done["pulled"].append(Change(lid, r.id, r.name))
 
     def pull_update(self, a: PullUpdate) -> None:
         r = a.remote
-        sec, ext = self.v._fetch_raw(a.local_id)
+        sec, ext = self.raw.fetch(a.local_id)
         fields = dict(r.item)
-        fields["config"] = _unmask(fields["config"], sec.config)
+        fields["config"] = _rules.unmask_config(sec.config, fields["config"])
         value_fp = self.fp.value(sec.value)
         sent = value_fp is None or (a.prior.sent and value_fp == a.prior.value)
         base = Base(r.fields, value_fp, self.fp.secret(fields["config"]), sent, r.updated_at)
         ext = {**ext, EXT_KEY: _link_to_json(Link(r.id, base, r.ref))}
-        self.v._put_raw(a.local_id, fields, updated_at=r.updated_at, ext=ext)
+        self.raw.put(a.local_id, fields, updated_at=r.updated_at, ext=ext)
         self.done["pulled"].append(Change(a.local_id, r.id, r.name))
 
     def adopt(self, a: Adopt) -> None:
-        _, ext = self.v._fetch_raw(a.local_id)
+        _, ext = self.raw.fetch(a.local_id)
         self._save_link(a.local_id, ext, Link(a.remote.id, a.base, a.remote.ref))
 
     def rebase(self, a: Rebase) -> None:
-        _, ext = self.v._fetch_raw(a.local_id)
+        _, ext = self.raw.fetch(a.local_id)
         self._save_link(a.local_id, ext, Link(a.remote_id, a.base, a.ref))
 
     def forget(self, a: Forget) -> None:
@@ -540,7 +511,7 @@ class _Runner:
         return Base(fields_fp, value_fp, self.fp.secret(sec.config), sent, updated_at)
 
     def _save_link(self, lid: str, ext: dict[str, Any], link: Link) -> None:
-        self.v._put_raw(lid, {}, ext={**ext, EXT_KEY: _link_to_json(link)})
+        self.raw.put(lid, {}, ext={**ext, EXT_KEY: _link_to_json(link)})
 
     def execute(self, p: Plan) -> None:
         handlers: dict[str, Callable[[Any], None]] = {
@@ -571,7 +542,7 @@ class _Runner:
 
     def save_index(self, old: Mapping[str, tuple[str, int | None]]) -> None:
         new: dict[str, list[Any]] = {}
-        for sec, ext, _ in self.v._records():
+        for sec, ext, _ in self.raw.all():
             link = _link_from_json(ext.get(EXT_KEY))
             if link is not None:
                 new[link.remote_id] = [sec.id, link.base.updated_at]
@@ -579,25 +550,16 @@ class _Runner:
             if rid not in new and rid not in self.dropped:
                 new[rid] = [lid, u]  # a tombstone not settled yet
         if new != {rid: [lid, u] for rid, (lid, u) in old.items()}:
-            self.v._set_setting(INDEX_SETTING, new)
+            self.raw.set_setting(INDEX_SETTING, new)
 
 
 def _body(sec: Secret, ref: str | None, *, send_value: bool) -> dict[str, Any]:
-    """The create/update body: every field (an update that leaves ``alias`` out clears it)."""
+    """The create/update body: every field, always (an update that leaves ``alias`` out clears it)."""
     meta = _strip_marker(sec.meta)
     if ref is not None:
         meta = {**(meta or {}), MARKER_KEY: ref}
-    body: dict[str, Any] = {
-        "name": sec.name,
-        "description": sec.description,
-        "alias": sec.alias,
-        "blueprintId": sec.blueprint_id,
-        "kind": sec.kind,
-        "type": sec.type,
-        "visibility": sec.visibility,
-        "meta": meta,
-        "config": sec.config,
-    }
+    body = {wire: getattr(sec, snake) for wire, snake in _FIELDS}
+    body["meta"] = meta
     if send_value:
         # Personal: only ever a null, clearing what the cloud kept from when it was shared.
         body["value"] = sec.value if sec.kind == "shared" else None

@@ -1,4 +1,4 @@
-"""What the cloud does with a secret's value when it is *used*: typed credentials, the
+"""Credentials: what the cloud does with a secret's value when it is *used*: typed credentials, the
 ``Authorization`` header it would inject, reference resolution and local JWT/OAuth minting.
 
 These are the offline equivalents of the platform's use-time logic (``secret.value``,
@@ -6,7 +6,8 @@ These are the offline equivalents of the platform's use-time logic (``secret.val
 in ``docs/TESTING.md``. Nothing here talks to the network. Error messages name the
 secret's id and the rule that failed, never any part of the value.
 
-``Secret.credentials()`` and ``Secret.authorization_header()`` delegate here.
+``Secret.credentials()`` and ``Secret.authorization_header()`` delegate here. This module sits
+below ``_records``: it takes a Secret and a vault by their shape, never by import.
 """
 
 from __future__ import annotations
@@ -17,18 +18,29 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .errors import ConflictError, InvalidRequestError, MintRefusedError, MissingDependencyError
 
 if TYPE_CHECKING:
     from ._records import Secret
-    from ._vault import Vault
+
+
+class _SecretFetcher(Protocol):
+    def fetch(self, secret_id: str) -> Secret: ...
+
+
+class SecretSource(Protocol):
+    """Where a reference's target comes from: anything with ``.secret.fetch`` (a Vault)."""
+
+    @property
+    def secret(self) -> _SecretFetcher: ...
 
 __all__ = [
     "BasicCredentials",
     "MintRefusedError",
     "MissingDependencyError",
+    "SecretSource",
     "authorization_header",
     "credentials",
     "mint",
@@ -166,7 +178,7 @@ def _oauth_state(value: str) -> tuple[str, int | None] | None:
 # --- resolution ----------------------------------------------------------------------------
 
 
-def resolve(vault: Vault | None, secret: Secret) -> Secret:
+def resolve(vault: SecretSource | None, secret: Secret) -> Secret:
     """The secret the cloud would actually use: a ``reference`` becomes its target.
 
     The target is named by ``config.reference`` (or ``secretId``, or ``id``) as an id,
@@ -208,7 +220,7 @@ def _need_value(secret: Secret) -> str:
     return secret.value
 
 
-def credentials(secret: Secret, vault: Vault | None = None) -> BasicCredentials | str:
+def credentials(secret: Secret, vault: SecretSource | None = None) -> BasicCredentials | str:
     """Username and password for ``basic``; the token for ``bearer``, ``jwt`` (freshly
     minted) and ``oauth`` (the stored access token); the value as stored for ``plain``.
 
@@ -237,7 +249,7 @@ def credentials(secret: Secret, vault: Vault | None = None) -> BasicCredentials 
     raise ConflictError(f"secret {secret.id} is a {kind} secret: its type comes from the cloud catalogue")
 
 
-def authorization_header(secret: Secret, vault: Vault | None = None) -> str:
+def authorization_header(secret: Secret, vault: SecretSource | None = None) -> str:
     """The ``Authorization`` header the cloud would inject for this secret.
 
     ``Basic <base64(user:pass)>`` for basic; ``<config.schema or Bearer> <token>`` for
@@ -318,7 +330,7 @@ def mint_jwt(secret: Secret, *, now: float | None = None) -> tuple[str, int]:
     return token, (issued + lifetime) * 1000
 
 
-def mint(secret: Secret, vault: Vault | None = None) -> tuple[str, int | None]:
+def mint(secret: Secret, vault: SecretSource | None = None) -> tuple[str, int | None]:
     """The cloud's ``mint``: a usable token for an ``oauth`` or ``jwt`` secret, and its expiry (ms).
 
     Raises :class:`MintRefusedError` (``not_mintable`` for plain, basic, bearer and template

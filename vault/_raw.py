@@ -1,0 +1,93 @@
+"""Records as stored, for the parts of cbk-vault that are not the cloud's API: sync, import, the CLI.
+
+They need what ``v.secret`` deliberately hides: exact ids and timestamps, the extension map
+(sync's links), vault settings, metadata without decrypting a value. Every write still goes
+through ``_rules`` field validation and the engine's one transaction path, so nothing that
+enters here can break the file. Get one with ``vault._vault.raw_records(v)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import _rules
+from ._engine import Engine
+from ._records import Secret, secret_from_entry
+from .errors import NotFoundError
+
+__all__ = ["RawRecords"]
+
+
+class RawRecords:
+    """Direct record access over an engine: the internal seam under sync, import and the CLI."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def all(self) -> list[tuple[Secret, dict[str, Any], bool]]:
+        """Every secret's metadata (no value), its extension map, and whether it holds a value."""
+        with self._engine.reading() as index:
+            return [
+                (secret_from_entry(e), _rules.json_copy(e.ext), e.value_box is not None) for e in index.iter_live()
+            ]
+
+    def lookup(self, identifier: str) -> Secret:
+        """Like ``secret.fetch`` but without decrypting the value."""
+        with self._engine.reading() as index:
+            return secret_from_entry(index.resolve(identifier))
+
+    def fetch(self, record_id: str) -> tuple[Secret, dict[str, Any]]:
+        """The secret by exact id, with its decrypted value and its extension map."""
+        with self._engine.reading() as index:
+            entry = index.entries.get(record_id)
+            if entry is None:
+                raise NotFoundError(f"secret {record_id!r} not found")
+            return secret_from_entry(entry, self._engine.open_value(entry)), _rules.json_copy(entry.ext)
+
+    def put(
+        self,
+        record_id: str | None,
+        fields: Mapping[str, Any],
+        *,
+        created_at: int | None = None,
+        updated_at: int | None = None,
+        ext: Mapping[str, Any] | None = None,
+    ) -> Secret:
+        """Create or overwrite a record with an exact id (None: a new one) and timestamps.
+
+        ``fields`` are snake_case; those left out keep their stored (or default) value,
+        and ``value`` is only touched when given. ``ext`` replaces the extension map when given.
+        """
+        if record_id is not None:
+            _rules.check_record_id(record_id)
+        checked = _rules.check_fields(_rules.normalize_fields(None, fields))
+        ext_map = None if ext is None else _rules.check_field("meta", ext)
+        with self._engine.transaction() as txn:
+            rid = txn.new_id() if record_id is None else record_id
+            old = txn.index.entries.get(rid) or _rules.new_entry(rid, txn.now())
+            new = _rules.apply_fields(old, checked, txn.index, txn.seal, merge=False)
+            if created_at is not None:
+                new.created_at = created_at
+            if updated_at is not None:
+                new.updated_at = updated_at
+            if ext_map is not None:
+                new.ext = ext_map
+            txn.put(new)
+        return secret_from_entry(new)
+
+    def delete(self, record_id: str) -> None:
+        with self._engine.transaction() as txn:
+            if record_id not in txn.index.entries:
+                raise NotFoundError(f"secret {record_id!r} not found")
+            txn.delete(record_id)
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A vault setting (sync's configuration and link index), as a copy."""
+        with self._engine.reading() as index:
+            return _rules.json_copy(index.settings.get(key, default))
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Set (or, with None, remove) a vault setting, as one commit."""
+        with self._engine.transaction() as txn:
+            txn.set_setting(key, value)
