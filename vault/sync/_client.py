@@ -166,6 +166,7 @@ class ChatBotKitRemote:
         return hmac.compare_digest(value.strip().encode("utf-8"), self._token.encode("utf-8"))
 
     def close(self) -> None:
+        """Close the HTTP client (only one this remote created itself)."""
         self._client.close()
 
     def __enter__(self) -> ChatBotKitRemote:
@@ -211,6 +212,7 @@ class ChatBotKitRemote:
             cursor = nxt if isinstance(nxt, str) and nxt else page[-1]["id"]
 
     def fetch(self, secret_id: str) -> dict[str, Any]:
+        """One secret's item by id (no value; ``config.clientSecret`` masked)."""
         body = self._call("GET", f"/secret/{_segment(secret_id)}/fetch")
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise RemoteProtocolError("the fetch response is not a secret")
@@ -225,6 +227,7 @@ class ChatBotKitRemote:
         """
 
         def recover(deadline: float) -> Any:
+            """Find the secret an interrupted create left behind, by its marker (None: it was not created)."""
             if marker is None:
                 return None
             # The lookup spends the create's own budget: the whole call stays bounded.
@@ -234,9 +237,11 @@ class ChatBotKitRemote:
         return _id_of(self._call("POST", "/secret/create", json=dict(body), recover=recover))
 
     def update(self, secret_id: str, body: Mapping[str, Any]) -> str:
+        """Update a secret with the request body; returns the cloud's id for it."""
         return _id_of(self._call("POST", f"/secret/{_segment(secret_id)}/update", json=dict(body)))
 
     def delete(self, secret_id: str) -> None:
+        """Delete a secret in the cloud."""
         self._call("POST", f"/secret/{_segment(secret_id)}/delete", json={})
 
     # --- transport ------------------------------------------------------------------------

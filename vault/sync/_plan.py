@@ -100,6 +100,7 @@ class LocalRecord:
 
     @property
     def has_value(self) -> bool:
+        """Whether the local record holds a value (its fingerprint is set)."""
         return self.value is not None
 
 
@@ -125,6 +126,7 @@ class SyncState:
     index: Mapping[str, tuple[str, int | None]] = field(default_factory=dict, hash=False)
 
     def marker(self, local_id: str) -> str:
+        """The ``meta.cbkVaultRef`` marker a pushed copy of ``local_id`` carries in the cloud."""
         return f"{self.vault_ref}:{local_id}"
 
 
@@ -256,17 +258,9 @@ class Plan:
     conflicts: tuple[Conflict, ...] = ()
 
     @property
-    def is_empty(self) -> bool:
-        """Nothing to do (unresolved conflicts may remain: they need a person or ``prefer``)."""
-        return not self.actions
-
-    @property
     def writes_remote(self) -> bool:
+        """Whether applying the plan would change anything in the cloud."""
         return any(a.op in _REMOTE_WRITES for a in self.actions)
-
-    @property
-    def unresolved(self) -> tuple[Conflict, ...]:
-        return tuple(c for c in self.conflicts if c.resolution is None)
 
 
 def value_only_local(record: LocalRecord, base: Base | None) -> bool:
@@ -397,9 +391,11 @@ class _Planner:
         self.conflict("deleted-locally", local_id, remote_id, r.name, on_local=[delete], on_remote=[self.pull_new(r)])
 
     def pull_new(self, r: RemoteRecord) -> PullNew:
+        """The action that copies a cloud secret into the vault, keeping its id when no marker claims it."""
         return PullNew(r, keep_id=r.id not in self.marked_ids)
 
     def run(self, local: Sequence[LocalRecord], remote: Sequence[RemoteRecord]) -> None:
+        """Plan every pair of local and remote records (the whole planner, in one pass)."""
         state = self.state
         remote_by_id = {r.id: r for r in remote}
         local_by_id = {rec.id: rec for rec in local}

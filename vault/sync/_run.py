@@ -86,11 +86,20 @@ Progress = Callable[[int, int, str, str], None]
 class Remote(Protocol):
     """What the runner needs from the cloud (``ChatBotKitRemote`` is the real one)."""
 
-    def list_all(self) -> list[dict[str, Any]]: ...
-    def fetch(self, secret_id: str) -> dict[str, Any]: ...
-    def create(self, body: Mapping[str, Any], *, marker: str | None = None) -> str: ...
-    def update(self, secret_id: str, body: Mapping[str, Any]) -> str: ...
-    def delete(self, secret_id: str) -> None: ...
+    def list_all(self) -> list[dict[str, Any]]:
+        """Every secret in the workspace (all pages)."""
+
+    def fetch(self, secret_id: str) -> dict[str, Any]:
+        """One secret's item by id."""
+
+    def create(self, body: Mapping[str, Any], *, marker: str | None = None) -> str:
+        """Create a secret; ``marker`` lets a retried create find the first attempt. Returns the id."""
+
+    def update(self, secret_id: str, body: Mapping[str, Any]) -> str:
+        """Update a secret; returns its id."""
+
+    def delete(self, secret_id: str) -> None:
+        """Delete a secret."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,8 @@ class SyncReport:
 
     def to_dict(self) -> dict[str, Any]:
         def changes(items: tuple[Change, ...]) -> list[dict[str, Any]]:
+            """The report as JSON data (camelCase keys), for ``--json``."""
+            """The changes as JSON data."""
             return [{"localId": c.local_id, "remoteId": c.remote_id, "name": c.name} for c in items]
 
         return {
@@ -184,10 +195,11 @@ class _Fingerprints:
         return hashlib.blake2b(data, key=self._key, person=person, digest_size=16).hexdigest()
 
     def fields(self, comparable: Mapping[str, Any]) -> str:
+        """The fingerprint of the fields both sides can see."""
         try:
             text = json.dumps(comparable, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (ValueError, RecursionError):
-            # The vault refuses NaN/Infinity now, but a record written before that rule may hold one.
+            # The vault refuses NaN/Infinity on write, but a file from an older writer may hold one.
             raise InvalidRequestError(
                 f"secret {str(comparable.get('name'))[:64]!r} holds NaN or Infinity in meta or config, "
                 "which JSON (and so the cloud) cannot carry"
@@ -195,9 +207,11 @@ class _Fingerprints:
         return self._digest(b"cbkv-sync-fields", text.encode("utf-8"))
 
     def value(self, value: str | None) -> str | None:
+        """The fingerprint of a value (None when there is none)."""
         return None if value is None else self._digest(b"cbkv-sync-value", value.encode("utf-8"))
 
     def secret(self, config: Mapping[str, Any] | None) -> str | None:
+        """The fingerprint of ``config.clientSecret`` (None when absent)."""
         if config is None or "clientSecret" not in config:
             return None
         return self._digest(b"cbkv-sync-csec", json.dumps(config["clientSecret"]).encode("utf-8"))
@@ -426,6 +440,7 @@ class _Runner:
     # each returns nothing; failures raise a VaultError
 
     def create_remote(self, a: CreateRemote) -> None:
+        """Push a local secret the cloud does not have, then link the two."""
         sec, ext = self.raw.fetch(a.local_id)
         marker = f"{self.cfg.ref}:{sec.id}"
         send_value = sec.kind == "shared" and sec.value is not None
@@ -440,6 +455,7 @@ class _Runner:
         self.done["created_remote"].append(Change(sec.id, rid, sec.name))
 
     def update_remote(self, a: UpdateRemote) -> None:
+        """Push a local change to the linked cloud secret, crash-safely (pending base first)."""
         sec, ext = self.raw.fetch(a.local_id)
         send_value = a.send_value
         body = _body(sec, a.ref, send_value=send_value)
@@ -452,18 +468,21 @@ class _Runner:
         self.done["updated_remote"].append(Change(sec.id, a.remote_id, sec.name))
 
     def delete_remote(self, a: DeleteRemote) -> None:
+        """Delete the cloud copy of a secret deleted locally."""
         with contextlib.suppress(RemoteNotFoundError):  # already gone: the goal is reached
             self.remote.delete(a.remote_id)
         self.dropped.add(a.remote_id)
         self.done["deleted_remote"].append(Change(a.local_id, a.remote_id, a.name))
 
     def delete_local(self, a: DeleteLocal) -> None:
+        """Delete the local copy of a secret deleted in the cloud."""
         with contextlib.suppress(NotFoundError):
             self.raw.delete(a.local_id)
         self.dropped.add(a.remote_id)
         self.done["deleted_local"].append(Change(a.local_id, a.remote_id, a.name))
 
     def pull_new(self, a: PullNew) -> None:
+        """Copy a cloud secret into the vault, with its link."""
         r = a.remote
         keep = a.keep_id and _format.ID_RE.fullmatch(r.id) is not None and r.id not in self.local_ids
         fields = dict(r.item)
@@ -475,6 +494,7 @@ class _Runner:
         self.done["pulled"].append(Change(lid, r.id, r.name))
 
     def pull_update(self, a: PullUpdate) -> None:
+        """Apply the cloud's change to the linked local secret (the local value stays)."""
         r = a.remote
         sec, ext = self.raw.fetch(a.local_id)
         fields = dict(r.item)
@@ -487,14 +507,17 @@ class _Runner:
         self.done["pulled"].append(Change(a.local_id, r.id, r.name))
 
     def adopt(self, a: Adopt) -> None:
+        """Link a local secret to the cloud copy an interrupted create left behind."""
         _, ext = self.raw.fetch(a.local_id)
         self._save_link(a.local_id, ext, Link(a.remote.id, a.base, a.remote.ref))
 
     def rebase(self, a: Rebase) -> None:
+        """Record that both sides already agree (a new base, nothing sent)."""
         _, ext = self.raw.fetch(a.local_id)
         self._save_link(a.local_id, ext, Link(a.remote_id, a.base, a.ref))
 
     def forget(self, a: Forget) -> None:
+        """Drop a link whose both sides are gone."""
         self.dropped.add(a.remote_id)
 
     # helpers
@@ -514,6 +537,7 @@ class _Runner:
         self.raw.put(lid, {}, ext={**ext, EXT_KEY: _link_to_json(link)})
 
     def execute(self, p: Plan) -> None:
+        """Apply every action of the plan; per-secret failures are collected, fatal ones raised."""
         handlers: dict[str, Callable[[Any], None]] = {
             "create-remote": self.create_remote,
             "update-remote": self.update_remote,
@@ -541,6 +565,7 @@ class _Runner:
             self.progress(total, total, "done", "")
 
     def save_index(self, old: Mapping[str, tuple[str, int | None]]) -> None:
+        """Rewrite the link index (remote id -> local id) once, at the end of a run."""
         new: dict[str, list[Any]] = {}
         for sec, ext, _ in self.raw.all():
             link = _link_from_json(ext.get(EXT_KEY))
