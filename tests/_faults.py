@@ -36,6 +36,7 @@ from vault._store import IO
 FAST = vault.KdfParams(opslimit=1, memlimit=8192)
 PASSPHRASE = "correct horse battery staple"
 NEW_PASSPHRASE = "new passphrase, rotated"
+REKEY_PASSPHRASE = "a new data key too"
 
 #: One vault's full contents: id -> the cloud's item shape with the value revealed.
 State = dict[str, dict[str, Any]]
@@ -401,6 +402,10 @@ def _change_passphrase(v: vault.Vault, s: dict[str, Any]) -> None:
     v.change_passphrase(NEW_PASSPHRASE)
 
 
+def _rekey(v: vault.Vault, s: dict[str, Any]) -> None:
+    v.change_passphrase(REKEY_PASSPHRASE, rekey=True)
+
+
 def _create_after(v: vault.Vault, s: dict[str, Any]) -> None:
     v.secret.create(name="eta", value="eta-v1")
 
@@ -425,9 +430,10 @@ SCENARIO: list[Step] = [
     Step("batch", _batch),
     Step("compact", _compact),
     Step("change_passphrase", _change_passphrase, NEW_PASSPHRASE),
-    Step("create-after-rekey", _create_after, NEW_PASSPHRASE),
-    Step("update-after-rekey", _update_after, NEW_PASSPHRASE),
-    Step("auto-compaction", _auto_compact, NEW_PASSPHRASE),
+    Step("create-after-passwd", _create_after, NEW_PASSPHRASE),
+    Step("rekey", _rekey, REKEY_PASSPHRASE),
+    Step("update-after-rekey", _update_after, REKEY_PASSPHRASE),
+    Step("auto-compaction", _auto_compact, REKEY_PASSPHRASE),
 ]
 
 

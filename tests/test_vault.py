@@ -311,3 +311,65 @@ def test_loading_in_chunks_sees_exactly_what_a_whole_read_sees(
         v.secret.create(name="after the torn tail")
     with vault.open(vault_path, PASSPHRASE) as v:
         assert len(v) == len(expected) + 1
+
+
+def test_rekey_draws_a_new_data_key_and_keeps_every_secret(vault_path: Path) -> None:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        a = v.secret.create(name="a", value="alpha", alias="a")
+        v.secret.create(name="b")  # no value
+        raw_records(v).set_setting("sync", {"x": 1})
+        before = vault_path.read_bytes()
+        v.change_passphrase("rekeyed", kdf=FAST, rekey=True)
+        assert v.secret.fetch(a.id).value == "alpha"  # the handle carries on under the new key
+        v.secret.create(name="after", value="written after the re-key")
+    with pytest.raises(vault.WrongPassphraseError):
+        vault.open(vault_path, PASSPHRASE)
+    with vault.open(vault_path, "rekeyed") as v:
+        assert {s.name: v.secret.fetch(s.id).value for s in v.secret.list()} == {
+            "a": "alpha",
+            "b": None,
+            "after": "written after the re-key",
+        }
+        assert v.secret.fetch("@a").id == a.id
+        assert raw_records(v).setting("sync") == {"x": 1}
+    # An old copy of the file and the old passphrase give the old data key. Put the old key slots
+    # in front of the new log: the old key must not open a single frame written since.
+    after = vault_path.read_bytes()
+    spliced = vault_path.with_name("spliced.cbkv")
+    spliced.write_bytes(before[:584] + after[584:])
+    spliced.chmod(0o600)
+    with pytest.raises(vault.CorruptVaultError):
+        vault.open(spliced, PASSPHRASE)
+    assert b"written after the re-key" not in after and b"alpha" not in after
+
+
+def test_a_passphrase_change_without_rekey_keeps_the_data_key(vault_path: Path) -> None:
+    # The documented limit that rekey exists for: old slots + new log still open with the old passphrase.
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        before = vault_path.read_bytes()
+        v.change_passphrase("changed", kdf=FAST)
+        v.secret.create(name="after", value="written after the change")
+    spliced = vault_path.with_name("spliced.cbkv")
+    spliced.write_bytes(before[:584] + vault_path.read_bytes()[584:])
+    spliced.chmod(0o600)
+    with vault.open(spliced, PASSPHRASE) as old:
+        assert [old.secret.fetch(s.id).value for s in old.secret.list()] == ["written after the change"]
+
+
+def test_other_handles_learn_of_a_rekey_with_key_changed(vault_path: Path) -> None:
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as a, vault.open(vault_path, PASSPHRASE) as b:
+        s = a.secret.create(name="s", value="v")
+        assert b.secret.fetch(s.id).value == "v"
+        a.change_passphrase("rekeyed", rekey=True)
+        with pytest.raises(vault.KeyChangedError) as info:
+            b.secret.fetch(s.id)
+        assert info.value.code == "KEY_CHANGED" and isinstance(info.value, vault.VaultClosedError)
+        assert b.closed
+        assert a.secret.fetch(s.id).value == "v"
+
+
+def test_rekey_is_refused_inside_a_batch_and_checks_its_flag(v: vault.Vault) -> None:
+    with pytest.raises(vault.InvalidRequestError), v.batch():
+        v.change_passphrase("x", rekey=True)
+    with pytest.raises(vault.InvalidRequestError):
+        v.change_passphrase("x", rekey="yes")  # type: ignore[arg-type]

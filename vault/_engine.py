@@ -28,7 +28,7 @@ from ._index import Index, Undo
 from ._keys import VaultKeys
 from ._log import LogRead, iter_log, read_log, seal_frame
 from ._store import Store
-from .errors import CorruptVaultError, InvalidRequestError, StorageError, VaultClosedError
+from .errors import CorruptVaultError, InvalidRequestError, KeyChangedError, StorageError, VaultClosedError
 
 __all__ = ["Clock", "Engine", "Txn"]
 
@@ -108,6 +108,7 @@ class Engine:
         keys: VaultKeys,
         kdf: _crypto.KdfParams,
         *,
+        generation: int,
         clock: Clock | None,
         rng: _crypto.RandomSource | None,
         lock_timeout: float,
@@ -115,6 +116,7 @@ class Engine:
         self._store = store
         self._keys: VaultKeys | None = keys
         self._kdf = kdf
+        self._generation = generation
         self.clock: Clock = clock or _now_ms
         self.rng: _crypto.RandomSource = rng or _crypto.random_bytes
         self._lock_timeout = lock_timeout
@@ -127,6 +129,7 @@ class Engine:
         self._seq = 0
         self._size_seen = 0
         self.stale_slot: int | None = None
+        self._must_load = False
         self._close_hooks: list[Callable[[], None]] = []
 
     # --- lifecycle -----------------------------------------------------------------
@@ -179,7 +182,15 @@ class Engine:
         keys = self.keys()
         store = self._store
         head = store.read(0, _format.LOG_START)
-        header = keys.check_header(head)
+        try:
+            header = keys.check_header(head)
+        except CorruptVaultError:
+            if _keys.current_generation(head) > self._generation:
+                # Re-keyed by another process: our data key is history. Not damage, not a wrong
+                # passphrase; this handle can do nothing more with the file.
+                self.close()
+                raise KeyChangedError("the vault was re-keyed by another process; open it again") from None
+            raise
         tag = head[_format.HEADER_TAG_OFFSET : _format.HEADER_TAG_OFFSET + _crypto.TAG_SIZE]
         # Loading allocates ~14 objects per secret and frees none of them, so every collection
         # the allocations trigger is wasted work, and each full one walks the whole growing
@@ -212,6 +223,7 @@ class Engine:
             if pause_gc:
                 gc.enable()
         self._index = index
+        self._must_load = False
         self._epoch = header.epoch
         self._end = pos
         self._tag = tag
@@ -224,6 +236,9 @@ class Engine:
         store = self._store
         if store.replaced():
             store.reopen()
+            self.load()
+            return
+        if self._must_load:
             self.load()
             return
         if store.size() == self._size_seen:
@@ -327,15 +342,18 @@ class Engine:
                 self._refresh()
                 self._compact_locked()
 
-    def _compact_locked(self) -> None:
-        keys = self.keys()
-        epoch = self._epoch + 1
-        prefix, tag = _keys.compacted_head(self._store.read(0, _format.LOG_START), keys, epoch)
-        parts = [prefix]
-        index = self._index
-        ops: list[list[Any]] = [[OP_SETTING, k, v] for k, v in sorted(index.settings.items())]
+    def _sealed_records(
+        self, keys: VaultKeys, tag: bytes, epoch: int, entries: Iterator[Entry]
+    ) -> tuple[list[bytes], bytes, int]:
+        """Frames holding the settings and ``entries``, chained from ``tag``: a compacted log.
+
+        Sealed a chunk at a time, so a 100k-secret vault never holds every op list at once.
+        Returns the frames, the last chain tag and the number of frames.
+        """
+        parts: list[bytes] = []
+        ops: list[list[Any]] = [[OP_SETTING, k, v] for k, v in sorted(self._index.settings.items())]
         seq = 0
-        for entry in index.iter_live():
+        for entry in entries:
             ops.append([OP_PUT, entry.to_list()])
             if len(ops) >= _COMPACT_CHUNK:
                 frame, tag = seal_frame(keys.keys, tag, epoch, seq, ops, self.rng)
@@ -346,14 +364,21 @@ class Engine:
             frame, tag = seal_frame(keys.keys, tag, epoch, seq, ops, self.rng)
             parts.append(frame)
             seq += 1
-        data = b"".join(parts)
+        return parts, tag, seq
+
+    def _compact_locked(self) -> None:
+        keys = self.keys()
+        epoch = self._epoch + 1
+        prefix, tag = _keys.compacted_head(self._store.read(0, _format.LOG_START), keys, epoch)
+        frames, tag, seq = self._sealed_records(keys, tag, epoch, self._index.iter_live())
+        data = prefix + b"".join(frames)
         self._store.replace_with(data)
         self._epoch = epoch
         self._end = self._size_seen = len(data)
         self._tag = tag
         self._seq = seq
-        index.dead = 0
-        index.gone.clear()
+        self._index.dead = 0
+        self._index.gone.clear()
         self.stale_slot = None
 
     def _erase_stale_slot(self) -> None:
@@ -382,9 +407,64 @@ class Engine:
                 write = _keys.rewrap(self._store.read(0, _format.LOG_START), keys, wrapping, self.rng)
                 self._store.write_slot(write.new_offset, write.new_slot)
                 self._kdf = params
+                self._generation = write.generation
                 try:
                     self._store.write_slot(write.old_offset, _format.EMPTY_SLOT)
                 except StorageError as exc:
                     # Committed already; the old slot is unusable through us and is erased next write.
                     self.stale_slot = _format.SLOT_OFFSETS.index(write.old_offset)
                     log.warning("old key slot not erased yet: %s", exc)
+
+    def rekey(self, passphrase: bytes, params: _crypto.KdfParams | None) -> None:
+        """A new random data key under a new passphrase, every value and frame sealed again.
+
+        Goes through compaction's crash-safe path (temp file, fsync, rename, directory fsync):
+        a crash leaves either the old file, whole, or the new one. Afterwards an old copy of
+        the file with the old passphrase opens only what was in it before the re-key.
+        """
+        params = self._kdf if params is None else params
+        wrapping = _keys.Wrapping(passphrase, params, self.rng)
+        with self._mutex:
+            old = self.keys()
+            if self._txn is not None:
+                raise InvalidRequestError("change_passphrase(rekey=True) cannot run inside a batch")
+            with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+                self._refresh()
+                new = VaultKeys(self.rng(_crypto.KEY_SIZE), old.vault_id)
+                epoch = self._epoch + 1
+                prefix, tag, generation = _keys.rekeyed_head(
+                    self._store.read(0, _format.LOG_START), new, wrapping, epoch, self.rng
+                )
+
+                def resealed() -> Iterator[Entry]:
+                    for entry in self._index.iter_live():
+                        value = old.open_value(entry)
+                        if value is not None:
+                            entry = entry.copy()
+                            entry.value_box = new.seal_value(entry.id, entry.value_rev, value, self.rng)
+                        yield entry
+
+                frames, _tag, _seq = self._sealed_records(new, tag, epoch, resealed())
+
+                replaced = False
+
+                def committed() -> None:
+                    # From the rename on, only the new key opens the file; the index still holds
+                    # the old value boxes, so the next read reloads.
+                    nonlocal replaced
+                    replaced = True
+                    self._keys = new
+                    self._kdf = params
+                    self._generation = generation
+                    self.stale_slot = None
+                    self._must_load = True
+
+                try:
+                    self._store.replace_with(prefix + b"".join(frames), on_replaced=committed)
+                except StorageError as exc:
+                    if not replaced:
+                        raise  # nothing changed: the old file, key and passphrase stand
+                    # Renamed but the directory sync or reopen failed: the re-key happened (a crash
+                    # now leaves the old file or the new one, both whole), so it is not undone.
+                    log.warning("vault re-keyed; syncing its directory failed: %s", exc)
+                self._refresh()

@@ -14,7 +14,18 @@ from . import _crypto, _format
 from ._format import Entry, corrupt
 from .errors import WrongPassphraseError
 
-__all__ = ["SlotWrite", "Unlocked", "VaultKeys", "Wrapping", "compacted_head", "create", "rewrap", "unlock"]
+__all__ = [
+    "SlotWrite",
+    "Unlocked",
+    "VaultKeys",
+    "Wrapping",
+    "compacted_head",
+    "create",
+    "current_generation",
+    "rekeyed_head",
+    "rewrap",
+    "unlock",
+]
 
 
 class VaultKeys:
@@ -100,6 +111,8 @@ def create(passphrase: bytes, params: _crypto.KdfParams, rng: _crypto.RandomSour
 class Unlocked:
     keys: VaultKeys
     kdf: _crypto.KdfParams
+    #: The generation of the slot that opened: a later re-key writes a higher one.
+    generation: int
     #: The index of a slot an interrupted passphrase change left behind (erased on the next write).
     stale_slot: int | None
 
@@ -125,7 +138,7 @@ def unlock(head: bytes, passphrase: bytes) -> Unlocked:
         raise corrupt("key slot does not belong to this vault")
     other = _format.SLOT_OFFSETS[1 - index]
     stale = 1 - index if head[other : other + _format.SLOT_SIZE] != _format.EMPTY_SLOT else None
-    return Unlocked(VaultKeys(wrapped[:32], header.vault_id), slot.kdf, stale)
+    return Unlocked(VaultKeys(wrapped[:32], header.vault_id), slot.kdf, slot.generation, stale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +148,33 @@ class SlotWrite:
     new_offset: int
     new_slot: bytes
     old_offset: int
+    generation: int
 
 
 def rewrap(head: bytes, keys: VaultKeys, wrapping: Wrapping, rng: _crypto.RandomSource) -> SlotWrite:
     """The slot writes that put the data key under a new passphrase, beside the current slot."""
     index, current = _format.choose_slot(head)
     slot = wrapping.slot(keys, current.generation + 1, rng)
-    return SlotWrite(_format.SLOT_OFFSETS[1 - index], slot, _format.SLOT_OFFSETS[index])
+    return SlotWrite(_format.SLOT_OFFSETS[1 - index], slot, _format.SLOT_OFFSETS[index], current.generation + 1)
+
+
+def current_generation(head: bytes) -> int:
+    return _format.choose_slot(head)[1].generation
+
+
+def rekeyed_head(
+    head: bytes, new_keys: VaultKeys, wrapping: Wrapping, epoch: int, rng: _crypto.RandomSource
+) -> tuple[bytes, bytes, int]:
+    """The prefix of a re-keyed file: header and tag under the new keys, one new slot, one empty slot.
+
+    The new slot's generation is above every slot the file had, so a handle still holding the
+    old key can tell a re-key (its header tag no longer verifies, the generation went up) from
+    tampering. Returns the prefix, the header tag and the new generation.
+    """
+    generation = current_generation(head) + 1
+    header = _format.Header(new_keys.vault_id, epoch).encode()
+    tag = new_keys.header_tag(header)
+    return header + tag + wrapping.slot(new_keys, generation, rng) + _format.EMPTY_SLOT, tag, generation
 
 
 def compacted_head(head: bytes, keys: VaultKeys, epoch: int) -> tuple[bytes, bytes]:

@@ -13,7 +13,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -387,8 +387,12 @@ class Store:
                 self.poisoned = True
             raise _storage_error("write the key slot", exc) from exc
 
-    def replace_with(self, data: bytes) -> None:
-        """Atomically replace the whole file (compaction): temp, fsync, rename, fsync(dir)."""
+    def replace_with(self, data: bytes, *, on_replaced: Callable[[], None] | None = None) -> None:
+        """Atomically replace the whole file (compaction, re-key): temp, fsync, rename, fsync(dir).
+
+        The rename is the commit point: ``on_replaced`` runs right after it (no I/O of its own),
+        so a caller learns that the new file is in place even when a later step fails.
+        """
         directory = self.path.parent
         self.remove_stale_temps()
         try:
@@ -400,6 +404,8 @@ class Store:
         except OSError as exc:
             _unlink_quietly(self.io, tmp)
             raise _storage_error("replace the vault file", exc) from exc
+        if on_replaced is not None:
+            on_replaced()
         try:
             _fsync_dir(self.io, directory)
         except OSError as exc:

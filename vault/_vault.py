@@ -19,7 +19,7 @@ from ._engine import Clock, Engine
 from ._raw import RawRecords
 from ._secret_client import SecretClient
 from ._store import IO, Store, create_file, resolve_path
-from .errors import CorruptVaultError
+from .errors import CorruptVaultError, InvalidRequestError
 
 if TYPE_CHECKING:
     from .sync import ChatBotKitRemote, SyncReport
@@ -87,15 +87,30 @@ class Vault:
         """Rewrite the file with only live records (temp file, fsync, atomic rename)."""
         self._engine.compact()
 
-    def change_passphrase(self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None) -> None:
-        """Rewrap the data key under a new passphrase; the records are not touched.
+    def change_passphrase(
+        self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None, rekey: bool = False
+    ) -> None:
+        """Put the vault under a new passphrase.
 
-        The new key slot is written beside the old one and synced (the commit point:
-        from then on only the newest slot is tried), then the old slot is erased.
-        Cost: one Argon2id run and two small in-place writes, whatever the vault's size.
+        By default the random data key is rewrapped and the records are not touched: the new
+        key slot is written beside the old one and synced (the commit point: from then on only
+        the newest slot is tried), then the old slot is erased. Cost: one Argon2id run and two
+        small in-place writes, whatever the vault's size. An old copy of the file still opens
+        with the old passphrase, and its data key opens secrets written later too.
+
+        ``rekey=True`` also draws a new data key and seals every value and frame again, through
+        the crash-safe compaction path (O(size)): secrets written afterwards are out of reach of
+        an old copy and the old passphrase. Other handles open on the file get
+        :class:`~vault.KeyChangedError` on their next call.
         """
+        if rekey not in (True, False):
+            raise InvalidRequestError("rekey must be a bool")
         passphrase = _crypto.normalize_passphrase(new_passphrase)
-        self._engine.change_passphrase(passphrase, None if kdf is None else _crypto.resolve_kdf(kdf))
+        params = None if kdf is None else _crypto.resolve_kdf(kdf)
+        if rekey:
+            self._engine.rekey(passphrase, params)
+        else:
+            self._engine.change_passphrase(passphrase, params)
 
     def sync(
         self,
@@ -153,7 +168,7 @@ def init(
         target.unlink(missing_ok=True)
         raise
     try:
-        engine = Engine(store, keys, params, clock=clock, rng=_rng, lock_timeout=lock_timeout)
+        engine = Engine(store, keys, params, generation=1, clock=clock, rng=_rng, lock_timeout=lock_timeout)
         engine.load()
     except BaseException:
         store.close()
@@ -186,7 +201,15 @@ def open(
             with store.locked(exclusive=False, timeout=lock_timeout):
                 head = store.read(0, _format.LOG_START)
         unlocked = _keys.unlock(head, secret)
-        engine = Engine(store, unlocked.keys, unlocked.kdf, clock=clock, rng=_rng, lock_timeout=lock_timeout)
+        engine = Engine(
+            store,
+            unlocked.keys,
+            unlocked.kdf,
+            generation=unlocked.generation,
+            clock=clock,
+            rng=_rng,
+            lock_timeout=lock_timeout,
+        )
         engine.load()
         engine.stale_slot = unlocked.stale_slot
     except BaseException:

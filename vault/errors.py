@@ -29,6 +29,7 @@ limits, never contents.
     │   ├── RemoteUnavailableError      UNAVAILABLE         retries and time budget used up, network down
     │   └── RemoteProtocolError         BAD_RESPONSE        a response that breaks the API's shape
     └── VaultClosedError                VAULT_CLOSED        use after close()
+        └── KeyChangedError             KEY_CHANGED         another process re-keyed the vault: open it again
 
 ``NotFoundError`` is also a ``KeyError`` and ``InvalidRequestError`` also a
 ``ValueError``, so code written against the builtins keeps working. Foreign
@@ -44,6 +45,7 @@ __all__ = [
     "InsecureFileError",
     "InvalidRequestError",
     "KdfParamsError",
+    "KeyChangedError",
     "MintRefusedError",
     "MissingDependencyError",
     "LockTimeoutError",
@@ -154,6 +156,16 @@ class StorageError(VaultError):
 
 class VaultClosedError(VaultError):
     code = "VAULT_CLOSED"
+
+
+class KeyChangedError(VaultClosedError):
+    """The vault was re-keyed (``change_passphrase(..., rekey=True)``) since this handle unlocked it.
+
+    The handle's keys no longer open the file; it is closed. Open the vault again with the
+    new passphrase.
+    """
+
+    code = "KEY_CHANGED"
 
 
 class MintRefusedError(ConflictError):
