@@ -215,6 +215,25 @@ class Store:
             if exc.errno == errno.ELOOP:
                 raise InsecureFileError(f"lock file {self.lock_path} is a symbolic link") from None
             raise _storage_error("open the lock file", exc) from exc
+        # Checked like the vault itself: a lock file another user owns or may write lets them
+        # hold the lock forever (a denial of service) or swap the inode under our flock.
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            with suppress(OSError):
+                self.io.close(fd)
+            raise _storage_error("open the lock file", exc) from exc
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "is not a regular file"
+        elif st.st_uid != os.geteuid():
+            problem = "is owned by another user"
+        elif st.st_mode & 0o022:
+            problem = "is writable by other users"
+        if problem is not None:
+            with suppress(OSError):
+                self.io.close(fd)
+            raise InsecureFileError(f"lock file {self.lock_path} {problem}; remove it if no cbk-vault is running")
         if self.lock_fd >= 0:
             self.io.close(self.lock_fd)
         self.lock_fd = fd
