@@ -108,6 +108,7 @@ class SecretApi:
     def __init__(self, vault: Vault, *, frontend_url: str = "http://127.0.0.1") -> None:
         self.vault = vault
         self.frontend_url = frontend_url.rstrip("/")
+        self._for_use = _ForUse(vault)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -167,9 +168,10 @@ class SecretApi:
         # Metadata only: the stand-in never returns a value, so it never decrypts one here.
         return raw_records(self.vault).lookup(secret_id)
 
-    def _get_with_value(self, secret_id: str) -> Secret:
-        # verify, revoke and mint act on the value itself (it never leaves the server).
-        return self.vault.secret.fetch(secret_id)
+    def _get_for_use(self, secret_id: str) -> Secret:
+        # verify and mint act on the value itself (it never leaves the server), and only on a
+        # value written as the secret's current type.
+        return raw_records(self.vault).fetch_for_use(secret_id)
 
     # --- writes --------------------------------------------------------------------------
 
@@ -228,10 +230,10 @@ class SecretApi:
         """``{"id", "status"}``, plus ``action`` when unauthenticated. "Authenticated" means
         the secret (after reference resolution) holds a value."""
         _empty_body(body)
-        secret = self._get_with_value(secret_id)
+        secret = self._get_for_use(secret_id)
         if secret.kind == "personal":
             raise ConflictError("Personal secrets can only be verified in the context of a contact")
-        effective = _credentials.resolve(self.vault, secret)
+        effective = _credentials.resolve(self._for_use, secret)
         if effective.value:
             return {"id": secret.id, "status": "authenticated"}
         return {
@@ -250,7 +252,7 @@ class SecretApi:
     def revoke(self, secret_id: str, body: object = None) -> dict[str, str]:
         """Clear a shared secret's value (409 for personal, 404 when there is none); the row stays."""
         _empty_body(body)
-        secret = self._get_with_value(secret_id)
+        secret = self.vault.secret.fetch(secret_id)
         if secret.kind != "shared":
             raise ConflictError("Only shared secrets can be revoked")
         if not secret.value:
@@ -263,9 +265,9 @@ class SecretApi:
         Refusals raise :class:`~vault.MintRefusedError`, whose ``to_dict()`` is the
         mint route's ``{error, message, url?}`` shape. The request body is ignored, as on the cloud.
         """
-        secret = self._get_with_value(secret_id)
+        secret = self._get_for_use(secret_id)
         try:
-            token, expires = _credentials.mint(secret, self.vault)
+            token, expires = _credentials.mint(secret, self._for_use)
         except MintRefusedError as exc:
             if exc.error == "authorization_required" and exc.url is None and secret.kind == "shared":
                 exc.url = self.authenticate_url(secret.id)
@@ -275,6 +277,18 @@ class SecretApi:
     def proxy(self, secret_id: str, body: object = None) -> dict[str, Any]:
         # Offline means no upstream: the cloud would forward the request to the internet.
         raise _NotOffline("proxy forwards requests to the internet; the offline stand-in does not")
+
+
+class _ForUse:
+    """The vault as the use-time routes see it: a reference's target, too, only with a value
+    written as its current type (``vault._raw.RawRecords.fetch_for_use``)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.secret = self
+        self._raw = raw_records(vault)
+
+    def fetch(self, secret_id: str) -> Secret:
+        return self._raw.fetch_for_use(secret_id)
 
 
 class _NotOffline(VaultError):

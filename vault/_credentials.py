@@ -150,19 +150,18 @@ def parse_basic(value: str) -> BasicCredentials | None:
 def _oauth_state(value: str) -> tuple[str, int | None] | None:
     """The access token (and expiry, epoch ms) from an oauth secret's stored token state.
 
-    The cloud's token-state format is not published; offline we accept a JSON object with
-    ``accessToken``/``access_token``/``token`` and ``expiresAt`` (epoch ms) or ``expires_at``
-    (epoch seconds, as OAuth servers say it), or a bare access-token string.
+    Only structured token state counts: a JSON object with ``accessToken`` (or
+    ``access_token``) and ``expiresAt`` (epoch ms) or ``expires_at`` (epoch seconds, as OAuth
+    servers say it). A bare string is not token state: minting it would hand out a stored
+    value as it is, which no route may do.
     """
     text = value.strip()
-    if not text:
-        return None
     if not text.startswith("{"):
-        return text, None
+        return None
     obj = _json_object(text)
     if obj is None:
         return None
-    token = _pick(obj, ("accessToken", "access_token", "token"))
+    token = _pick(obj, ("accessToken", "access_token"))
     if not token:
         return None
     expires: int | None = None

@@ -45,6 +45,17 @@ class RawRecords:
                 raise NotFoundError(f"secret {record_id!r} not found")
             return secret_from_entry(entry, self._engine.open_value(entry)), _rules.json_copy(entry.ext)
 
+    def fetch_for_use(self, identifier: str) -> Secret:
+        """The secret as the cloud's use-time routes (verify, revoke, mint) see it.
+
+        Its value is left out when it was written as another type: a type change never
+        turns a stored value into a token.
+        """
+        with self._engine.reading() as index:
+            entry = index.resolve(identifier)
+            value = self._engine.open_value(entry) if _rules.value_usable(entry) else None
+            return secret_from_entry(entry, value)
+
     def put(
         self,
         record_id: str | None,
@@ -72,7 +83,7 @@ class RawRecords:
             if updated_at is not None:
                 new.updated_at = updated_at
             if ext_map is not None:
-                new.ext = ext_map
+                new.ext = _rules.with_ext(new, ext_map)
             txn.put(new)
         return secret_from_entry(new)
 

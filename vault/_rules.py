@@ -21,6 +21,7 @@ from .errors import ConflictError, InvalidRequestError
 
 __all__ = [
     "DEFAULTS",
+    "VALUE_TYPE",
     "ITEM_FIELDS",
     "MASK",
     "REQUEST_FIELDS",
@@ -40,6 +41,8 @@ __all__ = [
     "query_text",
     "take_count",
     "unmask_config",
+    "value_usable",
+    "with_ext",
 ]
 
 #: The cloud's sentinel for a masked ``config.clientSecret``; sent back on update it means "keep".
@@ -375,6 +378,23 @@ def check_alias_free(index: Index, alias: str | None, record_id: str | None) -> 
 
 Seal = Callable[[str, int, str], bytes]
 
+#: Key in a record's ext map: the type the secret had when its value was written. A value is a
+#: credential only of that type: changing a plain API key's type to oauth must not let mint
+#: hand the key out as an "access token".
+VALUE_TYPE: Final = "valueType"
+
+
+def value_usable(entry: Entry) -> bool:
+    """Whether the stored value was written as the secret's current type (so use-time routes may use it).
+
+    Records written before the marker existed carry none: their value is usable only when it
+    was written in the latest revision, since no later update can then have changed the type.
+    """
+    written_as = entry.ext.get(VALUE_TYPE)
+    if written_as is None:
+        return entry.value_rev == entry.rev
+    return bool(written_as == entry.type)
+
 
 def new_entry(record_id: str, now: int) -> Entry:
     """A record holding only the cloud's defaults, revision 0 (``apply_fields`` makes it 1)."""
@@ -413,6 +433,7 @@ def apply_fields(old: Entry, checked: Mapping[str, Any], index: Index, seal: Sea
         if key == "value":
             new.value_rev = new.rev
             new.value_box = None if value is None else seal(new.id, new.rev, value)
+            new.ext = {k: v for k, v in new.ext.items() if k != VALUE_TYPE}
             continue
         if merge and key == "meta":
             value = merge_meta(old.meta, value)
@@ -421,4 +442,14 @@ def apply_fields(old: Entry, checked: Mapping[str, Any], index: Index, seal: Sea
         elif key == "alias" and value != old.alias:
             check_alias_free(index, value, new.id)
         setattr(new, key, value)
+    if new.value_box is not None and new.value_rev == new.rev:
+        new.ext = {**new.ext, VALUE_TYPE: new.type}
     return new
+
+
+def with_ext(entry: Entry, ext: Mapping[str, Any]) -> dict[str, Any]:
+    """A caller's ext map for ``entry`` (sync's links), keeping the record's own value-type marker."""
+    out = {k: v for k, v in ext.items() if k != VALUE_TYPE}
+    if VALUE_TYPE in entry.ext:
+        out[VALUE_TYPE] = entry.ext[VALUE_TYPE]
+    return out
