@@ -6,6 +6,8 @@ leaks, and the refusal is a typed ``VaultError`` with a code.
 
 * ``TestFileOnDisk``: other local users and processes that can reach the vault's directory.
 * ``TestStandInClient``: a local process that talks to the stand-in (``cbk-vault serve``).
+* ``TestOneValidationPath``: hostile input at every entry point at once (API, stand-in, import,
+  the records seam under sync).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import os
 from pathlib import Path
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vault
 from tests.conftest import FAST, PASSPHRASE
+from vault import _cli_import as formats
 from vault._api import SecretApi
+from vault._vault import raw_records
 
 
 def _intact(path: Path, expected: dict[str, str | None]) -> None:
@@ -105,3 +112,104 @@ class TestStandInClient:
         with pytest.raises(vault.MintRefusedError) as info:
             api.mint(sid)
         assert info.value.error == "authorization_required"
+
+
+# --- one validation path for every write ---------------------------------------------------------
+
+_JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+_FIELD_VALUES = st.one_of(
+    _JSONISH,
+    st.integers(min_value=1000, max_value=1100).map(lambda n: "n" * n),
+    st.sampled_from(["shared", "personal", "oauth", "jwt", "public", "", "********", "a" * 129, "\\ud800"]),
+    st.just({"big": "x" * (64 << 10)}),
+)
+_WIRE = ["name", "description", "kind", "type", "value", "alias", "meta", "config", "visibility", "blueprintId"]
+_HOSTILE_REQUEST = st.dictionaries(st.sampled_from([*_WIRE, "bogus"]), _FIELD_VALUES, max_size=6)
+_HOSTILE_STAMP = st.one_of(
+    st.none(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.sampled_from([True, "1", -1])
+)
+
+
+def _via_api(v: vault.Vault, request: dict[str, Any], created: Any, updated: Any) -> str:
+    return v.secret.create(request).id
+
+
+def _via_api_update(v: vault.Vault, request: dict[str, Any], created: Any, updated: Any) -> str:
+    return v.secret.update("(seed)", request).id
+
+
+def _via_standin(v: vault.Vault, request: dict[str, Any], created: Any, updated: Any) -> str:
+    return str(SecretApi(v).create(request)["id"])
+
+
+def _via_import(v: vault.Vault, request: dict[str, Any], created: Any, updated: Any) -> str:
+    item = dict(request)
+    for key, stamp in (("createdAt", created), ("updatedAt", updated)):
+        if stamp is not None:
+            item[key] = stamp
+    try:
+        data = json.dumps({"items": [item]}).encode()
+    except ValueError:
+        data = b'{"items": [{"name": NaN}]}'  # what a hostile file holds when JSON cannot
+    try:
+        (record,) = formats.parse_json(data)
+    except formats.UsageError as exc:
+        raise vault.InvalidRequestError(str(exc)) from None  # the CLI's exit 2: refused before the vault
+    return raw_records(v).put(None, record.fields, created_at=record.created_at, updated_at=record.updated_at).id
+
+
+def _via_raw(v: vault.Vault, request: dict[str, Any], created: Any, updated: Any) -> str:
+    # What sync's pull and import hand the records seam: snake_case fields, exact timestamps.
+    fields = {("blueprint_id" if k == "blueprintId" else k): val for k, val in request.items()}
+    return raw_records(v).put(None, fields, created_at=created, updated_at=updated).id
+
+
+ENTRY_POINTS = {
+    "api-create": _via_api,
+    "api-update": _via_api_update,
+    "stand-in": _via_standin,
+    "import": _via_import,
+    "records-seam": _via_raw,
+}
+
+
+class TestOneValidationPath:
+    """Whatever enters (API, stand-in, import, sync's records seam) passes the reader's own checks first."""
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        steps=st.lists(
+            st.tuples(st.sampled_from(sorted(ENTRY_POINTS)), _HOSTILE_REQUEST, _HOSTILE_STAMP, _HOSTILE_STAMP),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    def test_hostile_input_at_every_entry_point_leaves_a_vault_that_opens(
+        self, tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, dict[str, Any], Any, Any]]
+    ) -> None:
+        path = tmp_path_factory.mktemp("hostile") / "v.cbkv"
+
+        def state(v: vault.Vault) -> dict[str, dict[str, Any]]:
+            return {s.id: v.secret.fetch(s.id).to_dict(reveal=True) for s in v.secret.list(take=100)}
+
+        with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+            v.secret.create(name="seed", value="seed value")
+            acknowledged = state(v)
+            for name, request, created, updated in steps:
+                try:
+                    sid = ENTRY_POINTS[name](v, request, created, updated)
+                except vault.VaultError:
+                    assert state(v) == acknowledged, f"{name} refused a write but changed the vault"
+                    continue
+                acknowledged = state(v)
+                assert sid in acknowledged
+        with vault.open(path, PASSPHRASE) as again:
+            assert state(again) == acknowledged
