@@ -411,7 +411,7 @@ def test_run_child_command_line_and_ps_never_show_the_value(vp: Path, tmp_path: 
 
 def test_core_dumps_are_disabled_and_given_back_to_the_run_child(vp: Path) -> None:
     probe = (
-        "import ctypes, resource; from vault._cli_io import harden_process; harden_process();"
+        "import ctypes, resource; from vault.cli._terminal import harden_process; harden_process();"
         "print(resource.getrlimit(resource.RLIMIT_CORE)[0], ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30).stdout.split()
@@ -645,18 +645,18 @@ def test_serve_and_sync_hooks_get_their_options_and_open_vault(
     assert calls == {"secrets": 3, "port": 8080}
 
     # The module is not there yet: one clear line, exit 2, whatever options follow.
-    monkeypatch.setitem(sys.modules, "vault.sync._cli", None)
+    monkeypatch.setitem(sys.modules, "vault.cli._sync", None)
     assert cli_module.main(["sync", "--remote", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "cbk-vault: error: `sync` is not available in this build of cbk-vault (vault.sync._cli is missing) [USAGE]"
+        "cbk-vault: error: `sync` is not available in this build of cbk-vault (vault.cli._sync is missing) [USAGE]"
     ]
 
     # The module is there but its optional dependency is not: say which extra to install.
     real_import = cli_module.importlib.import_module
 
     def missing_httpx(name: str, package: str | None = None) -> Any:
-        if name == "vault.sync._cli":
+        if name == "vault.cli._sync":
             raise ModuleNotFoundError("No module named 'httpx'", name="httpx")
         return real_import(name, package)
 
@@ -808,7 +808,7 @@ def test_malformed_json_arguments_are_usage_errors_that_quote_nothing(
 
 def test_json_output_never_carries_nan() -> None:
     # Only an old vault could still hold a NaN (the core now rejects it); output must stay valid JSON.
-    from vault._cli_io import dump_json
+    from vault.cli._terminal import dump_json
 
     assert dump_json({"a": [1.5]}) == '{"a": [1.5]}'
     with pytest.raises(vault.InvalidRequestError):

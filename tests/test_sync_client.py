@@ -23,6 +23,7 @@ import vault  # noqa: E402
 import vault.sync  # noqa: E402
 from tests.conftest import PASSPHRASE  # noqa: E402
 from tests.fakecloud import FakeCloud, running  # noqa: E402
+from vault.cli._sync import add_sync_arguments, sync_command  # noqa: E402
 from vault.sync import (  # noqa: E402
     ChatBotKitRemote,
     RemoteAuthError,
@@ -32,7 +33,6 @@ from vault.sync import (  # noqa: E402
     RemoteProtocolError,
     RemoteUnavailableError,
 )
-from vault.sync._cli import add_sync_arguments, sync_command  # noqa: E402
 
 TOKEN = "sk-unit-test-token"
 

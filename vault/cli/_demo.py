@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from . import _vault
-from ._records import Secret
+from .. import _vault
+from .._records import Secret
 
 SEED = {
     "name": "PaymentAPIKey",

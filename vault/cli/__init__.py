@@ -1,8 +1,8 @@
 """The ``cbk-vault`` command line.
 
-The parser lives here; the commands in ``_cli_commands``, the terminal and file edges in
-``_cli_io``, the export/import formats in ``_cli_import`` and completion in
-``_cli_complete``. ``serve`` and ``sync`` come from their own modules through two small
+The parser lives here; the commands in ``_commands``, the terminal and file edges in
+``_terminal``, the export/import formats in ``_formats`` and completion in
+``_completion``. ``serve`` and ``sync`` come from their own modules through two small
 hooks (``add_*_arguments(parser)`` and ``*_command(args, open_vault) -> int``), imported
 only when one of them runs.
 """
@@ -18,9 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-from . import __version__, _cli_complete, _demo
-from ._cli_commands import COMMANDS, Context, kdf_names
-from ._cli_io import (
+from .. import __version__
+from .._vault import Vault
+from ..errors import VaultError
+from . import _completion, _demo
+from ._commands import COMMANDS, Context, kdf_names
+from ._terminal import (
     ENV_NEW_PASSPHRASE,
     ENV_PASSPHRASE,
     PassphraseSource,
@@ -29,8 +32,6 @@ from ._cli_io import (
     harden_process,
     prompt_new_passphrase,
 )
-from ._vault import Vault
-from .errors import VaultError
 
 __all__ = ["EXIT_CODES", "exit_code_for", "main"]
 
@@ -106,7 +107,7 @@ _GLOBAL_VALUE_OPTIONS: Final = frozenset({"--path", "--passphrase-file", "--pass
 _HOOKS: Final[dict[str, tuple[str, str, str, str]]] = {
     # command: (module, add-arguments function, command function, pip extra that brings its dependencies)
     "serve": ("vault._server", "add_serve_arguments", "serve_command", "serve"),
-    "sync": ("vault.sync._cli", "add_sync_arguments", "sync_command", "sync"),
+    "sync": ("vault.cli._sync", "add_sync_arguments", "sync_command", "sync"),
 }
 
 
@@ -450,7 +451,7 @@ def build_parser(load_hooks: Sequence[str] = ()) -> tuple[argparse.ArgumentParse
         '  cbk-vault completion zsh > "${fpath[1]}/_cbk-vault"\n'
         "  cbk-vault completion fish > ~/.config/fish/completions/cbk-vault.fish",
     )
-    p.add_argument("shell", choices=list(_cli_complete.SHELLS))
+    p.add_argument("shell", choices=list(_completion.SHELLS))
 
     hook_errors: dict[str, Any] = {}
     for name, help_text in (
@@ -533,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo.run(path, passphrase, sys.stdout)
         if args.command == "completion":
             full, _ = build_parser(list(_HOOKS))
-            sys.stdout.write(_cli_complete.render(args.shell, full))
+            sys.stdout.write(_completion.render(args.shell, full))
             return 0
         if args.command in _HOOKS:
             return _run_hook(args.command, ctx, args, hooks.get(args.command))

@@ -19,8 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import _cli_import
-from ._cli_io import (
+from .._crypto import KDF_PRESETS
+from .._records import Secret
+from .._store import resolve_path
+from .._vault import Vault
+from .._vault import init as vault_init
+from .._vault import open as vault_open
+from ..errors import (
+    ConflictError,
+    NotFoundError,
+    StorageError,
+    VaultError,
+    VaultExistsError,
+    VaultNotFoundError,
+    WrongPassphraseError,
+)
+from . import _formats
+from ._terminal import (
     ENV_NEW_PASSPHRASE,
     ENV_PASSPHRASE,
     PassphraseSource,
@@ -35,21 +50,6 @@ from ._cli_io import (
     read_value,
     remove_quietly,
     restore_core_limit,
-)
-from ._crypto import KDF_PRESETS
-from ._records import Secret
-from ._store import resolve_path
-from ._vault import Vault
-from ._vault import init as vault_init
-from ._vault import open as vault_open
-from .errors import (
-    ConflictError,
-    NotFoundError,
-    StorageError,
-    VaultError,
-    VaultExistsError,
-    VaultNotFoundError,
-    WrongPassphraseError,
 )
 
 __all__ = ["Context", "COMMANDS"]
@@ -492,7 +492,7 @@ def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
         if not wanted:
             raise UsageError("no secrets to inject: pass --env NAME=@alias, or set meta env=NAME on secrets")
     for name, ref in wanted:
-        if not _cli_import.ENV_NAME.fullmatch(name):
+        if not _formats.ENV_NAME.fullmatch(name):
             raise UsageError(f"{name[:64]!r} is not a valid environment variable name")
         if name in env:
             raise UsageError(f"two secrets are set to inject as {name}")
@@ -548,13 +548,13 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
         secrets = [v.secret.fetch(s.id) for s in _all_secrets(v)]
     skipped = 0
     if args.format == "json":
-        text = _cli_import.render_json(secrets, int(time.time() * 1000))
+        text = _formats.render_json(secrets, int(time.time() * 1000))
         count = len(secrets)
     else:
         pairs: list[tuple[str, str]] = []
         owner: dict[str, str] = {}
         for s in secrets:
-            name = _cli_import.env_name_for(s)
+            name = _formats.env_name_for(s)
             if s.value is None or name is None:
                 skipped += 1
                 continue
@@ -562,7 +562,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
                 raise UsageError(f"{owner[name]} and {s.id} would both export as {name}; set meta env on one")
             owner[name] = s.id
             pairs.append((name, s.value))
-        text = _cli_import.render_env(pairs)
+        text = _formats.render_env(pairs)
         count = len(pairs)
     where = args.output if args.output is not None else "standard output"
     handle = open_private_output(args.output) if args.output is not None else None
@@ -595,7 +595,7 @@ def _read_input(path: str) -> bytes:
     return sys.stdin.buffer.read() if path == "-" else read_bytes(path, "file")
 
 
-def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Record]:
+def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_formats.Record]:
     if args.format == "kdbx":
         if args.file == "-":
             raise UsageError("a KeePass database must be a file, not standard input")
@@ -604,7 +604,7 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Re
         if args.kdbx_keyfile is not None and not os.path.isfile(args.kdbx_keyfile):
             # Checked here: pykeepass's FileNotFoundError does not say which of the two files is missing.
             raise UsageError(f"key file {args.kdbx_keyfile!r} does not exist")
-        _cli_import.require_pykeepass()  # before asking for a password that could not be used
+        _formats.require_pykeepass()  # before asking for a password that could not be used
         source = PassphraseSource(
             file=args.kdbx_password_file,
             fd=args.kdbx_password_fd,
@@ -615,11 +615,11 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Re
             err=ctx.err,
         )
         password = None if args.kdbx_no_password else source.read("KeePass database password: ")
-        return _cli_import.parse_kdbx(args.file, password, args.kdbx_keyfile)
+        return _formats.parse_kdbx(args.file, password, args.kdbx_keyfile)
     data = _read_input(args.file)
     if args.format == "json":
-        return _cli_import.parse_json(data)
-    return _cli_import.parse_env(data)
+        return _formats.parse_json(data)
+    return _formats.parse_env(data)
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
@@ -649,7 +649,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_one(v: Vault, rec: _cli_import.Record, existing: set[str], *, new_ids: bool) -> str:
+def _import_one(v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: bool) -> str:
     # One path and one write per record, whether the id is kept or new: the same field checks for both.
     if rec.id is not None and not new_ids:
         if rec.id in existing:

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from ._client import DEFAULT_BASE_URL, TOKEN_ALIAS, TOKEN_ENV, ChatBotKitRemote
-from ._run import Change, SyncReport, sync
+from ..sync._client import DEFAULT_BASE_URL, TOKEN_ALIAS, TOKEN_ENV, ChatBotKitRemote
+from ..sync._run import Change, SyncReport, sync
 
 if TYPE_CHECKING:
     from .._vault import Vault

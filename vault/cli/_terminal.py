@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from .errors import InvalidRequestError, StorageError
+from ..errors import InvalidRequestError, StorageError
 
 __all__ = [
     "ENV_NEW_PASSPHRASE",

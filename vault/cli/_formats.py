@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from . import _format, _records
-from ._cli_io import UsageError, dump_json, load_json
-from ._records import Secret
-from .errors import InvalidRequestError, WrongPassphraseError
+from .. import _format, _records
+from .._records import Secret
+from ..errors import InvalidRequestError, WrongPassphraseError
+from ._terminal import UsageError, dump_json, load_json
 
 __all__ = [
     "EXPORT_FORMAT",
