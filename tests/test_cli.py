@@ -635,10 +635,10 @@ def test_serve_and_sync_hooks_get_their_options_and_open_vault(
             calls.update(secrets=len(v), port=args.port)
         return 42
 
-    fake = types.ModuleType("vault._server")
+    fake = types.ModuleType("vault.cli._serve")
     fake.add_serve_arguments = add_serve_arguments  # type: ignore[attr-defined]
     fake.serve_command = serve_command  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "vault._server", fake)
+    monkeypatch.setitem(sys.modules, "vault.cli._serve", fake)
     monkeypatch.setattr(cli_module, "harden_process", lambda: None)
     monkeypatch.setenv("CBK_VAULT_PASSPHRASE", PASSPHRASE)
     assert cli_module.main(["--path", str(vp), "serve", "--port", "8080"]) == 42

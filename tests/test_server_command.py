@@ -20,7 +20,8 @@ import pytest
 import vault
 from tests.conftest import FAST, PASSPHRASE
 from tests.test_server import TOKEN, start_server, stop_server
-from vault._server import StandInServer, add_serve_arguments, serve_command
+from vault._server import StandInServer
+from vault.cli._serve import add_serve_arguments, serve_command
 from vault.testing import memory_vault
 
 

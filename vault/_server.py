@@ -8,7 +8,7 @@ Two layers:
   uses it too, so the async facade and the HTTP server cannot drift apart.
 * :class:`StandInServer` puts it behind ``http.server`` (standard library only, one thread
   per connection): routing under ``/v1/secret/`` and ``/api/v1/secret/``, the bearer token,
-  JSONL streaming. ``serve_command`` is the ``cbk-vault serve`` entry point.
+  JSONL streaming. ``cbk-vault serve`` (``vault.cli._serve``) runs it.
 
 Every choice where the cloud's behaviour is inferred or has no local meaning is listed in
 ``docs/TESTING.md``.
@@ -16,20 +16,17 @@ Every choice where the cloud's behaviour is inferred or has no local meaning is 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hmac
 import ipaddress
 import json
-import os
 import secrets
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import IO, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from . import _auth, _records
@@ -37,19 +34,12 @@ from ._records import Page, Secret
 from ._vault import Vault
 from .errors import ConflictError, InvalidRequestError, MintRefusedError, NotFoundError, VaultError
 
-__all__ = [
-    "SecretApi",
-    "StandInServer",
-    "add_serve_arguments",
-    "serve_command",
-]
+__all__ = ["SecretApi", "StandInServer"]
 
 #: Requests bigger than this are refused before they are read (a value is at most 1 MiB).
 MAX_BODY: Final = 4 << 20
 #: Environment variable read for the token when ``--token`` is not given (argv is visible in ``ps``).
 TOKEN_ENV: Final = "CBK_VAULT_SERVE_TOKEN"  # noqa: S105 - a variable name, not a token
-#: Environment variable ``python -m vault._server --path`` reads the passphrase from.
-PASSPHRASE_ENV: Final = "CBK_VAULT_PASSPHRASE"  # noqa: S105 - a variable name
 
 _PREFIXES: Final = ("/api/v1/secret/", "/v1/secret/")
 # action -> the one method the cloud's route answers to.
@@ -682,110 +672,3 @@ class StandInServer:
 
     def __repr__(self) -> str:
         return f"<StandInServer {self.base_url}>"
-
-
-# --- the command ----------------------------------------------------------------------------------
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cbk-vault serve``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: a free port, printed at start)")
-    parser.add_argument(
-        "--token",
-        default=None,
-        help=f"the only bearer token to accept (default: ${TOKEN_ENV}, else any token is accepted); "
-        "note that argv is visible to other local users",
-    )
-    parser.add_argument(
-        "--ephemeral",
-        action="store_true",
-        help="serve a new, empty throwaway vault (private temp directory, deleted on exit) instead of opening one",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log each request's method and path to stderr")
-
-
-def serve_command(
-    args: argparse.Namespace,
-    open_vault: Callable[[], Vault],
-    *,
-    stdout: IO[str] | None = None,
-    stderr: IO[str] | None = None,
-) -> int:
-    """Run ``cbk-vault serve`` until SIGINT or SIGTERM. Returns the exit code.
-
-    Prints ``base_url=<url>`` and ``token=<token>`` on stdout (one JSON line
-    ``{"baseUrl", "token"}`` under the CLI's ``--json``; a configured token is not echoed:
-    ``(configured)``), then a human line on stderr. Exit 2 when asked to bind
-    a non-loopback address without a configured token.
-    """
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
-    if not is_loopback(args.host) and token is None:
-        err.write(f"cbk-vault serve: binding {args.host} needs --token or ${TOKEN_ENV} (any-token is loopback only)\n")
-        return 2
-    if args.ephemeral:
-        from .testing import memory_vault
-
-        v = memory_vault()
-    else:
-        v = open_vault()
-    try:
-        try:
-            server = StandInServer(v, args.host, args.port, token, verbose=args.verbose)
-        except OSError as exc:
-            err.write(f"cbk-vault serve: cannot bind {args.host}:{args.port}: {exc.strerror or exc}\n")
-            return 1
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            with server:
-                shown = "(configured)" if token is not None else server.token
-                if getattr(args, "json", False):  # the CLI's global --json
-                    out.write(json.dumps({"baseUrl": server.base_url, "token": shown}) + "\n")
-                else:
-                    out.write(f"base_url={server.base_url}\ntoken={shown}\n")
-                out.flush()
-                policy = "only the configured token" if token is not None else "any bearer token"
-                err.write(
-                    f"cbk-vault serve: ChatBotKit secret API for {v.path} at {server.base_url} "
-                    f"({policy} is accepted); Ctrl-C to stop\n"
-                )
-                err.flush()
-                with contextlib.suppress(KeyboardInterrupt):
-                    while not stop.wait(0.5):
-                        pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    finally:
-        v.close()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vault._server``: serve a vault file (passphrase from $CBK_VAULT_PASSPHRASE) or --ephemeral."""
-    parser = argparse.ArgumentParser(prog="python -m vault._server", description=main.__doc__)
-    parser.add_argument("--path", default=None, help="vault file (default: cbk-vault's default path)")
-    add_serve_arguments(parser)
-    args = parser.parse_args(argv)
-
-    def open_vault() -> Vault:
-        from ._vault import open as open_
-
-        passphrase = os.environ.get(PASSPHRASE_ENV)
-        if passphrase is None:
-            import getpass
-
-            passphrase = getpass.getpass("Vault passphrase: ")
-        return open_(args.path, passphrase)
-
-    try:
-        return serve_command(args, open_vault)
-    except VaultError as exc:
-        sys.stderr.write(f"cbk-vault serve: error: {exc.message} [{exc.code}]\n")
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

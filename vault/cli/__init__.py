@@ -106,7 +106,7 @@ _GLOBAL_VALUE_OPTIONS: Final = frozenset({"--path", "--passphrase-file", "--pass
 
 _HOOKS: Final[dict[str, tuple[str, str, str, str]]] = {
     # command: (module, add-arguments function, command function, pip extra that brings its dependencies)
-    "serve": ("vault._server", "add_serve_arguments", "serve_command", "serve"),
+    "serve": ("vault.cli._serve", "add_serve_arguments", "serve_command", "serve"),
     "sync": ("vault.cli._sync", "add_sync_arguments", "sync_command", "sync"),
 }
 
