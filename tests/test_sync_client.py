@@ -330,7 +330,7 @@ def test_cli_dry_run_then_push(
     assert report["createdRemote"] == [] and report["conflicts"] == [] and report["direction"] == "both"
 
 
-def test_cli_reports_conflicts_with_exit_code_3(
+def test_cli_reports_conflicts_with_exit_code_9(
     v: vault.Vault, vault_path: Path, cloud: FakeCloud, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s = v.secret.create(name="Shared", value="1")

@@ -1,8 +1,9 @@
 """``cbk-vault sync [push|pull|both] [--dry-run] [--base-url URL] [--prefer local|remote] [--json]``.
 
 The CLI registers these two functions; nothing here reads a passphrase or a token from
-argv. Exit codes: 0 done and clean; 3 done, but with conflicts left or per-secret
-errors; a VaultError (bad token, cloud unreachable) propagates to the CLI's handler.
+argv. Exit codes, as in ``cbk-vault --help``: 0 done and clean; 9 (``EXIT_UNSETTLED``) done,
+but with conflicts left or per-secret errors; a VaultError (bad token, cloud unreachable)
+propagates to the CLI's handler (8 for the cloud's errors).
 """
 
 from __future__ import annotations
