@@ -627,16 +627,13 @@ def test_serve_and_sync_hooks_get_their_options_and_open_vault(
 
     calls: dict[str, Any] = {}
 
-    def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--port", type=int, default=0)
-
+    # The options come from the CLI's grammar; the module brings only the code that runs.
     def serve_command(args: argparse.Namespace, open_vault: Callable[[], vault.Vault]) -> int:
         with open_vault() as v:
             calls.update(secrets=len(v), port=args.port)
         return 42
 
     fake = types.ModuleType("vault.cli._serve")
-    fake.add_serve_arguments = add_serve_arguments  # type: ignore[attr-defined]
     fake.serve_command = serve_command  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vault.cli._serve", fake)
     monkeypatch.setattr(cli_module, "harden_process", lambda: None)
@@ -663,6 +660,31 @@ def test_serve_and_sync_hooks_get_their_options_and_open_vault(
     monkeypatch.setattr(cli_module.importlib, "import_module", missing_httpx)
     assert cli_module.main(["sync"]) == 2
     assert "pip install 'cbk-vault[sync]'" in capsys.readouterr().err
+
+
+def test_importing_the_cli_loads_neither_http_server_nor_httpx() -> None:
+    # serve and sync are described in the grammar, but their code is imported only when they run.
+    code = (
+        "import sys, vault.cli\n"
+        "from vault.cli import _completion, _parser\n"
+        "_completion.render('bash'); _parser.build_parser().parse_args(['sync'])\n"
+        "loaded = {'http.server', 'httpx', 'vault._server', 'vault.sync'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_serve_and_sync_help_names_the_variables_their_commands_read() -> None:
+    pytest.importorskip("httpx")
+    from vault import _server
+    from vault.cli._parser import COMMANDS
+    from vault.cli._sync import BASE_URL_ENV
+    from vault.sync import _client
+
+    text = {c.name: " ".join([c.description, *(a.help for a in c.args)]) for c in COMMANDS}
+    assert f"${_server.TOKEN_ENV}" in text["serve"]
+    assert f"${_client.TOKEN_ENV}" in text["sync"] and f"@{_client.TOKEN_ALIAS}" in text["sync"]
+    assert f"${BASE_URL_ENV}" in text["sync"] and _client.DEFAULT_BASE_URL in text["sync"]
 
 
 def test_demo_still_runs() -> None:

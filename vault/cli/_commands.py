@@ -14,12 +14,11 @@ import os
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
-from .._crypto import KDF_PRESETS
 from .._records import Secret
 from .._store import resolve_path
 from .._vault import Vault
@@ -52,7 +51,7 @@ from ._terminal import (
     restore_core_limit,
 )
 
-__all__ = ["Context", "COMMANDS"]
+__all__ = ["Context", "HANDLERS", "resolve_ref"]
 
 _TRIES = 3
 
@@ -661,11 +660,8 @@ def _import_one(v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: 
     return v._put_raw(rid, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
 
 
-def kdf_names() -> list[str]:
-    return sorted(KDF_PRESETS, key=lambda n: KDF_PRESETS[n].memlimit)
-
-
-COMMANDS = {
+#: Command name -> the function that runs it (serve, sync, completion and demo live in their own modules).
+HANDLERS: Final[dict[str, Callable[[Context, argparse.Namespace], int]]] = {
     "init": cmd_init,
     "passwd": cmd_passwd,
     "create": cmd_create,

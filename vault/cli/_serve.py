@@ -1,7 +1,7 @@
 """``cbk-vault serve``: the offline ChatBotKit stand-in (``vault._server``) on a vault, until stopped.
 
-The CLI imports this module only when ``serve`` runs, so ``import vault.cli`` never loads
-``http.server``.
+The options are in ``_parser``; the CLI imports this module only when ``serve`` runs, so
+``import vault.cli`` never loads ``http.server``.
 """
 
 from __future__ import annotations
@@ -19,25 +19,7 @@ from typing import IO
 from .._server import TOKEN_ENV, StandInServer, is_loopback
 from .._vault import Vault
 
-__all__ = ["add_serve_arguments", "serve_command"]
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cbk-vault serve``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: a free port, printed at start)")
-    parser.add_argument(
-        "--token",
-        default=None,
-        help=f"the only bearer token to accept (default: ${TOKEN_ENV}, else any token is accepted); "
-        "note that argv is visible to other local users",
-    )
-    parser.add_argument(
-        "--ephemeral",
-        action="store_true",
-        help="serve a new, empty throwaway vault (private temp directory, deleted on exit) instead of opening one",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log each request's method and path to stderr")
+__all__ = ["serve_command"]
 
 
 def serve_command(
