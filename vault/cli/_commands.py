@@ -71,10 +71,12 @@ class Context:
 
     @property
     def json(self) -> bool:
+        """Whether --json was given (before or after the command name)."""
         return bool(getattr(self.args, "json", False))
 
     @property
     def path(self) -> Path:
+        """The vault file: --path, else $CBK_VAULT_PATH, else the default; never a directory."""
         raw = getattr(self.args, "path", None)
         if raw == "":
             # `--path "$UNSET_VAR"` must not fall back to the default vault behind the user's back.
@@ -85,18 +87,23 @@ class Context:
 
     @property
     def lock_timeout(self) -> float:
+        """Seconds to wait for another process's lock (--lock-timeout, default 10)."""
         return float(getattr(self.args, "lock_timeout", 10.0))
 
     def say(self, text: str = "") -> None:
+        """Print a line of the command's result to stdout."""
         print(text, file=self.out)
 
     def note(self, text: str) -> None:
+        """Print a line for the person at the terminal to stderr (never a secret)."""
         print(text, file=self.err)
 
     def emit(self, obj: Any) -> None:
+        """Print ``obj`` as one line of JSON to stdout."""
         print(dump_json(obj), file=self.out)
 
     def passphrase_source(self) -> PassphraseSource:
+        """Where the passphrase comes from: --passphrase-file, --passphrase-fd, the environment, a prompt."""
         file = getattr(self.args, "passphrase_file", None)
         fd = getattr(self.args, "passphrase_fd", None)
         if file is not None and fd is not None:
@@ -127,6 +134,7 @@ class Context:
         return v
 
     def close_all(self) -> None:
+        """Close every vault this command opened (the data keys leave memory)."""
         for v in self.opened:
             v.close()
         self.opened.clear()
@@ -298,6 +306,7 @@ def _table(ctx: Context, items: list[Secret]) -> None:
 
 
 def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault init``: create a new, empty vault and set its passphrase."""
     path = ctx.path
     if path.exists():
         raise VaultExistsError(f"a vault already exists at {path}")
@@ -316,6 +325,7 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault passwd``: rewrap the vault key under a new passphrase."""
     with ctx.open_vault() as v:
         file, fd = args.new_passphrase_file, args.new_passphrase_fd
         if file is not None and fd is not None:
@@ -341,6 +351,7 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault create``: create a secret, its value from a prompt, stdin or a file."""
     fields = _common_fields(args)
     meta: dict[str, Any] = dict(_key_values(args.meta, "--meta"))
     meta_json = _json_arg(args.meta_json, "--meta-json")
@@ -369,6 +380,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault fetch``: show a secret's metadata, or only its value with --reveal."""
     with ctx.open_vault() as v:
         s = v.secret.fetch(resolve_ref(v, args.ref))
     if args.reveal:
@@ -387,6 +399,7 @@ def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault list``: one page (or --all) of secrets, as a table or JSON; never values."""
     meta = _key_values(args.meta, "--meta") or None
     with ctx.open_vault() as v:
         if args.all:
@@ -413,6 +426,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault update``: change the given fields (and the value only with a --value-* option)."""
     fields = _common_fields(args)
     set_meta = _key_values(args.meta, "--meta")
     meta_json = _json_arg(args.meta_json, "--meta-json")
@@ -449,6 +463,7 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault delete``: delete a secret, asking first on a terminal unless --yes."""
     with ctx.open_vault() as v:
         ref = resolve_ref(v, args.ref)
         # --json says how to print, not that no one is there: a person at a terminal is still asked.
@@ -506,6 +521,7 @@ def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault run``: replace this process with COMMAND, secrets in its environment."""
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
@@ -541,6 +557,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault export``: every secret in plaintext JSON or dotenv, to a new 0600 file or stdout."""
     if args.output is None and ctx.out.isatty() and not args.force:
         raise UsageError("refusing to print plaintext secrets on a terminal; use --output FILE (or --force)")
     with ctx.open_vault() as v:
@@ -622,6 +639,7 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_formats.Recor
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault import``: read JSON, dotenv or KeePass and write every secret in one commit."""
     if args.file == "-" and getattr(args, "passphrase_fd", None) == 0:
         raise UsageError("import from standard input and --passphrase-fd 0 both want standard input")
     records = _parse_import(ctx, args)  # the whole file parses before the vault is touched

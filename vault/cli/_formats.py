@@ -188,6 +188,7 @@ def _quote_env(value: str) -> str:
 
 
 def render_env(pairs: Iterable[tuple[str, str]]) -> str:
+    """``NAME=value`` lines, quoted so that sourcing the file never runs a command."""
     return "".join(f"{name}={_quote_env(value)}\n" for name, value in pairs)
 
 

@@ -501,6 +501,7 @@ class _Parser(argparse.ArgumentParser):
     json_errors = False
 
     def error(self, message: str) -> NoReturn:
+        """Exit 2 with one error line (one JSON object with --json), not argparse's usage dump."""
         text = f"{message} (see: {self.prog} --help)"
         if self.json_errors:
             self.exit(EXIT_USAGE, dump_json({"message": text, "code": "USAGE", "exitCode": EXIT_USAGE}) + "\n")
