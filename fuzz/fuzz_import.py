@@ -31,8 +31,8 @@ from _common import main, scratch_dir, write_seeds
 
 with atheris.instrument_imports():
     import vault
-    from vault import _cli_commands, _cli_import
-    from vault._cli_io import UsageError
+    from vault.cli import _commands, _formats
+    from vault.cli._terminal import UsageError
 
 _DIR = scratch_dir()
 _VAULT = vault.init(_DIR / "import.cbkv", "fuzz passphrase", kdf=vault.KdfParams(1, 8192))
@@ -41,18 +41,18 @@ class _Rollback(Exception):
     """Raised inside the batch to undo the import: every input starts from the same empty vault."""
 
 
-def _parse(data: bytes) -> tuple[str, list[_cli_import.Record]] | None:
+def _parse(data: bytes) -> tuple[str, list[_formats.Record]] | None:
     if not data:
         return None
     fmt = "env" if data[0] & 1 else "json"
     body = data[1:]
     try:
-        return fmt, (_cli_import.parse_env(body) if fmt == "env" else _cli_import.parse_json(body))
+        return fmt, (_formats.parse_env(body) if fmt == "env" else _formats.parse_json(body))
     except (UsageError, vault.VaultError):
         return None
 
 
-def _check_read_back(v: vault.Vault, sid: str, rec: _cli_import.Record) -> None:
+def _check_read_back(v: vault.Vault, sid: str, rec: _formats.Record) -> None:
     got = v.secret.fetch(sid)
     for key, want in rec.fields.items():
         assert getattr(got, key) == want, f"imported {key} reads back different"
@@ -64,7 +64,7 @@ def _check_read_back(v: vault.Vault, sid: str, rec: _cli_import.Record) -> None:
 
 def _check_json_round_trip(v: vault.Vault, ids: list[str]) -> None:
     secrets = [v.secret.fetch(sid) for sid in ids]
-    again = _cli_import.parse_json(_cli_import.render_json(secrets, 0).encode())
+    again = _formats.parse_json(_formats.render_json(secrets, 0).encode())
     assert len(again) == len(secrets)
     for rec, s in zip(again, secrets, strict=True):
         assert rec.id == s.id and rec.created_at == s.created_at and rec.updated_at == s.updated_at
@@ -72,9 +72,9 @@ def _check_json_round_trip(v: vault.Vault, ids: list[str]) -> None:
             assert getattr(s, key) == want, f"exported {key} parses back different"
 
 
-def _check_env_round_trip(records: list[_cli_import.Record]) -> None:
+def _check_env_round_trip(records: list[_formats.Record]) -> None:
     pairs = [(r.fields["name"], r.fields["value"]) for r in records if isinstance(r.fields.get("value"), str)]
-    again = _cli_import.parse_env(_cli_import.render_env(pairs).encode())
+    again = _formats.parse_env(_formats.render_env(pairs).encode())
     assert [(r.fields["name"], r.fields.get("value")) for r in again] == pairs, "render_env does not parse back"
 
 
@@ -92,7 +92,7 @@ def one_input(data: bytes) -> None:
             ids: list[str] = []
             for rec in records:
                 try:
-                    ids.append(_cli_commands._import_one(v, rec, existing, new_ids=False))
+                    ids.append(_commands._import_one(v, rec, existing, new_ids=False))
                 except vault.VaultError:
                     raise _Rollback from None
             for sid, rec in zip(ids, records, strict=True):
@@ -113,12 +113,12 @@ def seeds() -> dict[str, bytes]:
         v.secret.create(name="Google", type="oauth", kind="personal", config={"clientId": "cid", "clientSecret": "cs"})
         v.secret.create(name="Empty", visibility="protected", blueprint_id="bp1")
         secrets = v.secret.list(order="asc").items
-        ex["export"] = _cli_import.render_json(secrets, 1_700_000_000_000).encode()
+        ex["export"] = _formats.render_json(secrets, 1_700_000_000_000).encode()
         ex["cloud-list"] = (
             b'{"items": [{"id": "' + secrets[0].id.encode() + b'", "name": "X", "config": {"clientSecret": null}}]}'
         )
         ex["bare-list"] = b'[{"name": "A", "value": "1", "createdAt": 5.0}, {"alias": "b"}]'
-        ex["env-rendered"] = _cli_import.render_env([("OPENAI_API_KEY", "sk-x"), ("GH", "ghp_1\n'2\"$x")]).encode()
+        ex["env-rendered"] = _formats.render_env([("OPENAI_API_KEY", "sk-x"), ("GH", "ghp_1\n'2\"$x")]).encode()
     ex["env-file"] = (
         b'\xef\xbb\xbf# comment\nexport A=1\nB = \'two words\' # note\nC="multi\nline \\"quoted\\" \\$HOME"\n'
         b'D=unquoted value # trailing\nE=\nexport\tF="\\t\\n\\\\"\n'

@@ -12,10 +12,9 @@ leaks, and the refusal is a typed ``VaultError`` with a code.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-
-import json
 from typing import Any
 
 import pytest
@@ -24,9 +23,9 @@ from hypothesis import strategies as st
 
 import vault
 from tests.conftest import FAST, PASSPHRASE
-from vault import _cli_import as formats
 from vault._api import SecretApi
 from vault._vault import raw_records
+from vault.cli import _formats as formats
 
 
 def _intact(path: Path, expected: dict[str, str | None]) -> None:

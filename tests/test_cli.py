@@ -411,7 +411,7 @@ def test_run_child_command_line_and_ps_never_show_the_value(vp: Path, tmp_path: 
 
 def test_core_dumps_are_disabled_and_given_back_to_the_run_child(vp: Path) -> None:
     probe = (
-        "import ctypes, resource; from vault._cli_io import harden_process; harden_process();"
+        "import ctypes, resource; from vault.cli._terminal import harden_process; harden_process();"
         "print(resource.getrlimit(resource.RLIMIT_CORE)[0], ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30).stdout.split()
@@ -627,42 +627,64 @@ def test_serve_and_sync_hooks_get_their_options_and_open_vault(
 
     calls: dict[str, Any] = {}
 
-    def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--port", type=int, default=0)
-
+    # The options come from the CLI's grammar; the module brings only the code that runs.
     def serve_command(args: argparse.Namespace, open_vault: Callable[[], vault.Vault]) -> int:
         with open_vault() as v:
             calls.update(secrets=len(v), port=args.port)
         return 42
 
-    fake = types.ModuleType("vault._serve_cli")
-    fake.add_serve_arguments = add_serve_arguments  # type: ignore[attr-defined]
+    fake = types.ModuleType("vault.cli._serve")
     fake.serve_command = serve_command  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "vault._serve_cli", fake)
+    monkeypatch.setitem(sys.modules, "vault.cli._serve", fake)
     monkeypatch.setattr(cli_module, "harden_process", lambda: None)
     monkeypatch.setenv("CBK_VAULT_PASSPHRASE", PASSPHRASE)
     assert cli_module.main(["--path", str(vp), "serve", "--port", "8080"]) == 42
     assert calls == {"secrets": 3, "port": 8080}
 
     # The module is not there yet: one clear line, exit 2, whatever options follow.
-    monkeypatch.setitem(sys.modules, "vault.sync._cli", None)
+    monkeypatch.setitem(sys.modules, "vault.cli._sync", None)
     assert cli_module.main(["sync", "--remote", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "cbk-vault: error: `sync` is not available in this build of cbk-vault (vault.sync._cli is missing) [USAGE]"
+        "cbk-vault: error: `sync` is not available in this build of cbk-vault (vault.cli._sync is missing) [USAGE]"
     ]
 
     # The module is there but its optional dependency is not: say which extra to install.
     real_import = cli_module.importlib.import_module
 
     def missing_httpx(name: str, package: str | None = None) -> Any:
-        if name == "vault.sync._cli":
+        if name == "vault.cli._sync":
             raise ModuleNotFoundError("No module named 'httpx'", name="httpx")
         return real_import(name, package)
 
     monkeypatch.setattr(cli_module.importlib, "import_module", missing_httpx)
     assert cli_module.main(["sync"]) == 2
     assert "pip install 'cbk-vault[sync]'" in capsys.readouterr().err
+
+
+def test_importing_the_cli_loads_neither_http_server_nor_httpx() -> None:
+    # serve and sync are described in the grammar, but their code is imported only when they run.
+    code = (
+        "import sys, vault.cli\n"
+        "from vault.cli import _completion, _parser\n"
+        "_completion.render('bash'); _parser.build_parser().parse_args(['sync'])\n"
+        "loaded = {'http.server', 'httpx', 'vault._http', 'vault._api', 'vault.sync'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_serve_and_sync_help_names_the_variables_their_commands_read() -> None:
+    pytest.importorskip("httpx")
+    from vault.cli import _serve
+    from vault.cli._parser import COMMANDS
+    from vault.cli._sync import BASE_URL_ENV
+    from vault.sync import _client
+
+    text = {c.name: " ".join([c.description, *(a.help for a in c.args)]) for c in COMMANDS}
+    assert f"${_serve.SERVE_TOKEN_ENV}" in text["serve"]
+    assert f"${_client.TOKEN_ENV}" in text["sync"] and f"@{_client.TOKEN_ALIAS}" in text["sync"]
+    assert f"${BASE_URL_ENV}" in text["sync"] and _client.DEFAULT_BASE_URL in text["sync"]
 
 
 def test_demo_still_runs() -> None:
@@ -808,7 +830,7 @@ def test_malformed_json_arguments_are_usage_errors_that_quote_nothing(
 
 def test_json_output_never_carries_nan() -> None:
     # Only an old vault could still hold a NaN (the core now rejects it); output must stay valid JSON.
-    from vault._cli_io import dump_json
+    from vault.cli._terminal import dump_json
 
     assert dump_json({"a": [1.5]}) == '{"a": [1.5]}'
     with pytest.raises(vault.InvalidRequestError):

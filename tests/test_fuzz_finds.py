@@ -10,20 +10,20 @@ from __future__ import annotations
 import pytest
 
 from tests.test_sync_plan import REF, World
-from vault import _cli_import
-from vault._cli_io import UsageError
+from vault.cli import _formats
+from vault.cli._terminal import UsageError
 from vault.sync._plan import RemoteRecord
 
 
 def test_deeply_nested_json_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
-        _cli_import.parse_json(b"[" * 5000)
+        _formats.parse_json(b"[" * 5000)
 
 
 @pytest.mark.parametrize("value", ["it's\x0cok", "a\u2028b", "x\x85y", "tab\x0bbed"])
 def test_every_value_render_env_writes_parses_back_unchanged(value: str) -> None:
-    text = _cli_import.render_env([("A", value)])
-    (rec,) = _cli_import.parse_env(text.encode())
+    text = _formats.render_env([("A", value)])
+    (rec,) = _formats.parse_env(text.encode())
     assert rec.fields["value"] == value
 
 

@@ -1,4 +1,4 @@
-"""The stand-in as the SDKs see it: a `python -m vault._server` subprocess driven over HTTP.
+"""The stand-in as the SDKs see it: a `python -m vault serve` subprocess driven over HTTP.
 
 Requests are built the way the official SDKs build them (docs/TESTING.md, the API notes
 §1): `/api/v1/secret/...` paths, `accept: application/json`, `authorization: Bearer`,
@@ -28,9 +28,10 @@ ITEM_KEYS = CLOUD_ITEM_KEYS
 
 
 def start_server(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, str]:
-    """Start `python -m vault._server ARGS`; return the process, base URL and printed token."""
+    """Start `python -m vault serve ARGS` (``--path P`` takes the passphrase from ``CBK_VAULT_PASSPHRASE``
+    in ``env``); return the process, base URL and printed token."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vault._serve_cli", *args],
+        [sys.executable, "-m", "vault", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

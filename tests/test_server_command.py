@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -21,7 +20,8 @@ import vault
 from tests.conftest import FAST, PASSPHRASE
 from tests.test_server import TOKEN, start_server, stop_server
 from vault._http import StandInServer
-from vault._serve_cli import add_serve_arguments, serve_command
+from vault.cli._parser import build_parser
+from vault.cli._serve import serve_command
 from vault.testing import memory_vault
 
 
@@ -74,9 +74,7 @@ def test_ephemeral_vault_directory_is_removed_on_sigterm() -> None:
 
 
 def test_non_loopback_bind_without_a_token_is_refused() -> None:
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser)
-    args = parser.parse_args(["--host", "0.0.0.0"])
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0"])
     err = io.StringIO()
     opened: list[bool] = []
 
@@ -89,10 +87,7 @@ def test_non_loopback_bind_without_a_token_is_refused() -> None:
 
 
 def test_serve_command_in_process_prints_json_and_stops_on_sigterm(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser)
-    parser.add_argument("--json", action="store_true")  # the CLI's global option
-    args = parser.parse_args(["--json", "--token", TOKEN])
+    args = build_parser().parse_args(["--json", "serve", "--token", TOKEN])  # --json: the CLI's global option
     out, err = io.StringIO(), io.StringIO()
     handle = vault.init(tmp_path / "v.cbkv", PASSPHRASE, kdf=FAST)
     statuses: list[int] = []
@@ -120,9 +115,7 @@ def test_serve_command_in_process_prints_json_and_stops_on_sigterm(tmp_path: Pat
 
 def test_port_in_use_is_a_clean_error() -> None:
     with memory_vault() as v, StandInServer(v) as running:
-        parser = argparse.ArgumentParser()
-        add_serve_arguments(parser)
-        args = parser.parse_args(["--port", str(running.port)])
+        args = build_parser().parse_args(["serve", "--port", str(running.port)])
         err = io.StringIO()
         other = memory_vault()
         assert serve_command(args, lambda: other, stdout=io.StringIO(), stderr=err) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -23,6 +22,8 @@ import vault  # noqa: E402
 import vault.sync  # noqa: E402
 from tests.conftest import PASSPHRASE  # noqa: E402
 from tests.fakecloud import FakeCloud, running  # noqa: E402
+from vault.cli._parser import build_parser  # noqa: E402
+from vault.cli._sync import sync_command  # noqa: E402
 from vault.sync import (  # noqa: E402
     ChatBotKitRemote,
     RemoteAuthError,
@@ -32,7 +33,6 @@ from vault.sync import (  # noqa: E402
     RemoteProtocolError,
     RemoteUnavailableError,
 )
-from vault.sync._cli import add_sync_arguments, sync_command  # noqa: E402
 
 TOKEN = "sk-unit-test-token"
 
@@ -299,9 +299,8 @@ def test_all_is_the_public_api() -> None:
 
 
 def cli(argv: list[str], vault_path: Path) -> int:
-    parser = argparse.ArgumentParser(prog="cbk-vault sync")
-    add_sync_arguments(parser)
-    args = parser.parse_args(argv)
+    """``cbk-vault sync ARGV`` in process: the CLI's own parser, then the sync command."""
+    args = build_parser().parse_args(["sync", *argv])
     return sync_command(args, lambda: vault.open(vault_path, PASSPHRASE))
 
 
@@ -328,9 +327,13 @@ def test_cli_dry_run_then_push(
     assert cli(["--base-url", cloud.url, "--json"], vault_path) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["createdRemote"] == [] and report["conflicts"] == [] and report["direction"] == "both"
+    # The global --json before the command name counts too (sync's own --json used to reset it to False).
+    args = build_parser().parse_args(["--json", "sync", "pull", "--base-url", cloud.url])
+    assert sync_command(args, lambda: vault.open(vault_path, PASSPHRASE)) == 0
+    assert json.loads(capsys.readouterr().out)["direction"] == "pull"
 
 
-def test_cli_reports_conflicts_with_exit_code_3(
+def test_cli_reports_conflicts_with_exit_code_9(
     v: vault.Vault, vault_path: Path, cloud: FakeCloud, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s = v.secret.create(name="Shared", value="1")

@@ -387,13 +387,11 @@ VALUE_TYPE: Final = "valueType"
 def value_usable(entry: Entry) -> bool:
     """Whether the stored value was written as the secret's current type (so use-time routes may use it).
 
-    Records written before the marker existed carry none: their value is usable only when it
-    was written in the latest revision, since no later update can then have changed the type.
+    The marker is set only when an update changes the type and keeps the value, so a record
+    without one holds a value written as its current type.
     """
     written_as = entry.ext.get(VALUE_TYPE)
-    if written_as is None:
-        return entry.value_rev == entry.rev
-    return bool(written_as == entry.type)
+    return written_as is None or bool(written_as == entry.type)
 
 
 def new_entry(record_id: str, now: int) -> Entry:
@@ -442,8 +440,9 @@ def apply_fields(old: Entry, checked: Mapping[str, Any], index: Index, seal: Sea
         elif key == "alias" and value != old.alias:
             check_alias_free(index, value, new.id)
         setattr(new, key, value)
-    if new.value_box is not None and new.value_rev == new.rev:
-        new.ext = {**new.ext, VALUE_TYPE: new.type}
+    if new.type != old.type and "value" not in checked and new.value_box is not None and VALUE_TYPE not in new.ext:
+        # The value stays but the type changes: remember what the value was written as.
+        new.ext = {**new.ext, VALUE_TYPE: old.type}
     return new
 
 

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from . import _format, _rules
-from ._cli_io import UsageError, dump_json, load_json
-from ._records import Secret
-from .errors import InvalidRequestError, WrongPassphraseError
+from .. import _format, _rules
+from .._records import Secret
+from ..errors import InvalidRequestError, WrongPassphraseError
+from ._terminal import UsageError, dump_json, load_json
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -188,6 +188,7 @@ def _quote_env(value: str) -> str:
 
 
 def render_env(pairs: Iterable[tuple[str, str]]) -> str:
+    """``NAME=value`` lines, quoted so that sourcing the file never runs a command."""
     return "".join(f"{name}={_quote_env(value)}\n" for name, value in pairs)
 
 

@@ -14,13 +14,27 @@ import os
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
-from . import _cli_import
-from ._cli_io import (
+from .._records import Secret
+from .._store import resolve_path
+from .._vault import Vault, raw_records
+from .._vault import init as vault_init
+from .._vault import open as vault_open
+from ..errors import (
+    ConflictError,
+    NotFoundError,
+    StorageError,
+    VaultError,
+    VaultExistsError,
+    VaultNotFoundError,
+    WrongPassphraseError,
+)
+from . import _formats
+from ._terminal import (
     ENV_NEW_PASSPHRASE,
     ENV_PASSPHRASE,
     PassphraseSource,
@@ -36,23 +50,8 @@ from ._cli_io import (
     remove_quietly,
     restore_core_limit,
 )
-from ._crypto import KDF_PRESETS
-from ._records import Secret
-from ._store import resolve_path
-from ._vault import Vault, raw_records
-from ._vault import init as vault_init
-from ._vault import open as vault_open
-from .errors import (
-    ConflictError,
-    NotFoundError,
-    StorageError,
-    VaultError,
-    VaultExistsError,
-    VaultNotFoundError,
-    WrongPassphraseError,
-)
 
-__all__ = ["Context", "COMMANDS"]
+__all__ = ["Context", "HANDLERS", "resolve_ref"]
 
 _TRIES = 3
 
@@ -72,10 +71,12 @@ class Context:
 
     @property
     def json(self) -> bool:
+        """Whether --json was given (before or after the command name)."""
         return bool(getattr(self.args, "json", False))
 
     @property
     def path(self) -> Path:
+        """The vault file: --path, else $CBK_VAULT_PATH, else the default; never a directory."""
         raw = getattr(self.args, "path", None)
         if raw == "":
             # `--path "$UNSET_VAR"` must not fall back to the default vault behind the user's back.
@@ -86,18 +87,23 @@ class Context:
 
     @property
     def lock_timeout(self) -> float:
+        """Seconds to wait for another process's lock (--lock-timeout, default 10)."""
         return float(getattr(self.args, "lock_timeout", 10.0))
 
     def say(self, text: str = "") -> None:
+        """Print a line of the command's result to stdout."""
         print(text, file=self.out)
 
     def note(self, text: str) -> None:
+        """Print a line for the person at the terminal to stderr (never a secret)."""
         print(text, file=self.err)
 
     def emit(self, obj: Any) -> None:
+        """Print ``obj`` as one line of JSON to stdout."""
         print(dump_json(obj), file=self.out)
 
     def passphrase_source(self) -> PassphraseSource:
+        """Where the passphrase comes from: --passphrase-file, --passphrase-fd, the environment, a prompt."""
         file = getattr(self.args, "passphrase_file", None)
         fd = getattr(self.args, "passphrase_fd", None)
         if file is not None and fd is not None:
@@ -128,6 +134,7 @@ class Context:
         return v
 
     def close_all(self) -> None:
+        """Close every vault this command opened (the data keys leave memory)."""
         for v in self.opened:
             v.close()
         self.opened.clear()
@@ -299,6 +306,7 @@ def _table(ctx: Context, items: list[Secret]) -> None:
 
 
 def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault init``: create a new, empty vault and set its passphrase."""
     path = ctx.path
     if path.exists():
         raise VaultExistsError(f"a vault already exists at {path}")
@@ -317,6 +325,7 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault passwd``: rewrap the vault key under a new passphrase."""
     with ctx.open_vault() as v:
         file, fd = args.new_passphrase_file, args.new_passphrase_fd
         if file is not None and fd is not None:
@@ -342,6 +351,7 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault create``: create a secret, its value from a prompt, stdin or a file."""
     fields = _common_fields(args)
     meta: dict[str, Any] = dict(_key_values(args.meta, "--meta"))
     meta_json = _json_arg(args.meta_json, "--meta-json")
@@ -370,6 +380,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault fetch``: show a secret's metadata, or only its value with --reveal."""
     with ctx.open_vault() as v:
         s = v.secret.fetch(resolve_ref(v, args.ref))
     if args.reveal:
@@ -388,6 +399,7 @@ def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault list``: one page (or --all) of secrets, as a table or JSON; never values."""
     meta = _key_values(args.meta, "--meta") or None
     with ctx.open_vault() as v:
         if args.all:
@@ -414,6 +426,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault update``: change the given fields (and the value only with a --value-* option)."""
     fields = _common_fields(args)
     set_meta = _key_values(args.meta, "--meta")
     meta_json = _json_arg(args.meta_json, "--meta-json")
@@ -451,6 +464,7 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault delete``: delete a secret, asking first on a terminal unless --yes."""
     with ctx.open_vault() as v:
         ref = resolve_ref(v, args.ref)
         # --json says how to print, not that no one is there: a person at a terminal is still asked.
@@ -493,7 +507,7 @@ def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
         if not wanted:
             raise UsageError("no secrets to inject: pass --env NAME=@alias, or set meta env=NAME on secrets")
     for name, ref in wanted:
-        if not _cli_import.ENV_NAME.fullmatch(name):
+        if not _formats.ENV_NAME.fullmatch(name):
             raise UsageError(f"{name[:64]!r} is not a valid environment variable name")
         if name in env:
             raise UsageError(f"two secrets are set to inject as {name}")
@@ -508,6 +522,7 @@ def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault run``: replace this process with COMMAND, secrets in its environment."""
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
@@ -543,19 +558,20 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault export``: every secret in plaintext JSON or dotenv, to a new 0600 file or stdout."""
     if args.output is None and ctx.out.isatty() and not args.force:
         raise UsageError("refusing to print plaintext secrets on a terminal; use --output FILE (or --force)")
     with ctx.open_vault() as v:
         secrets = [v.secret.fetch(s.id) for s in _all_secrets(v)]
     skipped = 0
     if args.format == "json":
-        text = _cli_import.render_json(secrets, int(time.time() * 1000))
+        text = _formats.render_json(secrets, int(time.time() * 1000))
         count = len(secrets)
     else:
         pairs: list[tuple[str, str]] = []
         owner: dict[str, str] = {}
         for s in secrets:
-            name = _cli_import.env_name_for(s)
+            name = _formats.env_name_for(s)
             if s.value is None or name is None:
                 skipped += 1
                 continue
@@ -563,7 +579,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
                 raise UsageError(f"{owner[name]} and {s.id} would both export as {name}; set meta env on one")
             owner[name] = s.id
             pairs.append((name, s.value))
-        text = _cli_import.render_env(pairs)
+        text = _formats.render_env(pairs)
         count = len(pairs)
     where = args.output if args.output is not None else "standard output"
     handle = open_private_output(args.output) if args.output is not None else None
@@ -596,7 +612,7 @@ def _read_input(path: str) -> bytes:
     return sys.stdin.buffer.read() if path == "-" else read_bytes(path, "file")
 
 
-def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Record]:
+def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_formats.Record]:
     if args.format == "kdbx":
         if args.file == "-":
             raise UsageError("a KeePass database must be a file, not standard input")
@@ -605,7 +621,7 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Re
         if args.kdbx_keyfile is not None and not os.path.isfile(args.kdbx_keyfile):
             # Checked here: pykeepass's FileNotFoundError does not say which of the two files is missing.
             raise UsageError(f"key file {args.kdbx_keyfile!r} does not exist")
-        _cli_import.require_pykeepass()  # before asking for a password that could not be used
+        _formats.require_pykeepass()  # before asking for a password that could not be used
         source = PassphraseSource(
             file=args.kdbx_password_file,
             fd=args.kdbx_password_fd,
@@ -616,14 +632,15 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_cli_import.Re
             err=ctx.err,
         )
         password = None if args.kdbx_no_password else source.read("KeePass database password: ")
-        return _cli_import.parse_kdbx(args.file, password, args.kdbx_keyfile)
+        return _formats.parse_kdbx(args.file, password, args.kdbx_keyfile)
     data = _read_input(args.file)
     if args.format == "json":
-        return _cli_import.parse_json(data)
-    return _cli_import.parse_env(data)
+        return _formats.parse_json(data)
+    return _formats.parse_env(data)
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault import``: read JSON, dotenv or KeePass and write every secret in one commit."""
     if args.file == "-" and getattr(args, "passphrase_fd", None) == 0:
         raise UsageError("import from standard input and --passphrase-fd 0 both want standard input")
     records = _parse_import(ctx, args)  # the whole file parses before the vault is touched
@@ -650,7 +667,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_one(v: Vault, rec: _cli_import.Record, existing: set[str], *, new_ids: bool) -> str:
+def _import_one(v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: bool) -> str:
     # One path and one write per record, whether the id is kept or new: the same field checks for both.
     if rec.id is not None and not new_ids:
         if rec.id in existing:
@@ -663,11 +680,8 @@ def _import_one(v: Vault, rec: _cli_import.Record, existing: set[str], *, new_id
     return new_id
 
 
-def kdf_names() -> list[str]:
-    return sorted(KDF_PRESETS, key=lambda n: KDF_PRESETS[n].memlimit)
-
-
-COMMANDS = {
+#: Command name -> the function that runs it (serve, sync, completion and demo live in their own modules).
+HANDLERS: Final[dict[str, Callable[[Context, argparse.Namespace], int]]] = {
     "init": cmd_init,
     "passwd": cmd_passwd,
     "create": cmd_create,

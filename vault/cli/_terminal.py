@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from .errors import InvalidRequestError, StorageError
+from ..errors import InvalidRequestError, StorageError
 
 __all__ = [
     "ENV_NEW_PASSPHRASE",
@@ -209,6 +209,7 @@ class PassphraseSource:
 
     @property
     def interactive(self) -> bool:
+        """Whether the passphrase has to be asked for at a prompt."""
         return self.file is None and self.fd is None and self.env is None
 
     def read(self, prompt: str) -> str:
@@ -223,6 +224,7 @@ class PassphraseSource:
         return self.ask(prompt)
 
     def ask(self, prompt: str) -> str:
+        """Ask at a hidden prompt on the terminal; a usage error when there is no terminal."""
         if not _have_terminal():
             raise UsageError(f"no {self.what}: no terminal to prompt on; use {self.hint}")
         return self.getpass_fn(prompt)
@@ -291,6 +293,7 @@ def open_private_output(path: str) -> TextIO:
 
 
 def remove_quietly(path: str) -> None:
+    """Delete ``path`` if it exists (a half-written output file); errors are ignored."""
     with contextlib.suppress(OSError):
         os.unlink(path)
 
@@ -306,6 +309,7 @@ class Progress:
         self._last = -1
 
     def update(self, done: int) -> None:
+        """Redraw the bar for ``done`` of ``total`` items (at most once per percent)."""
         if not self.enabled:
             return
         percent = done * 100 // max(1, self.total)
@@ -319,11 +323,13 @@ class Progress:
         self.stream.flush()
 
     def finish(self) -> None:
+        """Erase the bar."""
         if self.enabled:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
 
 
 def check_vault_path(path: Path) -> None:
+    """Refuse a directory where the vault file should be."""
     if path.exists() and path.is_dir():
         raise InvalidRequestError(f"{str(path)!r} is a directory, not a vault file")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import secrets
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from . import _vault
-from ._records import Secret
+from .. import _vault
+from .._records import Secret
+from ._terminal import PassphraseSource, UsageError, prompt_new_passphrase
 
-SEED = {
+if TYPE_CHECKING:
+    from ._commands import Context
+
+__all__ = ["demo_command", "run"]
+
+_SEED = {
     "name": "PaymentAPIKey",
     "type": "bearer",
     "kind": "shared",
@@ -21,7 +28,8 @@ SEED = {
 }
 
 
-def masked(value: str | None) -> str:
+def _masked(value: str | None) -> str:
+    """A value as the demo shows it: its length, never its characters."""
     return "(none)" if value is None else f"******** ({len(value)} characters, hidden)"
 
 
@@ -45,15 +53,15 @@ def run(path: Path | None, passphrase: str | None, out: TextIO, kdf: str = "inte
         with _vault.init(target, phrase, kdf=kdf) as v:
             say(f"1. init      new vault at {target} (Argon2id '{kdf}', {time.perf_counter() - started:.2f} s)")
 
-            created = v.secret.create(SEED)
+            created = v.secret.create(_SEED)
             say(f"2. create    {created.name} -> id {created.id}")
             say(_row(created))
 
             fetched = v.secret.fetch(created.id)
-            ok = "matches" if fetched.value == SEED["value"] else "DOES NOT MATCH"
-            say(f"3. fetch     {fetched.id}: value {masked(fetched.value)}, {ok} what was stored")
-            by_name = v.secret.fetch(f"({SEED['name']})")
-            say(f"             also found as '({SEED['name']})' -> {by_name.id}")
+            ok = "matches" if fetched.value == _SEED["value"] else "DOES NOT MATCH"
+            say(f"3. fetch     {fetched.id}: value {_masked(fetched.value)}, {ok} what was stored")
+            by_name = v.secret.fetch(f"({_SEED['name']})")
+            say(f"             also found as '({_SEED['name']})' -> {by_name.id}")
 
             page = v.secret.list(order="asc", take=20)
             say(f"4. list      order='asc', take=20 -> {len(page.items)} item(s), cursor={page.cursor}")
@@ -64,7 +72,7 @@ def run(path: Path | None, passphrase: str | None, out: TextIO, kdf: str = "inte
                 created.id, description="Rotated API key for payment gateway", value="sk_live_67890"
             )
             again = v.secret.fetch(updated.id)
-            say(f"5. update    description -> {again.description!r}; value {masked(again.value)}")
+            say(f"5. update    description -> {again.description!r}; value {_masked(again.value)}")
 
             deleted = v.secret.delete(created.id)
             remaining = v.secret.list(order="asc", take=20)
@@ -76,3 +84,15 @@ def run(path: Path | None, passphrase: str | None, out: TextIO, kdf: str = "inte
         if path is None:
             say("(the demo vault lived in a temporary directory and has been removed)")
     return 0
+
+
+def demo_command(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault demo``: :func:`run` on a throwaway vault, or at ``--path`` with a passphrase asked as init asks."""
+    raw = getattr(args, "path", None)
+    if raw == "":
+        raise UsageError("--path must not be empty")
+    if raw is None:
+        return run(None, None, ctx.out)
+    # The vault outlives the demo: its passphrase is asked for exactly as `init` asks.
+    source = PassphraseSource(env=ctx.env_passphrase, err=ctx.err)
+    return run(Path(raw), prompt_new_passphrase(source, "New vault passphrase"), ctx.out)

@@ -1,71 +1,52 @@
-"""Shell completion scripts for bash, zsh and fish, written out from the argparse parser itself.
+"""Shell completion scripts for bash, zsh and fish, written from the CLI's own grammar (``_parser``).
 
-Generating from the parser keeps completion in step with the options without a
-dependency (argcomplete, shtab) or a Python start-up on every <TAB>. Secret ids are not
-completed: that would need the passphrase.
+The grammar is data the CLI defines, so nothing here reads argparse's internals, and no
+dependency (argcomplete, shtab) or Python start-up on every <TAB> is needed. Secret ids
+are not completed: that would need the passphrase.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["SHELLS", "render"]
+from ._parser import COMMANDS, PROG, Arg, command_options, top_options
 
-SHELLS = ("bash", "zsh", "fish")
-_FILE_METAVARS = frozenset({"FILE", "PATH"})
+if TYPE_CHECKING:
+    from ._commands import Context
 
-
-@dataclass
-class _Option:
-    flags: list[str]
-    takes_value: bool
-    choices: list[str]
-    is_file: bool
-    help: str
+__all__ = ["completion_command", "render"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Command:
     name: str
     help: str
-    options: list[_Option] = field(default_factory=list)
-    runs_command: bool = False
+    options: list[Arg]
+    runs_command: bool
 
 
-def _options(parser: argparse.ArgumentParser) -> list[_Option]:
-    out: list[_Option] = []
-    for action in parser._actions:
-        if not action.option_strings or action.help == argparse.SUPPRESS:
-            continue
-        takes_value = action.nargs != 0
-        choices = [str(c) for c in action.choices] if action.choices else []
-        metavar = action.metavar if isinstance(action.metavar, str) else ""
-        out.append(
-            _Option(list(action.option_strings), takes_value, choices, metavar in _FILE_METAVARS, action.help or "")
-        )
-    return out
+def _options(args: tuple[Arg, ...]) -> list[Arg]:
+    return [arg for arg in args if not arg.positional]
 
 
-def _model(parser: argparse.ArgumentParser) -> tuple[list[_Option], list[_Command]]:
-    commands: list[_Command] = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            helps = {a.dest: a.help or "" for a in action._choices_actions}
-            for name, sub in action.choices.items():
-                runs = any(a.nargs == argparse.REMAINDER for a in sub._actions)
-                commands.append(_Command(name, helps.get(name, ""), _options(sub), runs))
-    return _options(parser), commands
+def _model() -> tuple[list[Arg], list[_Command]]:
+    commands = [
+        _Command(c.name, c.help, _options(command_options(c)), any(a.runs_command for a in c.args)) for c in COMMANDS
+    ]
+    return _options(top_options()), commands
 
 
 def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("%(default)s", "")).strip()
 
 
-def _bash(prog: str, top: list[_Option], commands: list[_Command]) -> str:
+def _bash(prog: str, top: list[Arg], commands: list[_Command]) -> str:
     func = "_" + re.sub(r"\W", "_", prog)
-    skip_value = sorted({f for o in top if o.takes_value for f in o.flags})
+    skip_value = sorted({f for o in top if o.takes_value for f in o.names})
     lines = [
         f"# bash completion for {prog}; load with: source <({prog} completion bash)",
         f"{func}() {{",
@@ -97,23 +78,23 @@ def _bash(prog: str, top: list[_Option], commands: list[_Command]) -> str:
         for opt in options:
             if not opt.takes_value:
                 continue
-            for flag in opt.flags:
+            for flag in opt.names:
                 if flag in seen:
                     continue
                 seen.add(flag)
                 if opt.choices:
                     reply = f'COMPREPLY=($(compgen -W "{" ".join(opt.choices)}" -- "$cur"))'
-                elif opt.is_file:
+                elif opt.files:
                     reply = 'COMPREPLY=($(compgen -f -- "$cur"))'
                 else:
                     reply = "COMPREPLY=()"
                 lines.append(f"        {owner}:{flag}) {reply}; return ;;")
     lines.append("    esac")
     lines.append('    case "$cmd" in')
-    top_words = " ".join([c.name for c in commands] + [f for o in top for f in o.flags])
+    top_words = " ".join([c.name for c in commands] + [f for o in top for f in o.names])
     lines.append(f'        "") COMPREPLY=($(compgen -W "{top_words}" -- "$cur")) ;;')
     for cmd in commands:
-        words = " ".join(f for o in cmd.options + top for f in o.flags)
+        words = " ".join(f for o in cmd.options + top for f in o.names)
         lines.append(f'        {cmd.name}) COMPREPLY=($(compgen -W "{words}" -- "$cur")) ;;')
     lines += ["    esac", "}", f"complete -o default -F {func} {prog}", ""]
     return "\n".join(lines)
@@ -124,14 +105,14 @@ def _zsh_text(text: str) -> str:
     return _one_line(text).replace("'", "'\\''").replace("[", "(").replace("]", ")").replace(":", " -")
 
 
-def _zsh_spec(opt: _Option) -> list[str]:
+def _zsh_spec(opt: Arg) -> list[str]:
     specs = []
-    for flag in opt.flags:
+    for flag in opt.names:
         spec = f"{flag}[{_zsh_text(opt.help)}]"
         if opt.takes_value:
             if opt.choices:
                 spec += f": :({' '.join(opt.choices)})"
-            elif opt.is_file:
+            elif opt.files:
                 spec += ": :_files"
             else:
                 spec += ": : "
@@ -139,7 +120,7 @@ def _zsh_spec(opt: _Option) -> list[str]:
     return specs
 
 
-def _zsh(prog: str, top: list[_Option], commands: list[_Command]) -> str:
+def _zsh(prog: str, top: list[Arg], commands: list[_Command]) -> str:
     func = "_" + re.sub(r"\W", "_", prog)
     lines = [
         f"#compdef {prog}",
@@ -188,11 +169,11 @@ def _fish_text(text: str) -> str:
     return "'" + _one_line(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _fish_option(prog: str, condition: str, opt: _Option) -> str:
+def _fish_option(prog: str, condition: str, opt: Arg) -> str:
     parts = [f"complete -c {prog}"]
     if condition:
         parts.append(f"-n {condition}")
-    for flag in opt.flags:
+    for flag in opt.names:
         if flag.startswith("--"):
             parts.append(f"-l {flag[2:]}")
         else:
@@ -200,7 +181,7 @@ def _fish_option(prog: str, condition: str, opt: _Option) -> str:
     if opt.takes_value:
         if opt.choices:
             parts.append(f"-x -a {_fish_text(' '.join(opt.choices))}")
-        elif opt.is_file:
+        elif opt.files:
             parts.append("-r -F")
         else:
             parts.append("-x")
@@ -208,7 +189,7 @@ def _fish_option(prog: str, condition: str, opt: _Option) -> str:
     return " ".join(parts)
 
 
-def _fish(prog: str, top: list[_Option], commands: list[_Command]) -> str:
+def _fish(prog: str, top: list[Arg], commands: list[_Command]) -> str:
     names = " ".join(c.name for c in commands)
     lines = [f"# fish completion for {prog}; load with: {prog} completion fish | source", f"complete -c {prog} -f"]
     for cmd in commands:
@@ -227,14 +208,22 @@ def _fish(prog: str, top: list[_Option], commands: list[_Command]) -> str:
     return "\n".join(lines)
 
 
-def render(shell: str, parser: argparse.ArgumentParser) -> str:
-    """The completion script for ``shell`` (one of :data:`SHELLS`)."""
-    top, commands = _model(parser)
-    prog = parser.prog
-    if shell == "bash":
-        return _bash(prog, top, commands)
-    if shell == "zsh":
-        return _zsh(prog, top, commands)
-    if shell == "fish":
-        return _fish(prog, top, commands)
-    raise ValueError(f"unknown shell {shell!r}")
+_RENDERERS: Final[dict[str, Callable[[str, list[Arg], list[_Command]], str]]] = {
+    "bash": _bash,
+    "zsh": _zsh,
+    "fish": _fish,
+}
+
+
+def render(shell: str) -> str:
+    """The completion script for ``shell`` (one of ``_parser.SHELLS``)."""
+    if shell not in _RENDERERS:
+        raise ValueError(f"unknown shell {shell!r}")
+    top, commands = _model()
+    return _RENDERERS[shell](PROG, top, commands)
+
+
+def completion_command(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault completion SHELL``: print the script."""
+    ctx.out.write(render(args.shell))
+    return 0

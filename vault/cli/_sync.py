@@ -1,8 +1,10 @@
 """``cbk-vault sync [push|pull|both] [--dry-run] [--base-url URL] [--prefer local|remote] [--json]``.
 
-The CLI registers these two functions; nothing here reads a passphrase or a token from
-argv. Exit codes: 0 done and clean; 3 done, but with conflicts left or per-secret
-errors; a VaultError (bad token, cloud unreachable) propagates to the CLI's handler.
+The options are in ``_parser``; the CLI imports this module (and so httpx) only when ``sync``
+runs. Nothing here reads a passphrase or a token from argv. Exit statuses, as in
+``cbk-vault --help``: 0 done and clean; 9 (``EXIT_UNSETTLED``) done, but with conflicts left
+or per-secret errors; a VaultError (bad token, cloud unreachable) propagates to the CLI's
+handler (8 for the cloud's errors).
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
-from ._client import DEFAULT_BASE_URL, TOKEN_ALIAS, TOKEN_ENV, ChatBotKitRemote
-from ._run import Change, SyncReport, sync
+from ..sync._client import DEFAULT_BASE_URL, ChatBotKitRemote
+from ..sync._run import Change, SyncReport, sync
+from ._exit_codes import EXIT_UNSETTLED
 
 if TYPE_CHECKING:
     from .._vault import Vault
 
-__all__ = ["EXIT_UNSETTLED", "add_sync_arguments", "sync_command"]
+__all__ = ["BASE_URL_ENV", "format_report", "sync_command"]
 
-#: Not 3: that is the CLI's "wrong passphrase". 9 = the sync ran but left conflicts or errors.
-EXIT_UNSETTLED = 9
-BASE_URL_ENV = "CHATBOTKIT_BASE_URL"
+#: Read for the API's base URL when --base-url is not given.
+BASE_URL_ENV: Final = "CHATBOTKIT_BASE_URL"
 
 _REASONS = {
     "both-changed": "changed in the vault and in the cloud since the last sync",
@@ -34,35 +36,8 @@ _REASONS = {
 }
 
 
-def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Push local changes to the ChatBotKit cloud and pull the cloud's changes. "
-        f"The API token comes from ${TOKEN_ENV} or the vault secret @{TOKEN_ALIAS}."
-    )
-    parser.add_argument(
-        "direction",
-        nargs="?",
-        choices=("push", "pull", "both"),
-        default="both",
-        help="push: write only to the cloud; pull: write only to the vault; both (default)",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
-    parser.add_argument(
-        "--base-url",
-        default=None,
-        help=f"the API's base URL (default ${BASE_URL_ENV} or {DEFAULT_BASE_URL}); https only, except loopback",
-    )
-    parser.add_argument(
-        "--prefer",
-        choices=("local", "remote"),
-        default=None,
-        help="settle conflicts: local makes the cloud match the vault, remote the other way "
-        "(default: report them and change neither side)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
 def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> int:
+    """Run ``cbk-vault sync`` on the vault ``open_vault`` unlocks; print the report; return the exit status."""
     out: TextIO = sys.stdout
     err: TextIO = sys.stderr
     base_url = args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL

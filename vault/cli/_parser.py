@@ -1,0 +1,572 @@
+"""The grammar of ``cbk-vault`` as data, and the argparse parser built from it.
+
+:data:`GLOBAL_OPTIONS` and :data:`COMMANDS` describe every command, argument and help text
+once. :func:`build_parser` turns them into argparse; ``_completion`` writes the shell
+completion scripts from the same table, so neither has to read the other's internals.
+Nothing here runs a command: ``serve`` and ``sync`` are described here too, but their code
+(and http.server, httpx) is imported only when one of them runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NoReturn
+
+from .. import __version__
+from .._crypto import KDF_PRESETS
+from ._exit_codes import EXIT_HELP, EXIT_USAGE
+from ._terminal import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, dump_json
+
+__all__ = [
+    "COMMANDS",
+    "GLOBAL_OPTIONS",
+    "PROG",
+    "SHELLS",
+    "Arg",
+    "Command",
+    "build_parser",
+    "command_options",
+    "global_value_options",
+    "top_options",
+]
+
+PROG: Final = "cbk-vault"
+#: The shells ``cbk-vault completion`` writes a script for.
+SHELLS: Final = ("bash", "zsh", "fish")
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One option (``--name``) or positional argument: what argparse is told, and what completion offers."""
+
+    #: ``("--path",)``, ``("-n", "--no-newline")``; a positional has one name without a dash.
+    names: tuple[str, ...]
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    #: store: takes a value; store_true: a switch; append: a value, repeatable; help, version: argparse's own.
+    action: Literal["store", "store_true", "append", "help", "version"] = "store"
+    type: Callable[[str], Any] | None = None
+    #: None leaves argparse's default (None, or False for a switch).
+    default: Any = None
+    dest: str | None = None
+    #: Positionals only: "?" (optional) or argparse.REMAINDER (the rest of argv, a command to run).
+    nargs: str | None = None
+    #: The --help section it is listed under; "" for argparse's own sections.
+    group: str = ""
+
+    @property
+    def positional(self) -> bool:
+        """Whether it is a positional argument rather than an option."""
+        return not self.names[0].startswith("-")
+
+    @property
+    def takes_value(self) -> bool:
+        """Whether the option reads the next word as its value."""
+        return self.action in ("store", "append")
+
+    @property
+    def files(self) -> bool:
+        """Whether its value names a file (completion then offers file names)."""
+        return self.metavar in ("FILE", "PATH")
+
+    @property
+    def runs_command(self) -> bool:
+        """Whether it takes the rest of the command line as a command to run (``run -- COMMAND``)."""
+        return self.nargs == argparse.REMAINDER
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its line in ``cbk-vault --help``, its own ``--help`` page and its arguments."""
+
+    name: str
+    help: str
+    description: str
+    #: Lines of ``  cbk-vault ...``, printed under "examples:".
+    examples: str
+    args: tuple[Arg, ...] = ()
+    #: Whether the vault and unlock options are accepted after the command name too.
+    global_options: bool = True
+
+
+# --- argument types ----------------------------------------------------------------------------
+
+
+def _fd(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a file descriptor number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be a file descriptor number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError("must be between 0 and 86400 seconds")
+    return value
+
+
+def _take(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 100") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 100")
+    return value
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+_DESCRIPTION = (
+    "A local, encrypted vault for AI-agent credentials, with ChatBotKit's secret API.\n"
+    "Secrets are addressed by id, @alias, (name), or a bare name when it is unique."
+)
+
+_ENV_HELP = f"""\
+environment:
+  CBK_VAULT_PATH        the vault file when --path is not given
+  {ENV_PASSPHRASE}  the passphrase, for CI and scripts where nothing can answer a prompt;
+                        prefer --passphrase-file or --passphrase-fd elsewhere (the environment
+                        of a process can be read by tools running as the same user).
+                        Never passed on to the command of `run`.
+  {ENV_NEW_PASSPHRASE}  the new passphrase for passwd, likewise for CI"""
+
+_MAIN_EXAMPLES = """\
+examples:
+  cbk-vault init                                  # new vault at the default path
+  cbk-vault create --name OpenAI --alias openai --type bearer --meta env=OPENAI_API_KEY
+  cbk-vault list
+  cbk-vault fetch @openai --reveal
+  cbk-vault run -- python agent.py                # secrets with meta env=NAME become $NAME
+  cbk-vault export --format json --output backup.json
+  source <(cbk-vault completion bash)"""
+
+HELP: Final = Arg(("-h", "--help"), "show this help message and exit", action="help")
+VERSION: Final = Arg(("--version",), "show program's version number and exit", action="version")
+
+_UNLOCK = "vault and unlock options"
+#: Accepted before the command name, and after it by every command but demo.
+GLOBAL_OPTIONS: Final = (
+    Arg(("--path",), "vault file (default: $CBK_VAULT_PATH or the user data dir)", metavar="PATH", group=_UNLOCK),
+    Arg(("--passphrase-file",), "read the passphrase from FILE (one line)", metavar="FILE", group=_UNLOCK),
+    Arg(("--passphrase-fd",), "read the passphrase from descriptor FD", metavar="FD", type=_fd, group=_UNLOCK),
+    Arg(
+        ("--lock-timeout",),
+        "wait this long for another process's lock (default 10)",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=10.0,
+        group=_UNLOCK,
+    ),
+    Arg(
+        ("--json",),
+        "machine-readable output (the cloud's camelCase JSON); errors as JSON on stderr",
+        action="store_true",
+        group=_UNLOCK,
+    ),
+    Arg(("--debug",), "show a traceback on errors", action="store_true", group=_UNLOCK),
+)
+
+_KDF_NAMES = tuple(sorted(KDF_PRESETS, key=lambda n: KDF_PRESETS[n].memlimit))
+_REF = Arg(("ref",), "id, @alias, (name) or a unique name", metavar="SECRET")
+
+
+def _field_args(*, update: bool) -> tuple[Arg, ...]:
+    """The secret's fields and its value source, for create (defaults named) and update (changes only)."""
+    fields = "fields (as in the ChatBotKit secret API)"
+    value = "value (never taken from the command line)"
+    unset_meta = (
+        (Arg(("--unset-meta",), "remove a metadata key (repeatable)", action="append", metavar="KEY", group=fields),)
+        if update
+        else ()
+    )
+    return (
+        Arg(("--name",), "display name", group=fields),
+        Arg(("--description",), "free text", group=fields),
+        Arg(
+            ("--type",),
+            "secret type" + ("" if update else " (default plain)"),
+            choices=("plain", "basic", "bearer", "jwt", "oauth", "template", "reference"),
+            group=fields,
+        ),
+        Arg(
+            ("--kind",),
+            "shared or personal" + ("" if update else " (default shared)"),
+            choices=("shared", "personal"),
+            group=fields,
+        ),
+        Arg(
+            ("--visibility",),
+            "who may use it" + ("" if update else " (default private)"),
+            choices=("private", "protected", "public"),
+            group=fields,
+        ),
+        Arg(
+            ("--alias",),
+            "unique handle, [a-z0-9_-]; address it as @ALIAS" + ('; "" clears it' if update else ""),
+            group=fields,
+        ),
+        Arg(("--blueprint-id",), "linked blueprint id", dest="blueprint_id", metavar="ID", group=fields),
+        Arg(
+            ("--meta",),
+            "set a metadata key (repeatable); meta env=NAME makes `run` inject it as $NAME"
+            + (" (merged into the stored meta)" if update else ""),
+            action="append",
+            metavar="KEY=VALUE",
+            group=fields,
+        ),
+        Arg(
+            ("--meta-json",),
+            "the whole metadata object" + (" (replaces it)" if update else ""),
+            metavar="JSON",
+            group=fields,
+        ),
+        *unset_meta,
+        Arg(
+            ("--config-json",),
+            "the config object (put a clientSecret in --config-file instead)",
+            metavar="JSON",
+            group=fields,
+        ),
+        Arg(("--config-file",), "read the config object from a JSON file", metavar="FILE", group=fields),
+        Arg(
+            ("--value-stdin",),
+            "read the value from standard input (one trailing newline dropped)",
+            action="store_true",
+            group=value,
+        ),
+        Arg(("--value-file",), "read the value from FILE (one trailing newline dropped)", metavar="FILE", group=value),
+        Arg(
+            ("--value-prompt",),
+            "ask for the value at a hidden prompt" + ("" if update else " (the default on a terminal)"),
+            action="store_true",
+            group=value,
+        ),
+        Arg(("--no-value",), "store no value" + (" (clears it)" if update else ""), action="store_true", group=value),
+    )
+
+
+#: Every command, in the order ``cbk-vault --help`` lists them.
+COMMANDS: Final = (
+    Command(
+        "init",
+        "create a new, empty vault",
+        "Create a new vault file (mode 0600) and set its passphrase.",
+        "  cbk-vault init\n  cbk-vault --path ./agent.cbkv init --kdf sensitive\n"
+        "  CBK_VAULT_PASSPHRASE=... cbk-vault init --kdf interactive   # CI",
+        (
+            Arg(
+                ("--kdf",),
+                "Argon2id cost: interactive (fast), moderate (default), sensitive (slow, strongest)",
+                choices=_KDF_NAMES,
+                default="moderate",
+            ),
+        ),
+    ),
+    Command(
+        "passwd",
+        "change the vault passphrase",
+        "Rewrap the vault key under a new passphrase (records are not rewritten).",
+        "  cbk-vault passwd\n  cbk-vault passwd --passphrase-file old.txt --new-passphrase-file new.txt",
+        (
+            Arg(("--new-passphrase-file",), "read the new passphrase from FILE", metavar="FILE"),
+            Arg(("--new-passphrase-fd",), "read the new passphrase from descriptor FD", metavar="FD", type=_fd),
+            Arg(("--kdf",), "also change the Argon2id cost", choices=_KDF_NAMES),
+        ),
+    ),
+    Command(
+        "create",
+        "create a secret (the value is prompted for, never an argument)",
+        "Create a secret. The value comes from a hidden prompt, --value-stdin or --value-file.",
+        "  cbk-vault create --name PaymentAPIKey --type bearer --alias payments\n"
+        '  printf %s "$TOKEN" | cbk-vault create --name GitHub --value-stdin --meta env=GITHUB_TOKEN\n'
+        "  cbk-vault create --name Google --type oauth --kind personal --config-file google.json",
+        _field_args(update=False),
+    ),
+    Command(
+        "fetch",
+        "show a secret's metadata, or its value with --reveal",
+        "Show a secret. Only --reveal prints the value, and then nothing else.",
+        "  cbk-vault fetch @payments\n  cbk-vault fetch '(PaymentAPIKey)' --json\n"
+        '  export TOKEN="$(cbk-vault fetch @payments --reveal)"',
+        (
+            _REF,
+            Arg(("--reveal",), "print the value (only the value) to stdout", action="store_true"),
+            Arg(("-n", "--no-newline"), "with --reveal: no newline after the value", action="store_true"),
+        ),
+    ),
+    Command(
+        "list",
+        "list secrets (never their values)",
+        "List secrets as a table, or one page of JSON.",
+        "  cbk-vault list\n  cbk-vault list --order asc --take 20\n  cbk-vault list --meta env=OPENAI_API_KEY --json\n"
+        "  cbk-vault list --all --json | jq -r '.items[].id'",
+        (
+            Arg(("--order",), "by creation time (default desc)", choices=("asc", "desc"), default="desc"),
+            Arg(("--take",), "page size, 1..100 (default 100)", metavar="N", type=_take),
+            Arg(("--cursor",), "start after this id (the cursor of the previous page)", metavar="ID"),
+            Arg(
+                ("--meta",),
+                "only secrets whose meta matches (repeatable)",
+                action="append",
+                metavar="KEY=VALUE",
+            ),
+            Arg(("--all",), "follow the cursor to the end", action="store_true"),
+        ),
+    ),
+    Command(
+        "update",
+        "change fields or the value of a secret",
+        "Change the given fields; the others stay. The value changes only with a --value-* option.",
+        "  cbk-vault update @payments --description 'rotated 2026-05'\n"
+        "  cbk-vault update @payments --value-prompt\n"
+        "  cbk-vault update PaymentAPIKey --meta env=PAY_KEY --unset-meta old",
+        (_REF, *_field_args(update=True)),
+    ),
+    Command(
+        "delete",
+        "delete a secret",
+        "Delete a secret (asks first on a terminal, also with --json, unless --yes; declining exits 0).",
+        "  cbk-vault delete @payments\n  cbk-vault delete m2q1x0c3v4b5n6m7a8s9d0f1 --yes --json",
+        (_REF, Arg(("-y", "--yes"), "do not ask for confirmation", action="store_true")),
+    ),
+    Command(
+        "run",
+        "run a command with secrets in its environment",
+        "Run COMMAND with secrets as environment variables: those named by --env, or else every secret\n"
+        "whose meta has an `env` key. Values never appear on any command line; cbk-vault replaces\n"
+        "itself with COMMAND, so its exit status is COMMAND's. CBK_VAULT_PASSPHRASE is not passed on.",
+        "  cbk-vault run -- python agent.py\n"
+        "  cbk-vault run --env OPENAI_API_KEY=@openai --env 'DB_URL=(Database)' -- ./deploy.sh\n"
+        "  cbk-vault run --env TOKEN=@gh -- sh -c 'curl -H \"Authorization: Bearer $TOKEN\" ...'",
+        (
+            Arg(
+                ("--env",),
+                "inject SECRET's value as $NAME (repeatable)",
+                action="append",
+                metavar="NAME=SECRET",
+            ),
+            Arg(("cmd",), "the command to run", metavar="-- COMMAND [ARGS...]", nargs=argparse.REMAINDER),
+        ),
+    ),
+    Command(
+        "export",
+        "write every secret in plaintext (JSON or dotenv)",
+        "Export every secret in PLAINTEXT. JSON keeps every field (ids, timestamps, value, config);\n"
+        "env writes NAME='value' lines (NAME from meta env, else alias, else name). A new --output\n"
+        "file is created with mode 0600 and never overwrites; printing to a terminal needs --force.",
+        "  cbk-vault export --format json --output backup.json\n  cbk-vault export --format env --output .env\n"
+        "  cbk-vault export --format json | gpg -e -r me@example.com > backup.json.gpg",
+        (
+            Arg(("--format",), "json (every field, default) or env", choices=("json", "env"), default="json"),
+            Arg(("-o", "--output"), "write to FILE (must not exist) instead of stdout", metavar="FILE"),
+            Arg(("--force",), "allow printing plaintext on a terminal", action="store_true"),
+        ),
+    ),
+    Command(
+        "import",
+        "import secrets from JSON, dotenv or KeePass (all or nothing)",
+        "Import secrets in one all-or-nothing commit. JSON (a cbk-vault export, or the cloud's list body)\n"
+        "keeps ids and timestamps; env makes one plain secret per variable (meta env=NAME); kdbx reads a\n"
+        "KeePass database (needs: pip install 'cbk-vault[kdbx]').",
+        "  cbk-vault import --format json backup.json\n  cbk-vault import --format env .env\n"
+        "  cbk-vault import --format kdbx passwords.kdbx --kdbx-password-file kp.txt",
+        (
+            Arg(("file",), "the file to read ('-' for stdin; not for kdbx)", metavar="FILE"),
+            Arg(("--format",), "json (default), env or kdbx", choices=("json", "env", "kdbx"), default="json"),
+            Arg(("--new-ids",), "give imported secrets new ids (timestamps are still kept)", action="store_true"),
+            Arg(("--kdbx-password-file",), "KeePass password from FILE (else a prompt)", metavar="FILE"),
+            Arg(("--kdbx-password-fd",), "KeePass password from descriptor FD", metavar="FD", type=_fd),
+            Arg(("--kdbx-keyfile",), "KeePass key file", metavar="FILE"),
+            Arg(("--kdbx-no-password",), "the KeePass database has a key file only", action="store_true"),
+        ),
+    ),
+    Command(
+        "completion",
+        "print a shell completion script",
+        "Print a completion script for bash, zsh or fish.",
+        "  source <(cbk-vault completion bash)       # in ~/.bashrc\n"
+        '  cbk-vault completion zsh > "${fpath[1]}/_cbk-vault"\n'
+        "  cbk-vault completion fish > ~/.config/fish/completions/cbk-vault.fish",
+        (Arg(("shell",), "", choices=SHELLS),),
+    ),
+    Command(
+        "serve",
+        "serve the vault over a local ChatBotKit-compatible HTTP API",
+        "Serve the vault over a local ChatBotKit-compatible HTTP API, until Ctrl-C or SIGTERM.\n"
+        "Prints base_url=URL and token=TOKEN (one JSON line with --json).",
+        "  cbk-vault serve --ephemeral                # a new, empty throwaway vault\n"
+        "  cbk-vault serve --port 8080                # this vault; any bearer token, loopback only\n"
+        "  CBK_VAULT_SERVE_TOKEN=... cbk-vault serve --host 0.0.0.0",
+        (
+            Arg(("--host",), "address to bind (default 127.0.0.1, loopback only)", default="127.0.0.1"),
+            Arg(("--port",), "port to bind (default 0: a free port, printed at start)", type=int, default=0),
+            Arg(
+                ("--token",),
+                # The variable is vault.cli._serve.SERVE_TOKEN_ENV (tests/test_cli.py checks the two agree).
+                "the only bearer token to accept (default: $CBK_VAULT_SERVE_TOKEN, else any token is accepted); "
+                "note that argv is visible to other local users",
+            ),
+            Arg(
+                ("--ephemeral",),
+                "serve a new, empty throwaway vault (private temp directory, deleted on exit) instead of opening one",
+                action="store_true",
+            ),
+            Arg(("--verbose",), "log each request's method and path to stderr", action="store_true"),
+        ),
+    ),
+    Command(
+        "sync",
+        "sync the vault with a ChatBotKit account",
+        # The names are vault.sync's TOKEN_ENV and TOKEN_ALIAS (tests/test_cli.py checks they agree).
+        "Push local changes to the ChatBotKit cloud and pull the cloud's changes. "
+        "The API token comes from $CHATBOTKIT_API_TOKEN or the vault secret @chatbotkit-api-token.",
+        "  cbk-vault sync --dry-run                   # the plan; nothing changes\n"
+        "  cbk-vault sync push\n"
+        "  cbk-vault sync --prefer remote --json",
+        (
+            Arg(
+                ("direction",),
+                "push: write only to the cloud; pull: write only to the vault; both (default)",
+                choices=("push", "pull", "both"),
+                default="both",
+                nargs="?",
+            ),
+            Arg(("--dry-run",), "print the plan; change nothing anywhere", action="store_true"),
+            Arg(
+                ("--base-url",),
+                "the API's base URL (default $CHATBOTKIT_BASE_URL or https://api.chatbotkit.com); "
+                "https only, except loopback",
+            ),
+            Arg(
+                ("--prefer",),
+                "settle conflicts: local makes the cloud match the vault, remote the other way "
+                "(default: report them and change neither side)",
+                choices=("local", "remote"),
+            ),
+        ),
+    ),
+    Command(
+        "demo",
+        "walk through create, fetch, list, update and delete on a local vault",
+        "Walk the seed example end to end on a throwaway vault (no server, no account).",
+        "  cbk-vault demo\n  cbk-vault demo --path ./demo.cbkv",
+        (
+            Arg(
+                ("--path",),
+                "create the demo vault here instead of a temporary directory "
+                "(passphrase from CBK_VAULT_PASSPHRASE or a prompt)",
+                metavar="PATH",
+                # SUPPRESS: a --path given before `demo` (the global option) must not be reset to None here.
+                default=argparse.SUPPRESS,
+            ),
+        ),
+        global_options=False,
+    ),
+)
+
+
+def top_options() -> tuple[Arg, ...]:
+    """The options accepted before the command name."""
+    return (HELP, VERSION, *GLOBAL_OPTIONS)
+
+
+def command_options(command: Command) -> tuple[Arg, ...]:
+    """Everything ``command`` accepts after its name, in --help order: -h, the global options, its own."""
+    return (HELP, *(GLOBAL_OPTIONS if command.global_options else ()), *command.args)
+
+
+def global_value_options() -> frozenset[str]:
+    """The global options that take a value, so a scan of argv can skip that value."""
+    return frozenset(name for arg in GLOBAL_OPTIONS if arg.takes_value for name in arg.names)
+
+
+# --- argparse ----------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format of every other cbk-vault error (exit 2, no usage dump)."""
+
+    #: --json was given: --json promises one JSON object on stderr for every error, argparse's own included.
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 with one error line (one JSON object with --json), not argparse's usage dump."""
+        text = f"{message} (see: {self.prog} --help)"
+        if self.json_errors:
+            self.exit(EXIT_USAGE, dump_json({"message": text, "code": "USAGE", "exitCode": EXIT_USAGE}) + "\n")
+        self.exit(EXIT_USAGE, f"cbk-vault: error: {text} [USAGE]\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def _add(parser: argparse.ArgumentParser, args: Sequence[Arg], *, suppress_defaults: bool = False) -> None:
+    # Any: argparse's group type is private; both it and the parser have add_argument.
+    groups: dict[str, Any] = {}
+    for arg in args:
+        target: Any = parser
+        if arg.group:
+            if arg.group not in groups:
+                groups[arg.group] = parser.add_argument_group(arg.group)
+            target = groups[arg.group]
+        options: dict[str, Any] = {"action": arg.action, "help": arg.help}
+        if arg.action == "version":
+            options["version"] = f"{PROG} {__version__}"
+        if arg.metavar is not None:
+            options["metavar"] = arg.metavar
+        if arg.choices:
+            options["choices"] = list(arg.choices)
+        if arg.type is not None:
+            options["type"] = arg.type
+        if arg.dest is not None:
+            options["dest"] = arg.dest
+        if arg.nargs is not None:
+            options["nargs"] = arg.nargs
+        if suppress_defaults:
+            # A global option given before the command name must not be reset by the command's default.
+            options["default"] = argparse.SUPPRESS
+        elif arg.default is not None:
+            options["default"] = arg.default
+        target.add_argument(*arg.names, **options)
+
+
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The argparse parser of the whole command line, built from :data:`COMMANDS`."""
+    parser = _Parser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog="\n\n".join([_MAIN_EXAMPLES, EXIT_HELP, _ENV_HELP]),
+        formatter_class=_Formatter,
+        add_help=False,
+    )
+    parser.json_errors = json_errors
+    _add(parser, top_options())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        p = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            epilog="examples:\n" + command.examples,
+            formatter_class=_Formatter,
+            add_help=False,
+        )
+        p.json_errors = json_errors
+        _add(p, (HELP,))
+        if command.global_options:
+            _add(p, GLOBAL_OPTIONS, suppress_defaults=True)
+        _add(p, command.args)
+    return parser
