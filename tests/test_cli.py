@@ -835,7 +835,8 @@ def test_malformed_json_arguments_are_usage_errors_that_quote_nothing(
 
 
 def test_json_output_never_carries_nan() -> None:
-    # Only an old vault could still hold a NaN (the core now rejects it); output must stay valid JSON.
+    # The core refuses NaN on write, but a file written by an older version may hold one: the output
+    # must stay valid JSON all the same.
     from vault._cli_io import dump_json
 
     assert dump_json({"a": [1.5]}) == '{"a": [1.5]}'
