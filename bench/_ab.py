@@ -2,8 +2,8 @@
 
     python bench/_ab.py --vault V100K.cbkv base=/tmp/m0 patched=/tmp/m1 [--rounds 3]
 
-Each ``name=DIR`` is a directory holding a ``vault/`` package (a scratch copy with a
-proposal from bench/proposals applied; never the working tree). Every measurement runs
+Each ``name=DIR`` is a directory holding a ``vault/`` package (a scratch copy with the
+patch under test applied; never the working tree). Every measurement runs
 in a fresh interpreter with ``PYTHONPATH=DIR``, variants alternating round by round so
 load drift on a shared machine hits all of them alike. Reported per variant (medians
 over rounds): open of ``--vault`` with its fast KDF (wall and CPU time; on a loaded

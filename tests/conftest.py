@@ -5,8 +5,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import vault
+
+# Hypothesis's own time limits (a deadline per example, the too_slow health check) measure how
+# busy the machine is, not the code: off for the whole suite (a test's own @settings inherit this).
+settings.register_profile("cbk-vault", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cbk-vault")
 
 #: libsodium's minimum Argon2id cost: tests exercise the format, not the KDF's strength.
 FAST = vault.KdfParams(opslimit=1, memlimit=8192)

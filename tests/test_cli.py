@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -364,6 +365,28 @@ def test_run_injects_meta_env_secrets_and_returns_the_exit_code(vp: Path) -> Non
     assert cli(vp, "run", "--env", "A=@gh", "--", "/nonexistent/cmd").returncode == 127
 
 
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants, from the parent links in /proc/PID/stat.
+
+    Only the parent link of other processes is read: what the checks below look at is confined
+    to processes this test started, so an unrelated process on the machine can never fail them.
+    """
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        # The name (field 2) may hold spaces and parentheses: the parent pid is the 2nd field after the last ")".
+        parents[int(entry.name)] = int(stat_line.rsplit(")", 1)[1].split()[1])
+    tree = [root]
+    for pid in tree:
+        tree.extend(child for child, parent in parents.items() if parent == pid)
+    return tree
+
+
 def test_run_child_command_line_and_ps_never_show_the_value(vp: Path, tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CBK_VAULT_")}
@@ -379,34 +402,39 @@ def test_run_child_command_line_and_ps_never_show_the_value(vp: Path, tmp_path: 
             "--",
             "sh",
             "-c",
-            f'touch {ready}; sleep 5; test -n "$TOKEN"',
+            # Blocks on stdin until the test ends it, however slowly it is scheduled (and ends with the test).
+            f'touch {ready}; read _line; test -n "$TOKEN"',
         ],
         env=env,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while not ready.exists():
             assert time.monotonic() < deadline and child.poll() is None
             time.sleep(0.02)
         # run execs the command: the pid we started is now `sh`, holding the value only in its environment.
         cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes()
         assert b"sh\x00-c\x00" in cmdline and TOKEN.encode() not in cmdline
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    assert TOKEN.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
-                except OSError:
-                    pass
+        tree = _process_tree(child.pid)
+        for pid in tree:
+            try:
+                assert TOKEN.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                pass  # it exited meanwhile
         if shutil.which("ps"):
-            ps = subprocess.run(["ps", "-eo", "pid,args", "ww"], capture_output=True, text=True, timeout=10).stdout
+            pids = ",".join(map(str, tree))
+            ps = subprocess.run(
+                ["ps", "-ww", "-o", "pid=,args=", "-p", pids], capture_output=True, text=True, timeout=60
+            ).stdout
             assert str(child.pid) in ps and TOKEN not in ps and PASSPHRASE not in ps
         assert TOKEN.encode() in Path(f"/proc/{child.pid}/environ").read_bytes()  # it did get there
     finally:
-        child.kill()
-        child.wait()
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
 
 
 def test_core_dumps_are_disabled_and_given_back_to_the_run_child(vp: Path) -> None:
@@ -829,7 +857,8 @@ def test_malformed_json_arguments_are_usage_errors_that_quote_nothing(
 
 
 def test_json_output_never_carries_nan() -> None:
-    # Only an old vault could still hold a NaN (the core now rejects it); output must stay valid JSON.
+    # The core refuses NaN on write, but a file written by an older version may hold one: the output
+    # must stay valid JSON all the same.
     from vault.cli._terminal import dump_json
 
     assert dump_json({"a": [1.5]}) == '{"a": [1.5]}'

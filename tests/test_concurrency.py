@@ -8,7 +8,8 @@
   writer's last value, and the shared meta has every writer's last merge key.
 - A reader process runs throughout, listing and fetching on one handle and re-opening
   fresh ones: the pair's tags always agree (a batch is seen whole or not at all) and the
-  counter never goes backwards.
+  counter never goes backwards. Each writer waits halfway for two more reader rounds, so
+  the reader checks while writes are under way however the processes are scheduled.
 - Issue 2's check: 4 processes creating concurrently, every acknowledged create present.
 """
 
@@ -27,6 +28,9 @@ from tests._faults import FAST, PASSPHRASE, record_figure
 
 WRITERS = 8
 UPDATES = 100
+#: How long a writer waits halfway for the reader. Generous on purpose: a loaded machine only
+#: slows the reader down, and a reader that stopped fails the test through its own result.
+READER_WAIT = 120.0
 
 
 def _spawn(target: Callable[[int], str]) -> Callable[[int], tuple[int, int]]:
@@ -62,6 +66,20 @@ def _collect(pid: int, r: int) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
 
 
+def _rounds(progress: Path) -> int:
+    try:
+        return int(progress.read_text())
+    except FileNotFoundError:
+        return 0
+
+
+def _set_rounds(progress: Path, rounds: int) -> None:
+    # Replaced whole, so a writer never reads a half-written number.
+    tmp = progress.with_suffix(".tmp")
+    tmp.write_text(str(rounds))
+    tmp.replace(progress)
+
+
 def _setup(path: Path) -> dict[str, str]:
     with vault.init(path, PASSPHRASE, kdf=FAST) as v:
         ids = {"shared": v.secret.create(name="shared", value="0", meta={}).id}
@@ -77,11 +95,19 @@ def test_8_writers_x_100_updates_and_a_reader(tmp_path: Path) -> None:
     path = tmp_path / "shared.cbkv"
     ids = _setup(path)
     done = tmp_path / "writers-done"
+    progress = tmp_path / "reader-rounds"
 
     def writer(i: int) -> str:
         increments = 0
         with vault.open(path, PASSPHRASE, lock_timeout=60) as v:
+            # Two rounds, so at least one whole round starts after this writer did.
+            want = _rounds(progress) + 2
             for k in range(UPDATES):
+                if k == UPDATES // 2:
+                    deadline = time.monotonic() + READER_WAIT
+                    while _rounds(progress) < want:
+                        assert time.monotonic() < deadline, f"the reader made no progress in {READER_WAIT:g} s"
+                        time.sleep(0.001)
                 if k % 2 == 0:
                     with v.batch():
                         current = int(v.secret.fetch(ids["shared"]).value or "x")
@@ -97,6 +123,13 @@ def test_8_writers_x_100_updates_and_a_reader(tmp_path: Path) -> None:
         return str(increments)
 
     def reader(_: int) -> str:
+        try:
+            return read_until_done()
+        finally:
+            # Whatever happened, no writer may wait on this reader any longer.
+            _set_rounds(progress, 1 << 30)
+
+    def read_until_done() -> str:
         seen = -1
         rounds = reopens = 0
         with vault.open(path, PASSPHRASE, lock_timeout=60) as v:
@@ -117,6 +150,7 @@ def test_8_writers_x_100_updates_and_a_reader(tmp_path: Path) -> None:
                 for h in handles[1:]:
                     h.close()
                 rounds += 1
+                _set_rounds(progress, rounds)
                 if finished:
                     break
         return f"{rounds} {reopens}"
@@ -128,7 +162,7 @@ def test_8_writers_x_100_updates_and_a_reader(tmp_path: Path) -> None:
     done.touch()
     reader_result = _collect(rpid, rr)
     wall = time.perf_counter() - started
-    for code, text in [*results, reader_result]:
+    for code, text in [reader_result, *results]:  # the reader first: its traceback explains a writer's
         assert code == 0, text
     increments = sum(int(text) for _, text in results)
     with vault.open(path, PASSPHRASE) as v:
@@ -141,7 +175,7 @@ def test_8_writers_x_100_updates_and_a_reader(tmp_path: Path) -> None:
         assert p.meta == q.meta and p.meta != {"gen": "start"}
         assert len(v) == 3 + WRITERS
     rounds, reopens = map(int, reader_result[1].split())
-    assert rounds > 1
+    assert rounds >= 3  # two that the writers waited for, and the last one after they finished
     record_figure(
         "concurrency",
         WRITERS * UPDATES,

@@ -61,7 +61,8 @@ def _fresh(path: Path, passphrase: str) -> State:
 
 
 def _known_bug(step: str, step_calls: list[str], k: int) -> str | None:
-    """Cases that fail because of a known core bug (none open now; fixed ones have their own tests below)."""
+    """The open core bug that makes this case fail, or None: the sweep counts such cases apart instead of
+    failing on them, and strictly, so a fixed bug must leave this table. A fixed bug gets its own test below."""
     return None
 
 

@@ -3,14 +3,17 @@
 A file's key slot names the Argon2id cost. If the reader believed it, a planted vault
 could make ``open`` run for hours or allocate terabytes before the passphrase is even
 checked. Every out-of-range vector (tests/vectors, expect ``kdf_params``) must fail with
-``KdfParamsError`` in well under 2 s, and the KDF must not be called at all: both our
-wrapper and libsodium's entry point are replaced by tripwires.
+``KdfParamsError`` and the KDF must not be called at all: both our wrapper and libsodium's
+entry point are replaced by tripwires, then (with the real KDF) by counters that pass calls on.
+Not calling the KDF is what makes the refusal fast; the time is recorded, never asserted,
+because on a shared machine a time bound measures the neighbours.
 """
 
 from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,18 @@ class Tripwire:
         raise AssertionError("the KDF ran on hostile parameters")
 
 
+class Counter:
+    """Counts the calls and passes them on to the real function."""
+
+    def __init__(self, real: Callable[..., bytes]) -> None:
+        self.real = real
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> bytes:
+        self.calls += 1
+        return self.real(*args, **kwargs)
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     path.chmod(0o600)
@@ -54,16 +69,17 @@ def test_hostile_parameters_refused_before_any_derivation(
     ours, sodium = Tripwire(), Tripwire()
     monkeypatch.setattr(crypto, "derive_kek", ours)
     monkeypatch.setattr(nacl.bindings, "crypto_pwhash_alg", sodium)
-    started = time.perf_counter()
     with pytest.raises(vault.KdfParamsError) as info:
         vault.open(path, fields["passphrase"])
-    assert time.perf_counter() - started < 2.0
     assert ours.calls == 0 and sodium.calls == 0
     assert info.value.code == "KDF_PARAMS"
 
 
-def test_hostile_parameters_refused_fast_with_the_real_kdf(tmp_path: Path) -> None:
-    """No mocks: the real open of every hostile vector, timed together."""
+def test_hostile_parameters_refused_fast_with_the_real_kdf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No mocks: the real open of every hostile vector, the real KDF in place (only counted), timed together."""
+    ours, sodium = Counter(crypto.derive_kek), Counter(nacl.bindings.crypto_pwhash_alg)
+    monkeypatch.setattr(crypto, "derive_kek", ours)
+    monkeypatch.setattr(nacl.bindings, "crypto_pwhash_alg", sodium)
     started = time.perf_counter()
     worst = 0.0
     for case in HOSTILE:
@@ -73,7 +89,11 @@ def test_hostile_parameters_refused_fast_with_the_real_kdf(tmp_path: Path) -> No
         with pytest.raises(vault.KdfParamsError):
             vault.open(path, fields["passphrase"])
         worst = max(worst, time.perf_counter() - t0)
-    assert worst < 2.0
+    assert ours.calls == 0 and sodium.calls == 0
+    # A live control: the counters do see the KDF when a sound vault is opened.
+    vault.init(tmp_path / "sound.cbkv", PASSPHRASE, kdf=FAST).close()
+    vault.open(tmp_path / "sound.cbkv", PASSPHRASE).close()
+    assert ours.calls >= 1 and sodium.calls >= 1
     record_figure(
         "kdf_hostile_refused",
         len(HOSTILE),

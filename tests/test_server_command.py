@@ -95,13 +95,21 @@ def test_serve_command_in_process_prints_json_and_stops_on_sigterm(tmp_path: Pat
 
     def poke() -> None:
         # serve_command must run in the main thread (it installs a SIGTERM handler); drive it from here.
-        deadline = time.monotonic() + 10
-        while not out.getvalue() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        start = json.loads(out.getvalue().splitlines()[0])
-        r = httpx.get(f"{start['baseUrl']}/v1/secret/list", headers={"authorization": f"Bearer {TOKEN}"})
-        statuses.append(r.status_code)
-        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            # Generous bounds: a loaded machine only delays the start line and the answer.
+            deadline = time.monotonic() + 120
+            while not out.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            start = json.loads(out.getvalue().splitlines()[0])
+            r = httpx.get(
+                f"{start['baseUrl']}/v1/secret/list", headers={"authorization": f"Bearer {TOKEN}"}, timeout=60
+            )
+            statuses.append(r.status_code)
+        finally:
+            # Even when the poke failed, or the server would never stop. Only once serve_command's
+            # handler is in: before that, SIGTERM would end the whole test run.
+            if signal.getsignal(signal.SIGTERM) is not before:
+                os.kill(os.getpid(), signal.SIGTERM)
 
     poker = threading.Thread(target=poke)
     poker.start()
