@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,9 @@ from hypothesis import strategies as st
 
 import vault
 from tests.conftest import FAST, PASSPHRASE
+from vault import _http
 from vault._api import SecretApi
+from vault._http import StandInServer
 from vault._vault import raw_records
 from vault.cli import _formats as formats
 
@@ -77,8 +82,127 @@ class TestFileOnDisk:
         _intact(made, {"kept": "k"})
 
 
+def _raw_exchange(port: int, data: bytes, *, wait: float = 30.0) -> bytes:
+    """Send raw bytes to the stand-in and read until it closes the connection (or ``wait`` runs out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _closed_by_server(sock: socket.socket, wait: float = 30.0) -> bool:
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
 class TestStandInClient:
-    """A process that holds the stand-in's token acts on the owner's vault through its routes."""
+    """Any local process can reach the stand-in's port; only the token holder may act."""
+
+    def test_a_real_vault_is_served_only_to_the_printed_token(self, v: vault.Vault) -> None:
+        # Any bearer token was accepted by default: any local process could set meta.env = LD_PRELOAD
+        # on a secret and wait for the owner's next `cbk-vault run`.
+        with StandInServer(v) as server:
+            hostile = b'{"name": "x", "value": "/tmp/evil.so", "meta": {"env": "LD_PRELOAD"}}'
+            request = (
+                b"POST /api/v1/secret/create HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer guessed\r\n"
+                b"Content-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            ) % (len(hostile), hostile)
+            answer = _raw_exchange(server.port, request)
+            assert answer.startswith(b"HTTP/1.1 401") and b"NOT_AUTHENTICATED" in answer
+        assert len(v) == 0
+
+    @pytest.mark.parametrize("scheme", ["Basic", "Token", "Digest", ""])
+    def test_only_the_bearer_scheme_carries_the_token(self, v: vault.Vault, scheme: str) -> None:
+        # A Basic header meant for another service was taken for a token.
+        with StandInServer(v, any_token=True) as server:
+            header = f"{scheme} {server.token}".strip().encode()
+            answer = _raw_exchange(
+                server.port,
+                b"GET /api/v1/secret/list HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s\r\n"
+                b"Connection: close\r\n\r\n" % header,
+            )
+            assert answer.startswith(b"HTTP/1.1 401")
+
+    def test_connections_beyond_the_cap_get_503_and_no_thread(
+        self, v: vault.Vault, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A thread per half-open connection, without a cap: a local process could exhaust threads.
+        monkeypatch.setattr(_http, "MAX_CONNECTIONS", 8)
+        before = threading.active_count()
+        with StandInServer(v) as server:
+            held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(8)]
+            try:
+                # Each held connection is being served (its thread waits for headers) before more come.
+                extra = [_raw_exchange(server.port, b"") for _ in range(3)]
+                assert all(a.startswith(b"HTTP/1.1 503") for a in extra), extra
+                assert threading.active_count() - before <= 8 + 3  # server, watchdog, the held ones
+            finally:
+                for sock in held:
+                    sock.close()
+
+    def test_a_client_that_trickles_its_headers_is_cut_off(
+        self, v: vault.Vault, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_http, "HEADER_TIMEOUT", 1.0)
+        with StandInServer(v) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET /api/v1/secret/list HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+            assert _closed_by_server(sock)
+
+    def test_a_client_that_never_sends_its_body_is_cut_off(
+        self, v: vault.Vault, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_http, "BODY_TIMEOUT", 1.0)
+        with StandInServer(v) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"POST /api/v1/secret/create HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                b"Content-Length: 1000\r\n\r\n{" % server.token.encode()
+            )
+            assert _closed_by_server(sock)
+        assert len(v) == 0
+
+    def test_clients_that_hang_up_early_leave_no_traceback(
+        self, v: vault.Vault, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        with StandInServer(v) as server:
+            for _ in range(5):
+                with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                    sock.sendall(b"POST /api/v1/secret/create HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            answer = _raw_exchange(
+                server.port,
+                b"GET /api/v1/secret/list HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                b"Connection: close\r\n\r\n" % server.token.encode(),
+            )
+            assert answer.startswith(b"HTTP/1.1 200")  # still serving
+            time.sleep(0.2)  # let the cut-off threads finish writing whatever they write
+        assert "Traceback" not in capfd.readouterr().err
+
+    def test_verbose_logs_cannot_drive_the_operators_terminal(
+        self, v: vault.Vault, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        with StandInServer(v, verbose=True) as server:
+            _raw_exchange(
+                server.port,
+                b"GET /api/v1/\x1b]0;owned\x07\x1b[2J\xc2\x9b31m HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Connection: close\r\n\r\n",
+            )
+            _raw_exchange(server.port, b"\x1b[31mGARBAGE\r\n\r\n")
+        err = capfd.readouterr().err
+        assert "\x1b" not in err and "\x9b" not in err and "\x07" not in err
+        assert "cbk-vault serve" in err  # it did log
 
     @pytest.mark.parametrize("stored_as", ["plain", "basic", "bearer", "reference"])
     def test_a_type_change_never_turns_a_stored_value_into_a_token(self, v: vault.Vault, stored_as: str) -> None:

@@ -243,8 +243,10 @@ def test_missing_or_wrong_token_is_401(server: str) -> None:
     error(httpx.get(url, headers={"authorization": "Bearer wrong"}), 401, "NOT_AUTHENTICATED")
     error(httpx.get(url, headers={"authorization": "Bearer"}), 401, "NOT_AUTHENTICATED")
     error(httpx.get(url, headers={"authorization": TOKEN}), 401, "NOT_AUTHENTICATED")
-    # The cloud reads the second word and ignores the scheme word.
-    assert httpx.get(url, headers={"authorization": f"Token {TOKEN}"}).status_code == 200
+    # The cloud reads the second word whatever the scheme; the stand-in takes only Bearer (docs/TESTING.md).
+    error(httpx.get(url, headers={"authorization": f"Token {TOKEN}"}), 401, "NOT_AUTHENTICATED")
+    error(httpx.get(url, headers={"authorization": f"Basic {TOKEN}"}), 401, "NOT_AUTHENTICATED")
+    assert httpx.get(url, headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
 
 
 def test_run_as_headers_are_401_offline(http: httpx.Client) -> None:

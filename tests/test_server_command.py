@@ -32,17 +32,18 @@ def test_serves_an_existing_vault_file_with_the_passphrase_from_the_environment(
     proc, base, token = start_server("--path", str(path), env={"CBK_VAULT_PASSPHRASE": PASSPHRASE})
     try:
         assert token.startswith("sk-local-") and len(token) > 20  # the printed default token
-        # Any bearer token is accepted by default ...
-        r = httpx.get(f"{base}/v1/secret/@seeded/fetch", headers={"authorization": "Bearer whatever"})
+        # A real vault: only the printed token opens it ...
+        r = httpx.get(f"{base}/v1/secret/@seeded/fetch", headers={"authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json()["id"] == sid
         assert "tok-seeded" not in r.text
-        # ... but a token is still required.
+        # ... any other, or none, is 401.
+        assert httpx.get(f"{base}/v1/secret/list", headers={"authorization": "Bearer whatever"}).status_code == 401
         assert httpx.get(f"{base}/v1/secret/list").status_code == 401
         # Writes land in the file: another handle sees them.
         created = httpx.post(
             f"{base}/api/v1/secret/create",
             json={"name": "Via HTTP", "value": "v"},
-            headers={"authorization": "Bearer t"},
+            headers={"authorization": f"Bearer {token}"},
         ).json()["id"]
     finally:
         err = stop_server(proc)
@@ -225,8 +226,15 @@ def test_stand_in_server_api_and_token_validation() -> None:
     with memory_vault() as v:
         with pytest.raises(vault.InvalidRequestError):
             StandInServer(v, token="has space")
+        with pytest.raises(vault.InvalidRequestError):
+            StandInServer(v, token="t", any_token=True)
+        with pytest.raises(vault.InvalidRequestError):
+            StandInServer(v, host="0.0.0.0", any_token=True)
+        lax = StandInServer(v, any_token=True)
+        assert lax.accepts_any_token
+        lax.stop()
         server = StandInServer(v)
-        assert server.accepts_any_token and server.token.startswith("sk-local-")
+        assert not server.accepts_any_token and server.token.startswith("sk-local-")
         assert server.base_url == f"http://127.0.0.1:{server.port}" and "127.0.0.1" in repr(server)
         server.start()
         server.stop()

@@ -8,11 +8,14 @@ error shapes for routing, auth and size failures. ``cbk-vault serve`` runs it.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,10 +27,19 @@ from ._net import is_loopback
 from ._vault import Vault
 from .errors import InvalidRequestError, MintRefusedError, VaultError
 
-__all__ = ["MAX_BODY", "HttpError", "StandInServer"]
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_BODY", "MAX_CONNECTIONS", "HttpError", "StandInServer"]
 
 #: Requests bigger than this are refused before they are read (a value is at most 1 MiB).
 MAX_BODY: Final = 4 << 20
+#: Connections served at once; more are answered 503 and closed at once. The SDKs keep a few
+#: each; a local process opening thousands must not get a thread (and a stack) for each.
+MAX_CONNECTIONS: Final = 64
+#: A request line and its headers must arrive within this many seconds of the connection (or of
+#: the previous answer: it is also the keep-alive idle time): a client that trickles a byte at a
+#: time is cut off.
+HEADER_TIMEOUT: Final = 20.0
+#: The whole body must arrive within this many seconds of the headers.
+BODY_TIMEOUT: Final = 30.0
 
 _PREFIXES: Final = ("/api/v1/secret/", "/v1/secret/")
 # action -> the one method the cloud's route answers to.
@@ -90,10 +102,23 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "cbk-vault-standin"
     sys_version = ""
-    # A socket timeout per connection: a client that opens a connection and sends nothing (or
-    # half a body) must not hold a thread forever.
+    # Each blocking read or write gives up after this long (a client that stops reading our
+    # answer); the watchdog's deadlines bound the total time of headers and body.
     timeout = 30.0
     _body_read = False
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.watch(self, HEADER_TIMEOUT)
+
+    def finish(self) -> None:
+        self.server.unwatch(self)
+        super().finish()
+
+    def handle_one_request(self) -> None:
+        # Every request (the first, or the next on a kept-alive connection) gets the header deadline.
+        self.server.watch(self, HEADER_TIMEOUT)
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         self._serve()
@@ -118,10 +143,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         # Quiet by default: request lines carry identifiers and filters, and tests read stderr.
+        # The path is the client's bytes: escaped, so it cannot drive the operator's terminal.
         if self.server.standin.verbose:
-            sys.stderr.write(f"cbk-vault serve: {self.command} {urlsplit(self.path).path}\n")
+            path = _escaped(urlsplit(self.path).path)
+            sys.stderr.write(f"cbk-vault serve: {_escaped(str(self.command))} {path}\n")
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # http.server reports malformed request lines here, quoting them: escaped, and only with --verbose.
+        if self.server.standin.verbose:
+            sys.stderr.write(f"cbk-vault serve: {_escaped(format % args)}\n")
 
     def _serve(self) -> None:
+        # The headers are in: from here the body (if any) has its own deadline.
+        self.server.watch(self, BODY_TIMEOUT)
         try:
             reply = self._answer()
         except HttpError as exc:
@@ -218,6 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _Reply(200, handler(secret_id, body))
 
     def _send(self, reply: _Reply) -> None:
+        self.server.unwatch(self)  # the request is in; each write has the socket's own timeout
         if reply.lines is not None:
             self._send_stream(reply)
             return
@@ -283,18 +318,97 @@ def _route(path: str) -> tuple[str, str | None] | None:
     return None
 
 
+def _escaped(text: str) -> str:
+    """Client-supplied text as one printable line: control, C1 and bidi characters as \\xNN."""
+    return "".join(c if c.isprintable() and c not in _BIDI else f"\\x{ord(c):02x}" for c in text[:200])
+
+
+_BIDI: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS of them, each under a deadline.
+
+    A watchdog thread shuts down the socket of a connection past its deadline, which ends
+    the blocked read in its thread: no connection holds a thread longer than the deadlines.
+    """
+
     daemon_threads = True
     allow_reuse_address = True
     standin: StandInServer
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._deadlines: dict[_Handler, float] = {}
+        self._watch_lock = threading.Lock()
+        self._stopping = threading.Event()
+        super().__init__(address, handler, bind_and_activate=True)
+        self._watchdog = threading.Thread(target=self._expire, name="cbk-vault-standin-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            # Full: answer without a thread, so a flood costs us one small write per connection.
+            with contextlib.suppress(OSError):
+                body = _dumps({"message": "Too many connections", "code": "SERVICE_UNAVAILABLE"})
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up early (or that the watchdog cut off) is routine, not a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        sys.stderr.write(f"cbk-vault serve: error while serving a connection ({type(exc).__name__})\n")
+
+    def watch(self, handler: _Handler, seconds: float) -> None:
+        with self._watch_lock:
+            self._deadlines[handler] = time.monotonic() + seconds
+
+    def unwatch(self, handler: _Handler) -> None:
+        with self._watch_lock:
+            self._deadlines.pop(handler, None)
+
+    def _expire(self) -> None:
+        while not self._stopping.wait(0.25):
+            now = time.monotonic()
+            with self._watch_lock:
+                late = [h for h, deadline in self._deadlines.items() if deadline <= now]
+                for handler in late:
+                    del self._deadlines[handler]
+            for handler in late:
+                handler.close_connection = True
+                with contextlib.suppress(OSError):
+                    handler.connection.shutdown(socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        self._stopping.set()
+        super().server_close()
 
 
 class StandInServer:
     """The stand-in on a background thread: ``with StandInServer(v) as s: s.base_url, s.token``.
 
-    ``token=None`` (default) accepts any bearer token and makes up a printable one in
-    ``.token``; a given token is the only one accepted. ``port=0`` picks a free port.
-    The vault is not closed by :meth:`stop`; its owner closes it.
+    Every request needs ``Authorization: Bearer <token>``. ``token=None`` (default) makes up
+    a random one (``.token``); a given token is the one required. ``any_token=True`` accepts
+    any bearer token instead: only for a vault that holds nothing of yours (``--ephemeral``),
+    since any local process could then read and change what is served, and only on loopback.
+    ``port=0`` picks a free port. The vault is not closed by :meth:`stop`; its owner closes it.
     """
 
     def __init__(
@@ -304,16 +418,21 @@ class StandInServer:
         port: int = 0,
         token: str | None = None,
         *,
+        any_token: bool = False,
         verbose: bool = False,
     ) -> None:
-        if token is not None and (not token or any(c.isspace() for c in token)):
-            raise InvalidRequestError("the token must be non-empty and contain no whitespace")
+        if token is not None and (not token or any(c.isspace() or not c.isprintable() for c in token)):
+            raise InvalidRequestError("the token must be non-empty printable text without whitespace")
+        if any_token and token is not None:
+            raise InvalidRequestError("give a token or any_token=True, not both")
+        if any_token and not is_loopback(host):
+            raise InvalidRequestError("any_token=True is for loopback only")
         self.vault = vault
-        self.accepts_any_token = token is None
+        self.accepts_any_token = any_token
         self.token = token if token is not None else "sk-local-" + secrets.token_hex(16)
         self.verbose = verbose
         self.loopback_only = is_loopback(host)
-        self._httpd = _Server((host, port), _Handler, bind_and_activate=True)
+        self._httpd = _Server((host, port), _Handler)
         self._httpd.standin = self
         self._thread: threading.Thread | None = None
         self.api = SecretApi(vault, frontend_url=self.base_url)
@@ -333,10 +452,15 @@ class StandInServer:
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def check_token(self, header: str | None) -> None:
-        """The cloud's rule: the token is the second space-separated word; the scheme is not checked."""
-        words = (header or "").split(" ")
-        given = words[1] if len(words) > 1 else ""
-        if not given:
+        """``Authorization: Bearer <token>``, and nothing else.
+
+        The cloud takes the second word whatever the scheme; the stand-in accepts only the
+        ``Bearer`` scheme the SDKs send, so a ``Basic`` header meant for another service is
+        never taken for a token (a deliberate difference, listed in docs/TESTING.md).
+        """
+        scheme, _, given = (header or "").partition(" ")
+        given = given.strip(" ")
+        if scheme.lower() != "bearer" or not given or " " in given:
             raise HttpError(401)
         if not self.accepts_any_token and not hmac.compare_digest(given.encode(), self.token.encode()):
             raise HttpError(401)

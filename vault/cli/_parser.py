@@ -405,8 +405,8 @@ COMMANDS: Final = (
         "serve the vault over a local ChatBotKit-compatible HTTP API",
         "Serve the vault over a local ChatBotKit-compatible HTTP API, until Ctrl-C or SIGTERM.\n"
         "Prints base_url=URL and token=TOKEN (one JSON line with --json).",
-        "  cbk-vault serve --ephemeral                # a new, empty throwaway vault\n"
-        "  cbk-vault serve --port 8080                # this vault; any bearer token, loopback only\n"
+        "  cbk-vault serve --ephemeral                # a new, empty throwaway vault; any bearer token\n"
+        "  cbk-vault serve --port 8080                # this vault; only the printed token\n"
         "  CBK_VAULT_SERVE_TOKEN=... cbk-vault serve --host 0.0.0.0",
         (
             Arg(("--host",), "address to bind (default 127.0.0.1, loopback only)", default="127.0.0.1"),
@@ -414,8 +414,14 @@ COMMANDS: Final = (
             Arg(
                 ("--token",),
                 # The variable is vault.cli._serve.SERVE_TOKEN_ENV (tests/test_cli.py checks the two agree).
-                "the only bearer token to accept (default: $CBK_VAULT_SERVE_TOKEN, else any token is accepted); "
+                "the only bearer token to accept (default: $CBK_VAULT_SERVE_TOKEN, else a random one, printed); "
                 "note that argv is visible to other local users",
+            ),
+            Arg(
+                ("--accept-any-token",),
+                "accept any bearer token (loopback only): any local process can then read, change and delete "
+                "what is served; --ephemeral does this by default",
+                action="store_true",
             ),
             Arg(
                 ("--ephemeral",),

@@ -37,13 +37,19 @@ def serve_command(
 
     Prints ``base_url=<url>`` and ``token=<token>`` on stdout (one JSON line
     ``{"baseUrl", "token"}`` under the CLI's ``--json``; a configured token is not echoed:
-    ``(configured)``), then a human line on stderr. Exit 2 when asked to bind
-    a non-loopback address without a configured token.
+    ``(configured)``), then a human line on stderr. The printed token is required, unless
+    the vault is ``--ephemeral`` or ``--accept-any-token`` says otherwise. Exit 2 when asked to
+    bind a non-loopback address without a configured token.
     """
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     token = args.token if args.token is not None else (os.environ.get(SERVE_TOKEN_ENV) or None)
-    if not is_loopback(args.host) and token is None:
+    # Any token only where it gives nothing away: a throwaway vault, or a flag that says so.
+    any_token = token is None and (args.ephemeral or args.accept_any_token)
+    if args.accept_any_token and token is not None:
+        err.write(f"cbk-vault serve: --accept-any-token and --token/${SERVE_TOKEN_ENV} exclude each other\n")
+        return 2
+    if not is_loopback(args.host) and (token is None or any_token):
         err.write(
             f"cbk-vault serve: binding {args.host} needs --token or ${SERVE_TOKEN_ENV} (any-token is loopback only)\n"
         )
@@ -56,7 +62,7 @@ def serve_command(
         v = open_vault()
     try:
         try:
-            server = StandInServer(v, args.host, args.port, token, verbose=args.verbose)
+            server = StandInServer(v, args.host, args.port, token, any_token=any_token, verbose=args.verbose)
         except OSError as exc:
             err.write(f"cbk-vault serve: cannot bind {args.host}:{args.port}: {exc.strerror or exc}\n")
             return 1
@@ -70,7 +76,11 @@ def serve_command(
                 else:
                     out.write(f"base_url={server.base_url}\ntoken={shown}\n")
                 out.flush()
-                policy = "only the configured token" if token is not None else "any bearer token"
+                policy = (
+                    "any bearer token"
+                    if any_token
+                    else ("only the configured token" if token is not None else "only the token above")
+                )
                 err.write(
                     f"cbk-vault serve: ChatBotKit secret API for {v.path} at {server.base_url} "
                     f"({policy} is accepted); Ctrl-C to stop\n"
