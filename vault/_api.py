@@ -194,6 +194,8 @@ class SecretApi:
     def create(self, body: object) -> dict[str, str]:
         """``{"id": ...}``. A personal secret with a non-empty value is a 409, as on the cloud."""
         fields = self._checked(body)
+        # The meta schema is the body's validation (400), which comes before the route's 409.
+        _rules.meta_keys_for_create(fields.get("meta"))
         if fields.get("kind") == "personal":
             if fields.get("value"):
                 raise ConflictError("Personal secrets cannot have a value")

@@ -98,7 +98,16 @@ def _no_constant(name: str) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact JSON, UTF-8, with the three characters line readers split on written as escapes.
+
+    httpx's ``iter_lines`` (what the official SDK streams JSONL with) breaks a line at U+2028,
+    U+2029 and U+0085 as well as at newlines; escaped, a secret's name holding one stays one line.
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.translate(_LINE_BREAKS).encode()
+
+
+_LINE_BREAKS: Final = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
 
 
 def _route(path: str) -> tuple[str, str | None] | None:

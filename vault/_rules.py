@@ -331,8 +331,8 @@ def meta_filter(meta: Mapping[str, Any] | None) -> Callable[[Entry], bool] | Non
     """The cloud's ``meta.KEY=VALUE`` list filter as a predicate (None: no filter).
 
     Values are compared as the query text the SDKs send: ``true``/``false`` become
-    booleans, anything else stays a string. Dots in KEY walk nested objects; several
-    filters must all hold.
+    booleans, anything else stays a string. A None value is no filter: the SDKs leave it
+    out of the query string. Dots in KEY walk nested objects; several filters must all hold.
     """
     if meta is None:
         return None
@@ -342,6 +342,8 @@ def meta_filter(meta: Mapping[str, Any] | None) -> Callable[[Entry], bool] | Non
     for key, want in meta.items():
         if type(key) is not str or not key:
             raise _bad("meta filter keys must be non-empty strings")
+        if want is None:
+            continue
         text = query_text(want)
         wanted.append((key.split("."), {"true": True, "false": False}.get(text, text)))
     if not wanted:
