@@ -16,8 +16,9 @@ from __future__ import annotations
 from ._crypto import KdfParams
 from ._records import Page, Secret
 from ._secret_client import SecretClient
+from ._session import open
 from ._store import default_path
-from ._vault import Vault, init, open
+from ._vault import Vault, init
 from .errors import (
     ConflictError,
     CorruptVaultError,
@@ -29,6 +30,7 @@ from .errors import (
     MintRefusedError,
     MissingDependencyError,
     NotFoundError,
+    NotUnlockedError,
     RemoteAuthError,
     RemoteError,
     RemoteForbiddenError,
@@ -58,6 +60,7 @@ __all__ = [
     "MintRefusedError",
     "MissingDependencyError",
     "NotFoundError",
+    "NotUnlockedError",
     "Page",
     "RemoteAuthError",
     "RemoteError",

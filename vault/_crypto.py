@@ -7,13 +7,15 @@ key-derivation cost, :class:`KdfParams`.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 import os
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import nacl.bindings as _sodium
 import nacl.exceptions as _nacl_exc
@@ -207,3 +209,13 @@ class Keys:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("vault keys cannot be pickled")
+
+
+_BYTES_HEADER: Final = sys.getsizeof(b"") - 1
+
+
+def wipe_bytes(data: bytes) -> None:
+    """Zero a ``bytes`` object's buffer in place (CPython layout; a no-op elsewhere). Best effort."""
+    if sys.implementation.name != "cpython" or not data:
+        return
+    ctypes.memset(id(data) + _BYTES_HEADER, 0, len(data))

@@ -94,6 +94,16 @@ class Txn:
     def set_setting(self, key: str, value: Any) -> None:
         self._apply((OP_SETTING, key, value))
 
+    def savepoint(self) -> int:
+        """A mark to roll back to: group commit runs many clients' changes in one transaction."""
+        return len(self.ops)
+
+    def rollback_to(self, mark: int) -> None:
+        """Take back every change made since ``mark``; the rest of the transaction stands."""
+        self.index.undo(self.undo[mark:])
+        del self.undo[mark:]
+        del self.ops[mark:]
+
     def _apply(self, op: tuple[Any, ...]) -> None:
         self.undo.append(self.index.apply(op))
         self.ops.append(op)

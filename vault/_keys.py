@@ -65,6 +65,15 @@ class VaultKeys:
             raise corrupt(f"value of secret {entry.id} fails its integrity check") from None
         return _format.decode_value_plaintext(plaintext, self.vault_id, entry.id, entry.value_rev)
 
+    def wipe(self) -> None:
+        """Overwrite the key bytes in place (best effort, CPython): the unlock agent's lock.
+
+        Python's ``bytes`` are immutable and may have been copied, so this cannot promise that
+        no copy survives; it removes the copies this object holds.
+        """
+        for key in (self.data_key, self.keys.chain, self.keys.frame, self.keys.value):
+            _crypto.wipe_bytes(key)
+
     def __repr__(self) -> str:
         return "VaultKeys(<hidden>)"
 

@@ -1,7 +1,8 @@
 """Vault: open or create a vault file, and the handle users hold.
 
-A :class:`Vault` is a thin handle over the storage engine (``_engine``): its lifecycle,
-``batch()``, compaction, passphrase change and sync, plus ``v.secret``, the cloud's API.
+A :class:`Vault` is a thin handle over a :class:`Backend`: the storage engine in this process
+(:class:`LocalBackend`), or the unlock agent that holds the key (``_session``). It offers the
+lifecycle, ``batch()``, compaction, passphrase change and sync, plus ``v.secret``, the cloud's API.
 The layers above the public API (sync, the CLI, the stand-in) reach the records through
 one named seam, :func:`raw_records`, never through the handle's attributes.
 """
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
 from . import _crypto, _format, _keys
 from ._engine import Clock, Engine
@@ -24,9 +25,80 @@ from .errors import CorruptVaultError, InvalidRequestError
 if TYPE_CHECKING:
     from .sync import ChatBotKitRemote, SyncReport
 
-__all__ = ["Clock", "Vault", "engine_of", "init", "open", "raw_records"]
+__all__ = ["Backend", "Clock", "LocalBackend", "Vault", "engine_of", "init", "open", "raw_records"]
 
 PathArg = str | os.PathLike[str] | None
+
+
+class Backend(Protocol):
+    """What a :class:`Vault` handle stands on: the local engine, or the unlock agent (``_session``)."""
+
+    secret: SecretClient
+    raw: RawRecords
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def kdf(self) -> _crypto.KdfParams: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+    def count(self) -> int: ...
+
+    def transaction(self) -> AbstractContextManager[object]: ...
+
+    def compact(self) -> None: ...
+
+    def change_passphrase(self, passphrase: bytes, params: _crypto.KdfParams | None, *, rekey: bool) -> None: ...
+
+
+class LocalBackend:
+    """A vault file opened in this process: the storage engine and the clients over it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.secret = SecretClient(engine)
+        self.raw = RawRecords(engine)
+
+    @property
+    def path(self) -> Path:
+        return self.engine.path
+
+    @property
+    def closed(self) -> bool:
+        return self.engine.closed
+
+    @property
+    def kdf(self) -> _crypto.KdfParams:
+        return self.engine.kdf
+
+    def describe(self) -> str:
+        return self.engine.describe()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def count(self) -> int:
+        with self.engine.reading() as index:
+            return len(index)
+
+    def transaction(self) -> AbstractContextManager[object]:
+        return self.engine.transaction()
+
+    def compact(self) -> None:
+        self.engine.compact()
+
+    def change_passphrase(self, passphrase: bytes, params: _crypto.KdfParams | None, *, rekey: bool) -> None:
+        if rekey:
+            self.engine.rekey(passphrase, params)
+        else:
+            self.engine.change_passphrase(passphrase, params)
 
 
 class Vault:
@@ -36,26 +108,25 @@ class Vault:
     several processes may open the same file at once.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._raw = RawRecords(engine)
-        self.secret = SecretClient(engine)
+    def __init__(self, backend: Backend | Engine) -> None:
+        self._backend: Backend = LocalBackend(backend) if isinstance(backend, Engine) else backend
+        self.secret = self._backend.secret
 
     @property
     def path(self) -> Path:
-        return self._engine.path
+        return self._backend.path
 
     @property
     def closed(self) -> bool:
-        return self._engine.closed
+        return self._backend.closed
 
     @property
     def kdf(self) -> _crypto.KdfParams:
         """The key-derivation cost of the passphrase this handle was unlocked with."""
-        return self._engine.kdf
+        return self._backend.kdf
 
     def close(self) -> None:
-        self._engine.close()
+        self._backend.close()
 
     def __enter__(self) -> Vault:
         return self
@@ -64,14 +135,13 @@ class Vault:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Vault {str(self.path)!r} {self._engine.describe()}>"
+        return f"<Vault {str(self.path)!r} {self._backend.describe()}>"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("an unlocked Vault cannot be pickled")
 
     def __len__(self) -> int:
-        with self._engine.reading() as index:
-            return len(index)
+        return self._backend.count()
 
     @contextmanager
     def batch(self) -> Iterator[Vault]:
@@ -80,12 +150,12 @@ class Vault:
         The writer lock is held for the whole block, so keep it short. Reads inside the
         block see the block's own changes. Nested ``batch()`` blocks join the outer one.
         """
-        with self._engine.transaction():
+        with self._backend.transaction():
             yield self
 
     def compact(self) -> None:
         """Rewrite the file with only live records (temp file, fsync, atomic rename)."""
-        self._engine.compact()
+        self._backend.compact()
 
     def change_passphrase(
         self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None, rekey: bool = False
@@ -107,10 +177,7 @@ class Vault:
             raise InvalidRequestError("rekey must be a bool")
         passphrase = _crypto.normalize_passphrase(new_passphrase)
         params = None if kdf is None else _crypto.resolve_kdf(kdf)
-        if rekey:
-            self._engine.rekey(passphrase, params)
-        else:
-            self._engine.change_passphrase(passphrase, params)
+        self._backend.change_passphrase(passphrase, params, rekey=rekey)
 
     def sync(
         self,
@@ -132,13 +199,16 @@ class Vault:
 
 
 def engine_of(v: Vault) -> Engine:
-    """The storage engine behind a handle (for vault.testing's clean-up hook and the stand-in)."""
-    return v._engine
+    """The storage engine behind a handle opened in this process (vault.testing's clean-up hook, bench/)."""
+    backend = v._backend
+    if not isinstance(backend, LocalBackend):
+        raise InvalidRequestError("this vault is served by the unlock agent: it has no engine in this process")
+    return backend.engine
 
 
 def raw_records(v: Vault) -> RawRecords:
     """The records as stored, for sync, import and the CLI (see ``_raw``)."""
-    return v._raw
+    return v._backend.raw
 
 
 # --- opening and creating ---------------------------------------------------------------

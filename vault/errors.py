@@ -13,6 +13,7 @@ limits, never contents.
     ├── ConflictError                   CONFLICT            duplicate alias, cloud rule broken
     │   └── MintRefusedError            NOT_MINTABLE, ...   mint refused (the cloud's {error, message} shape)
     ├── WrongPassphraseError            WRONG_PASSPHRASE    the passphrase does not unlock the vault
+    ├── NotUnlockedError                NOT_UNLOCKED        no passphrase, and the unlock agent does not hold it
     ├── CorruptVaultError               VAULT_CORRUPT       damaged or tampered file
     │   ├── UnsupportedVersionError     UNSUPPORTED_VERSION a format version this build cannot read
     │   └── KdfParamsError              KDF_PARAMS          key-derivation cost outside the caps
@@ -39,6 +40,8 @@ errors (``OSError``, decoder errors) are translated in one place each, with
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "ConflictError",
     "CorruptVaultError",
@@ -50,6 +53,7 @@ __all__ = [
     "MissingDependencyError",
     "LockTimeoutError",
     "NotFoundError",
+    "NotUnlockedError",
     "RemoteAuthError",
     "RemoteError",
     "RemoteForbiddenError",
@@ -158,6 +162,16 @@ class VaultClosedError(VaultError):
     code = "VAULT_CLOSED"
 
 
+class NotUnlockedError(VaultError):
+    """``vault.open(path)`` without a passphrase, and the unlock agent does not hold this vault.
+
+    Run ``cbk-vault unlock PATH`` first, or pass the passphrase.
+    """
+
+    code = "NOT_UNLOCKED"
+    status = 401
+
+
 class KeyChangedError(VaultClosedError):
     """The vault was re-keyed (``change_passphrase(..., rekey=True)``) since this handle unlocked it.
 
@@ -232,3 +246,32 @@ class RemoteUnavailableError(RemoteError):
 class RemoteProtocolError(RemoteError):
     code = "BAD_RESPONSE"
     status = 502
+
+
+def error_for_code(code: str, message: str) -> VaultError:
+    """The VaultError subclass whose ``code`` is ``code`` (a plain VaultError with that code when none is).
+
+    Errors that crossed a process boundary (the unlock agent, a JSONL error line) come back as
+    the class the caller's ``except`` clauses name. The Remote* branch is left out: its codes
+    repeat the vault's own (NOT_FOUND) for errors of the cloud, which never cross such a boundary.
+    """
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return VaultError(message, code=code or None)
+    return cls(message)
+
+
+def _by_code() -> dict[str, type[VaultError]]:
+    found: dict[str, type[VaultError]] = {}
+    pending: list[type[VaultError]] = [VaultError]
+    while pending:
+        cls = pending.pop()
+        if cls in (RemoteError, MintRefusedError) or cls.__module__ != __name__:
+            continue
+        pending.extend(cls.__subclasses__())
+        if "code" in vars(cls):
+            found.setdefault(cls.code, cls)
+    return found
+
+
+_BY_CODE: Final = _by_code()
