@@ -138,6 +138,14 @@ class _NotFinite(ValueError):
     pass
 
 
+class _TooManyDigits(ValueError):
+    pass
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
 def _no_constant(name: str) -> Any:
     raise _NotFinite(name)
 
@@ -149,8 +157,24 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows (a CPU-cost guard)
+        raise _TooManyDigits from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        # The last one would win silently: a reviewer reading the file sees the first, the vault stores
+        # the last. I-JSON (RFC 7493) makes unique names a MUST.
+        raise _RepeatedKey
+    return obj
+
+
 def load_json(data: bytes | str, what: str) -> Any:
-    """Strict JSON from the user: UTF-8, finite numbers only, any failure a :class:`UsageError`.
+    """Strict JSON from the user: UTF-8, finite numbers only, unique keys, any failure a :class:`UsageError`.
 
     NaN and Infinity are Python extensions; stored, they would make every later ``--json``
     output invalid JSON. The messages name a position at most, never the text, because the
@@ -158,7 +182,13 @@ def load_json(data: bytes | str, what: str) -> Any:
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        return json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            parse_int=_whole_number,
+            object_pairs_hook=_unique_keys,
+        )
     except UnicodeDecodeError:
         raise UsageError(f"{what} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -166,6 +196,10 @@ def load_json(data: bytes | str, what: str) -> Any:
     except RecursionError:
         # The C decoder recurses once per '[': a long run of them would otherwise crash (exit 70).
         raise UsageError(f"{what} is not valid JSON: nested too deeply") from None
+    except _TooManyDigits:
+        raise UsageError(f"{what} holds a number with too many digits") from None
+    except _RepeatedKey:
+        raise UsageError(f"{what} is not valid JSON: an object repeats a key") from None
     except ValueError:
         raise UsageError(f"{what} is not valid JSON: NaN and Infinity are not allowed") from None
 
