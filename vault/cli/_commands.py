@@ -13,7 +13,6 @@ import datetime as _dt
 import os
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from ._terminal import (
     UsageError,
     check_vault_path,
     dump_json,
+    for_terminal,
     load_json,
     open_private_output,
     prompt_new_passphrase,
@@ -91,12 +91,12 @@ class Context:
         return float(getattr(self.args, "lock_timeout", 10.0))
 
     def say(self, text: str = "") -> None:
-        """Print a line of the command's result to stdout."""
-        print(text, file=self.out)
+        """Print a line of the command's result to stdout, escaped for the terminal (never a value)."""
+        print(for_terminal(text), file=self.out)
 
     def note(self, text: str) -> None:
-        """Print a line for the person at the terminal to stderr (never a secret)."""
-        print(text, file=self.err)
+        """Print a line for the person at the terminal to stderr, escaped (never a secret)."""
+        print(for_terminal(text), file=self.err)
 
     def emit(self, obj: Any) -> None:
         """Print ``obj`` as one line of JSON to stdout."""
@@ -258,12 +258,12 @@ def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
     d = s.to_dict()
     rows: list[tuple[str, str]] = [
         ("id", s.id),
-        ("name", _printable(s.name)),
+        ("name", s.name),
         ("alias", "@" + s.alias if s.alias else "-"),
         ("type", s.type),
         ("kind", s.kind),
         ("visibility", s.visibility),
-        ("description", _printable(s.description) or "-"),
+        ("description", s.description or "-"),
         ("blueprintId", s.blueprint_id or "-"),
         ("meta", dump_json(d["meta"]) if d["meta"] is not None else "-"),
         ("config", dump_json(d["config"]) if d["config"] is not None else "-"),
@@ -272,12 +272,7 @@ def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
         rows.append(("value", "set (hidden; show it with --reveal)" if has_value else "none"))
     rows += [("created", _when(s.created_at)), ("updated", _when(s.updated_at))]
     for key, value in rows:
-        ctx.say(f"{key:<12} {value}")
-
-
-def _printable(text: str) -> str:
-    """A name for a human: control and format characters (escape sequences, bidi overrides) shown as '?'."""
-    return "".join("?" if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+        ctx.say(f"{key:<12} {value}")  # say() escapes: every field may come from a pull or an import
 
 
 def _short(text: str, width: int) -> str:
@@ -290,7 +285,8 @@ def _table(ctx: Context, items: list[Secret]) -> None:
         rows.append(
             [
                 s.id,
-                _short(_printable(s.name), 40) or "-",
+                # Escaped before it is cut and padded, so the columns line up with what is shown.
+                _short(for_terminal(s.name), 40) or "-",
                 s.type,
                 s.kind,
                 "@" + s.alias if s.alias else "-",
@@ -374,7 +370,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(created.to_dict())
     else:
-        label = f" ({_printable(created.name)})" if created.name else ""
+        label = f" ({created.name})" if created.name else ""
         ctx.say(f"Created secret {created.id}{label}" + ("" if value is not None else " without a value"))
     return 0
 
@@ -459,7 +455,7 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(updated.to_dict())
     else:
-        ctx.say(f"Updated secret {updated.id}" + (f" ({_printable(updated.name)})" if updated.name else ""))
+        ctx.say(f"Updated secret {updated.id}" + (f" ({updated.name})" if updated.name else ""))
     return 0
 
 
@@ -470,7 +466,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
         # --json says how to print, not that no one is there: a person at a terminal is still asked.
         if not args.yes and sys.stdin.isatty():
             s = raw_records(v).lookup(ref)  # the question needs the name, not the value
-            label = f"{s.id} ({_printable(s.name)})" if s.name else s.id
+            label = for_terminal(f"{s.id} ({s.name})" if s.name else s.id)
             # The question goes to stderr, so stdout stays the command's result (and valid JSON).
             ctx.err.write(f"Delete secret {label}? [y/N] ")
             ctx.err.flush()
@@ -486,7 +482,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(deleted.to_dict())
     else:
-        ctx.say(f"Deleted secret {deleted.id}" + (f" ({_printable(deleted.name)})" if deleted.name else ""))
+        ctx.say(f"Deleted secret {deleted.id}" + (f" ({deleted.name})" if deleted.name else ""))
     return 0
 
 
@@ -654,7 +650,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
                     try:
                         ids.append(_import_one(v, rec, existing, new_ids=args.new_ids))
                     except VaultError as exc:
-                        exc.message = f"item {n} ({_short(_printable(rec.label), 40)}): {exc.message}"
+                        exc.message = f"item {n} ({_short(for_terminal(rec.label), 40)}): {exc.message}"
                         raise
                     progress.update(n)
         finally:
