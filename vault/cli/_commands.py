@@ -486,27 +486,77 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
+def _allowed_env(args: argparse.Namespace) -> frozenset[str]:
+    """The names the owner allowed with --allow-env, exactly as typed (``HTTPS_PROXY`` allows no ``Https_Proxy``)."""
+    names = getattr(args, "allow_env", None) or []
+    for name in names:
+        if not _formats.ENV_NAME.fullmatch(name):
+            raise UsageError(f"--allow-env {name[:64]!r} is not a valid environment variable name")
+    return frozenset(names)
+
+
+def _check_chosen_names(chosen: list[tuple[str, str]], allowed: frozenset[str], *, how: str, run: bool) -> None:
+    """Refuse variable names that secrets chose (not the owner): not an identifier, or on the denylist.
+
+    ``chosen`` is (name, secret id) pairs. Every refused name is listed at once, so one rerun
+    with the right --allow-env options is enough. The message names ids and variables, never
+    a value: the value is what a planted secret wants run.
+    """
+    refused: list[tuple[str, str, str]] = []
+    for name, sid in chosen:
+        if not _formats.ENV_NAME.fullmatch(name):
+            raise UsageError(
+                f"secret {sid} {how} {name[:64]!r}, which is not a valid environment variable name "
+                "(letters, digits and _, not starting with a digit)"
+            )
+        reason = _formats.env_denial(name)
+        if reason is not None and name not in allowed:
+            refused.append((name, sid, reason))
+    if not refused:
+        return
+    allow = " ".join(f"--allow-env {name}" for name in dict.fromkeys(name for name, _, _ in refused))
+    if len(refused) == 1:
+        name, sid, reason = refused[0]
+        alternative = f" (or --env {name}={sid})" if run else ""
+        raise UsageError(
+            f"secret {sid} {how} {name}, which a secret may not choose ({reason}); "
+            f"if you mean it, allow it yourself: {allow}{alternative}"
+        )
+    listed = ", ".join(f"{name} (secret {sid})" for name, sid, _ in refused)
+    raise UsageError(
+        f"secrets {how} variables a secret may not choose (they change what runs, or whom it trusts): "
+        f"{listed}; if you mean it, allow them yourself: {allow}"
+    )
+
+
+def _injections(ctx: Context, v: Vault, args: argparse.Namespace) -> dict[str, str]:
     env: dict[str, str] = {}
+    allowed = _allowed_env(args)
     wanted: list[tuple[str, str]] = []
-    if pairs:
-        for item in pairs:
+    if args.env:
+        # Named on the command line: the owner chose these variables, the denylist is not asked.
+        for item in args.env:
             name, sep, ref = item.partition("=")
             if not sep or not ref:
                 raise UsageError("--env must be NAME=REF (REF: an id, @alias, (name) or a unique name)")
+            if not _formats.ENV_NAME.fullmatch(name):
+                raise UsageError(f"{name[:64]!r} is not a valid environment variable name")
             wanted.append((name, ref))
     else:
+        # Chosen by the secrets themselves: every name is checked before any value is decrypted.
         for s in _all_secrets(v):
             env_name = (s.meta or {}).get("env")
             if isinstance(env_name, str):
                 wanted.append((env_name, s.id))
+        _check_chosen_names(wanted, allowed, how="sets meta.env to", run=True)
         if not wanted:
             raise UsageError("no secrets to inject: pass --env NAME=@alias, or set meta env=NAME on secrets")
-    for name, ref in wanted:
-        if not _formats.ENV_NAME.fullmatch(name):
-            raise UsageError(f"{name[:64]!r} is not a valid environment variable name")
-        if name in env:
+    seen: set[str] = set()
+    for name, _ in wanted:
+        if name in seen:
             raise UsageError(f"two secrets are set to inject as {name}")
+        seen.add(name)
+    for name, ref in wanted:
         s = v.secret.fetch(resolve_ref(v, ref))
         if s.value is None:
             raise NotFoundError(f"secret {s.id} has no value to inject as {name}")
@@ -525,7 +575,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not command:
         raise UsageError("no command given: cbk-vault run [--env NAME=REF ...] -- COMMAND [ARGS...]")
     with ctx.open_vault() as v:
-        injected = _injections(ctx, v, args.env)
+        injected = _injections(ctx, v, args)
     ctx.close_all()  # the data key leaves memory before the command runs
     # exec keeps every inheritable descriptor open: the command could rewind --passphrase-fd and
     # read the passphrase again. 0-2 are the command's own stdio and stay.
@@ -566,6 +616,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     else:
         pairs: list[tuple[str, str]] = []
         owner: dict[str, str] = {}
+        allowed = _allowed_env(args)
         for s in secrets:
             name = _formats.env_name_for(s)
             if s.value is None or name is None:
@@ -575,6 +626,9 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
                 raise UsageError(f"{owner[name]} and {s.id} would both export as {name}; set meta env on one")
             owner[name] = s.id
             pairs.append((name, s.value))
+        # meta.env, the alias and the name are all the secret's choice: sourcing the file
+        # (`set -a; . ./.env`) or a dotenv loader would set whatever it chose.
+        _check_chosen_names([(name, owner[name]) for name, _ in pairs], allowed, how="would export as", run=False)
         text = _formats.render_env(pairs)
         count = len(pairs)
     where = args.output if args.output is not None else "standard output"
@@ -660,6 +714,15 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         ctx.emit({"imported": len(ids), "withValue": with_value, "ids": ids})
     else:
         ctx.say(f"Imported {len(ids)} secret(s) from {args.file} ({with_value} with a value) into {v.path}")
+    for rec, sid in zip(records, ids, strict=True):
+        # Stored as data (an export must round-trip), but the owner hears now, not at the next `run`.
+        env_name = (rec.fields.get("meta") or {}).get("env")
+        if isinstance(env_name, str) and _formats.env_denial(env_name) is not None:
+            ctx.note(
+                f"cbk-vault: warning: secret {sid} sets meta.env to {env_name[:64]}, which a secret may not "
+                f"choose ({_formats.env_denial(env_name)}); run and export --format env will refuse it "
+                f"unless you pass --allow-env {env_name[:64]}"
+            )
     return 0
 
 

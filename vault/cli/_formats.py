@@ -21,8 +21,10 @@ from ..errors import InvalidRequestError, WrongPassphraseError
 from ._terminal import UsageError, dump_json, load_json
 
 __all__ = [
+    "DENIED_ENV",
     "EXPORT_FORMAT",
     "Record",
+    "env_denial",
     "env_name_for",
     "parse_env",
     "parse_json",
@@ -50,6 +52,135 @@ class Record:
     updated_at: int | None = None
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- variable names a secret may not choose ----------------------------------------------------
+
+#: Variables that change what a program runs, loads, trusts or talks to, rather than handing it a
+#: credential. A secret is written by anyone who can write one: a sync pull from a hostile or
+#: compromised cloud, an imported file, any client of the stand-in. Through ``meta.env`` (or,
+#: for ``export --format env``, an alias or a name) it chooses the variable it lands in, and the
+#: owner's next ``cbk-vault run -- anything`` would load ``LD_PRELOAD=/tmp/evil.so``. So a secret
+#: may not choose one of these; only the owner may, by naming it on the command line
+#: (``run --env NAME=SECRET``, or ``--allow-env NAME`` on ``run`` and ``export``).
+#:
+#: Each group is (reason, exact names, prefixes). Names are compared without regard to case:
+#: proxies are read as ``http_proxy`` and ``HTTP_PROXY`` alike, Windows ignores case in every
+#: name, and no credential needs to be spelled ``path``.
+DENIED_ENV: Final[tuple[tuple[str, frozenset[str], tuple[str, ...]], ...]] = (
+    (
+        "the dynamic loader loads code from it",
+        frozenset({"GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF"}),
+        ("LD_", "DYLD_"),
+    ),
+    (
+        "an interpreter runs or loads code from it at start-up",
+        frozenset(
+            {
+                "PERL5LIB",
+                "PERL5OPT",
+                "PERLLIB",
+                "PERL5DB",
+                "RUBYOPT",
+                "RUBYLIB",
+                "NODE_OPTIONS",
+                "NODE_PATH",
+                "JAVA_TOOL_OPTIONS",
+                "_JAVA_OPTIONS",
+                "JDK_JAVA_OPTIONS",
+                "CLASSPATH",
+                "PHPRC",
+                "PHP_INI_SCAN_DIR",
+                "TCLLIBPATH",
+                "R_PROFILE",
+                "R_PROFILE_USER",
+            }
+        ),
+        ("PYTHON", "LUA_"),
+    ),
+    (
+        "a shell runs code from it at start-up or when it prompts, or it changes how scripts parse",
+        frozenset(
+            {
+                "BASH_ENV",
+                "ENV",
+                "ZDOTDIR",
+                "PS0",
+                "PS1",
+                "PS2",
+                "PS3",
+                "PS4",
+                "PROMPT_COMMAND",
+                "SHELLOPTS",
+                "BASHOPTS",
+                "IFS",
+                "CDPATH",
+                "GLOBIGNORE",
+            }
+        ),
+        ("BASH_FUNC_",),
+    ),
+    (
+        "it decides which program a name runs, or where configuration and temporary files are found",
+        frozenset({"PATH", "HOME", "SHELL", "TMPDIR", "TMP", "TEMP", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS"}),
+        (),
+    ),
+    (
+        "it sends the program's traffic, tokens included, through another host",
+        frozenset({"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY", "GRPC_PROXY"}),
+        (),
+    ),
+    (
+        "it changes which TLS certificates are trusted, or writes the TLS session keys to a file",
+        frozenset(
+            {
+                "SSL_CERT_FILE",
+                "SSL_CERT_DIR",
+                "REQUESTS_CA_BUNDLE",
+                "CURL_CA_BUNDLE",
+                "NODE_EXTRA_CA_CERTS",
+                "NODE_TLS_REJECT_UNAUTHORIZED",
+                "SSLKEYLOGFILE",
+                "OPENSSL_CONF",
+                "OPENSSL_ENGINES",
+                "OPENSSL_MODULES",
+            }
+        ),
+        (),
+    ),
+    ("git runs commands and reads configuration from it", frozenset(), ("GIT_",)),
+    (
+        "tools run it as a program (an editor, a pager, a password prompt, a browser)",
+        frozenset(
+            {
+                "EDITOR",
+                "VISUAL",
+                "PAGER",
+                "MANPAGER",
+                "LESSOPEN",
+                "LESSCLOSE",
+                "BROWSER",
+                "SSH_ASKPASS",
+                "SUDO_ASKPASS",
+            }
+        ),
+        (),
+    ),
+    (
+        "cbk-vault reads it itself (the vault path, passphrases, the sync endpoint)",
+        frozenset({"CHATBOTKIT_BASE_URL"}),
+        ("CBK_VAULT_",),
+    ),
+)
+
+
+def env_denial(name: str) -> str | None:
+    """Why a secret may not choose the variable ``name`` (one of :data:`DENIED_ENV`), or None if it may."""
+    upper = name.upper()
+    for reason, names, prefixes in DENIED_ENV:
+        if upper in names or upper.startswith(prefixes):
+            return reason
+    return None
 
 
 # --- JSON -------------------------------------------------------------------------------

@@ -345,7 +345,10 @@ COMMANDS: Final = (
         "run a command with secrets in its environment",
         "Run COMMAND with secrets as environment variables: those named by --env, or else every secret\n"
         "whose meta has an `env` key. Values never appear on any command line; cbk-vault replaces\n"
-        "itself with COMMAND, so its exit status is COMMAND's. CBK_VAULT_PASSPHRASE is not passed on.",
+        "itself with COMMAND, so its exit status is COMMAND's. CBK_VAULT_PASSPHRASE is not passed on.\n"
+        "A secret's meta env may not name a variable that changes what runs or whom it trusts\n"
+        "(LD_*, DYLD_*, PYTHON*, PATH, HOME, proxies, CA bundles, GIT_*, EDITOR...): run refuses to\n"
+        "start (exit 2) unless you name it yourself with --env NAME=SECRET or --allow-env NAME.",
         "  cbk-vault run -- python agent.py\n"
         "  cbk-vault run --env OPENAI_API_KEY=@openai --env 'DB_URL=(Database)' -- ./deploy.sh\n"
         "  cbk-vault run --env TOKEN=@gh -- sh -c 'curl -H \"Authorization: Bearer $TOKEN\" ...'",
@@ -355,6 +358,13 @@ COMMANDS: Final = (
                 "inject SECRET's value as $NAME (repeatable)",
                 action="append",
                 metavar="NAME=SECRET",
+            ),
+            Arg(
+                ("--allow-env",),
+                "let a secret's meta env set NAME although it is on the denylist (LD_*, PATH, proxies...; "
+                "see docs/CLI.md); repeatable",
+                action="append",
+                metavar="NAME",
             ),
             Arg(("cmd",), "the command to run", metavar="-- COMMAND [ARGS...]", nargs=argparse.REMAINDER),
         ),
@@ -371,6 +381,12 @@ COMMANDS: Final = (
             Arg(("--format",), "json (every field, default) or env", choices=("json", "env"), default="json"),
             Arg(("-o", "--output"), "write to FILE (must not exist) instead of stdout", metavar="FILE"),
             Arg(("--force",), "allow printing plaintext on a terminal", action="store_true"),
+            Arg(
+                ("--allow-env",),
+                "env: let a secret export as NAME although it is on the denylist (LD_*, PATH, proxies...); repeatable",
+                action="append",
+                metavar="NAME",
+            ),
         ),
     ),
     Command(
