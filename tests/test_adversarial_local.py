@@ -105,6 +105,9 @@ DENIED = [
     "https_proxy",
     "All_Proxy",
     "no_proxy",
+    "OPENAI_BASE_URL",
+    "anthropic_base_url",
+    "OPENAI_API_BASE",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",
@@ -138,11 +141,14 @@ class TestHostileEnvironment:
 
     def test_the_documented_list_is_the_enforced_list(self) -> None:
         docs = (Path(__file__).parent.parent / "docs" / "CLI.md").read_text()
-        for _reason, names, prefixes in formats.DENIED_ENV:
-            for name in sorted(names):
+        for group in formats.DENIED_ENV:
+            assert group.reason
+            for name in sorted(group.names):
                 assert f"`{name}`" in docs, name
-            for prefix in prefixes:
+            for prefix in group.prefixes:
                 assert f"`{prefix}*`" in docs, prefix
+            for suffix in group.suffixes:
+                assert f"`*{suffix}`" in docs, suffix
 
     def test_run_refuses_to_start_when_a_secret_sets_ld_preload(self, owned: Path) -> None:
         planted = _plant(owned, name="innocent", value=EVIL_LIB, meta={"env": "LD_PRELOAD"})

@@ -56,6 +56,21 @@ class Record:
 
 # --- variable names a secret may not choose ----------------------------------------------------
 
+
+@dataclass(frozen=True)
+class EnvGroup:
+    """Variables a secret may not choose, and why: exact names, name prefixes and name suffixes (upper case)."""
+
+    reason: str
+    names: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+
+    def matches(self, upper: str) -> bool:
+        """Whether the upper-cased variable name ``upper`` is in this group."""
+        return upper in self.names or upper.startswith(self.prefixes) or upper.endswith(self.suffixes)
+
+
 #: Variables that change what a program runs, loads, trusts or talks to, rather than handing it a
 #: credential. A secret is written by anyone who can write one: a sync pull from a hostile or
 #: compromised cloud, an imported file, any client of the stand-in. Through ``meta.env`` (or,
@@ -64,112 +79,117 @@ class Record:
 #: may not choose one of these; only the owner may, by naming it on the command line
 #: (``run --env NAME=SECRET``, or ``--allow-env NAME`` on ``run`` and ``export``).
 #:
-#: Each group is (reason, exact names, prefixes). Names are compared without regard to case:
-#: proxies are read as ``http_proxy`` and ``HTTP_PROXY`` alike, Windows ignores case in every
-#: name, and no credential needs to be spelled ``path``.
-DENIED_ENV: Final[tuple[tuple[str, frozenset[str], tuple[str, ...]], ...]] = (
-    (
+#: Names are compared without regard to case: proxies are read as ``http_proxy`` and
+#: ``HTTP_PROXY`` alike, Windows ignores case in every name, and no credential needs to be
+#: spelled ``path``. docs/CLI.md lists the same groups (a test keeps the two in step).
+DENIED_ENV: Final[tuple[EnvGroup, ...]] = (
+    EnvGroup(
         "the dynamic loader loads code from it",
-        frozenset({"GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF"}),
-        ("LD_", "DYLD_"),
+        names=frozenset({"GCONV_PATH", "HOSTALIASES", "LOCPATH", "NLSPATH", "RESOLV_HOST_CONF"}),
+        prefixes=("LD_", "DYLD_"),
     ),
-    (
+    EnvGroup(
         "an interpreter runs or loads code from it at start-up",
-        frozenset(
+        names=frozenset(
             {
+                "CLASSPATH",
+                "JAVA_TOOL_OPTIONS",
+                "JDK_JAVA_OPTIONS",
+                "NODE_OPTIONS",
+                "NODE_PATH",
+                "PERL5DB",
                 "PERL5LIB",
                 "PERL5OPT",
                 "PERLLIB",
-                "PERL5DB",
-                "RUBYOPT",
-                "RUBYLIB",
-                "NODE_OPTIONS",
-                "NODE_PATH",
-                "JAVA_TOOL_OPTIONS",
-                "_JAVA_OPTIONS",
-                "JDK_JAVA_OPTIONS",
-                "CLASSPATH",
                 "PHPRC",
                 "PHP_INI_SCAN_DIR",
-                "TCLLIBPATH",
+                "RUBYLIB",
+                "RUBYOPT",
                 "R_PROFILE",
                 "R_PROFILE_USER",
+                "TCLLIBPATH",
+                "_JAVA_OPTIONS",
             }
         ),
-        ("PYTHON", "LUA_"),
+        prefixes=("PYTHON", "LUA_"),
     ),
-    (
+    EnvGroup(
         "a shell runs code from it at start-up or when it prompts, or it changes how scripts parse",
-        frozenset(
+        names=frozenset(
             {
+                "BASHOPTS",
                 "BASH_ENV",
+                "CDPATH",
                 "ENV",
-                "ZDOTDIR",
+                "GLOBIGNORE",
+                "IFS",
+                "PROMPT_COMMAND",
                 "PS0",
                 "PS1",
                 "PS2",
                 "PS3",
                 "PS4",
-                "PROMPT_COMMAND",
                 "SHELLOPTS",
-                "BASHOPTS",
-                "IFS",
-                "CDPATH",
-                "GLOBIGNORE",
+                "ZDOTDIR",
             }
         ),
-        ("BASH_FUNC_",),
+        prefixes=("BASH_FUNC_",),
     ),
-    (
+    EnvGroup(
         "it decides which program a name runs, or where configuration and temporary files are found",
-        frozenset({"PATH", "HOME", "SHELL", "TMPDIR", "TMP", "TEMP", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS"}),
-        (),
+        names=frozenset({"HOME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR", "XDG_CONFIG_DIRS", "XDG_CONFIG_HOME"}),
     ),
-    (
+    EnvGroup(
         "it sends the program's traffic, tokens included, through another host",
-        frozenset({"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FTP_PROXY", "GRPC_PROXY"}),
-        (),
+        names=frozenset({"ALL_PROXY", "FTP_PROXY", "GRPC_PROXY", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"}),
     ),
-    (
+    EnvGroup(
+        # OPENAI_BASE_URL, ANTHROPIC_BASE_URL, CHATBOTKIT_BASE_URL...; OPENAI_API_BASE is the old spelling.
+        "it sends an SDK's requests, the API key included, to another host",
+        names=frozenset({"OPENAI_API_BASE"}),
+        suffixes=("_BASE_URL",),
+    ),
+    EnvGroup(
         "it changes which TLS certificates are trusted, or writes the TLS session keys to a file",
-        frozenset(
+        names=frozenset(
             {
-                "SSL_CERT_FILE",
-                "SSL_CERT_DIR",
-                "REQUESTS_CA_BUNDLE",
                 "CURL_CA_BUNDLE",
                 "NODE_EXTRA_CA_CERTS",
                 "NODE_TLS_REJECT_UNAUTHORIZED",
-                "SSLKEYLOGFILE",
                 "OPENSSL_CONF",
                 "OPENSSL_ENGINES",
                 "OPENSSL_MODULES",
+                "REQUESTS_CA_BUNDLE",
+                "SSLKEYLOGFILE",
+                "SSL_CERT_DIR",
+                "SSL_CERT_FILE",
             }
         ),
-        (),
     ),
-    ("git runs commands and reads configuration from it", frozenset(), ("GIT_",)),
-    (
+    EnvGroup(
+        "git runs commands and reads configuration from it",
+        prefixes=("GIT_",),
+    ),
+    EnvGroup(
         "tools run it as a program (an editor, a pager, a password prompt, a browser)",
-        frozenset(
+        names=frozenset(
             {
-                "EDITOR",
-                "VISUAL",
-                "PAGER",
-                "MANPAGER",
-                "LESSOPEN",
-                "LESSCLOSE",
                 "BROWSER",
+                "EDITOR",
+                "LESSCLOSE",
+                "LESSOPEN",
+                "MANPAGER",
+                "PAGER",
                 "SSH_ASKPASS",
                 "SUDO_ASKPASS",
+                "VISUAL",
             }
         ),
-        (),
     ),
-    (
+    EnvGroup(
         "cbk-vault reads it itself (the vault path, passphrases, the sync endpoint)",
-        frozenset({"CHATBOTKIT_BASE_URL"}),
-        ("CBK_VAULT_",),
+        names=frozenset({"CHATBOTKIT_BASE_URL"}),
+        prefixes=("CBK_VAULT_",),
     ),
 )
 
@@ -177,9 +197,9 @@ DENIED_ENV: Final[tuple[tuple[str, frozenset[str], tuple[str, ...]], ...]] = (
 def env_denial(name: str) -> str | None:
     """Why a secret may not choose the variable ``name`` (one of :data:`DENIED_ENV`), or None if it may."""
     upper = name.upper()
-    for reason, names, prefixes in DENIED_ENV:
-        if upper in names or upper.startswith(prefixes):
-            return reason
+    for group in DENIED_ENV:
+        if group.matches(upper):
+            return group.reason
     return None
 
 
