@@ -169,7 +169,7 @@ def test_init_then_exists_and_passwd(tmp_path: Path) -> None:
                 passphrase="a brand new passphrase",
             )
         ).stdout
-    ) == {"path": str(path), "changed": True}
+    ) == {"path": str(path), "changed": True, "rekeyed": False}
     ok(cli(path, "list"))
 
 
@@ -939,8 +939,11 @@ def test_control_characters_in_names_are_not_printed_raw(vp: Path) -> None:
         v.secret.create(name="evil\x1b[2J\u202ename", value="x")
     for args in (["list"], ["fetch", "(evil\x1b[2J\u202ename)"]):
         out = ok(cli(vp, *args)).stdout
-        assert "\x1b" not in out and "\u202e" not in out and "evil?[2J?name" in out
-    names = [item["name"] for item in json.loads(ok(cli(vp, "list", "--json")).stdout)["items"]]
+        # Shown as visible escapes: the owner sees that something is hidden in the name, and what.
+        assert "\x1b" not in out and "\u202e" not in out and "evil\\x1b[2J\\u202ename" in out
+    listed = ok(cli(vp, "list", "--json")).stdout
+    assert "\u202e" not in listed  # written as a \u escape: exact JSON, and harmless on a terminal
+    names = [item["name"] for item in json.loads(listed)["items"]]
     assert "evil\x1b[2J\u202ename" in names  # --json is for programs: the name as stored
 
 

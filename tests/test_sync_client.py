@@ -433,10 +433,10 @@ def test_cli_shows_cloud_names_without_control_characters(
     monkeypatch.setattr(sys, "stderr", err)
     monkeypatch.setattr(sys, "stdout", out)
     assert cli(["--dry-run", "--base-url", cloud.url], vault_path) == 0
-    assert "evil?]0;pwned??[2J?name" in out.getvalue()
+    assert r"evil\x1b]0;pwned\x07\x1b[2J\rname" in out.getvalue()
     assert assert_no_controls(out.getvalue())
     assert cli(["--base-url", cloud.url], vault_path) == 0
-    assert "evil?]0;pwned??[2J?name" in err.getvalue() + out.getvalue()
+    assert r"evil\x1b]0;pwned\x07\x1b[2J\rname" in err.getvalue() + out.getvalue()
     # The progress line's own "\r\033[K" is ours; nothing else non-printable gets through.
     assert assert_no_controls(err.getvalue().replace("\r\033[K", "")) and assert_no_controls(out.getvalue())
     json_out = io.StringIO()

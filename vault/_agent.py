@@ -60,6 +60,8 @@ DEFAULT_MAX: Final = 8 * 3600.0
 #: The longest a vault may stay unlocked, whatever ``--timeout`` asks for.
 HARD_MAX: Final = 7 * 24 * 3600.0
 _GROUP_LIMIT: Final = 512
+#: An agent that was started but never handed a vault exits after this many seconds.
+_IDLE_START: Final = 60.0
 
 _READS: Final = {
     ("secret", "fetch"),
@@ -198,6 +200,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.lock = threading.RLock()
         self.stopping = threading.Event()
         self.ever_held = False
+        self.started = time.monotonic()
         super().__init__(str(path), _Handler)
         os.chmod(path, 0o600)
 
@@ -265,7 +268,8 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             late = [path for path, held in self.held.items() if now >= held.deadline()]
         for path in late:
             self.lock_vault(path)
-        if self.ever_held and not self.held:
+        # Nothing left to hold: the agent's job is done (and one started for nothing gives up soon).
+        if not self.held and (self.ever_held or now - self.started > _IDLE_START):
             self.stopping.set()
 
 
@@ -319,6 +323,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def _dispatch(self, message: dict[str, Any], fds: list[int]) -> Any:
         op = message.get("op")
         server = self.server
+        if op == "hello":
+            return {"pid": os.getpid(), "version": 1}
         if op == "status":
             return server.status()
         if op == "lock":

@@ -70,9 +70,16 @@ def agent_socket() -> Path:
     override = os.environ.get(AGENT_SOCKET_ENV)
     if override:
         return Path(override)
+    import warnings
+
     import platformdirs
 
-    return Path(platformdirs.user_runtime_path("cbk-vault", ensure_exists=False)) / "agent.sock"
+    with warnings.catch_warnings():
+        # Without $XDG_RUNTIME_DIR platformdirs falls back to /tmp/runtime-<uid> and warns on stderr;
+        # that directory is checked like any other before use (ours, 0700).
+        warnings.simplefilter("ignore")
+        runtime = platformdirs.user_runtime_path("cbk-vault", ensure_exists=False)
+    return Path(runtime) / "agent.sock"
 
 
 def check_private_dir(directory: Path) -> None:
@@ -168,8 +175,24 @@ def decode_secret(obj: Mapping[str, Any]) -> Secret:
 # --- the client ------------------------------------------------------------------------------------
 
 
+def _check_socket(target: Path) -> None:
+    """Before anything is sent: the socket and its directory are ours and private.
+
+    In a shared fallback directory (``/tmp/runtime-<uid>``) another user could otherwise plant a
+    socket of their own, and ``unlock`` would hand it the passphrase.
+    """
+    try:
+        check_private_dir(target.parent)
+        st = os.lstat(target)
+    except FileNotFoundError:
+        raise NotUnlockedError("no unlock agent is running: run `cbk-vault unlock`") from None
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+        raise InsecureFileError(f"{target} is not a socket of this user's unlock agent")
+
+
 def _connect(path: Path | None = None) -> socket.socket:
     target = path or agent_socket()
+    _check_socket(target)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(target))
@@ -193,11 +216,12 @@ def _raise_for(answer: Mapping[str, Any]) -> Any:
 def request(op: str, *, sock_path: Path | None = None, fds: list[int] | None = None, **fields: Any) -> Any:
     """One request on a fresh connection (unlock, lock, status)."""
     with _connect(sock_path) as sock:
-        send_message(sock, {"op": op, **fields}, fds)
         try:
+            send_message(sock, {"op": op, **fields}, fds)
             answer, _ = recv_message(sock)
-        except (ConnectionResetError, OSError):
-            raise VaultClosedError("the unlock agent stopped while answering this request") from None
+        except OSError:
+            # It was exiting (nothing left to hold) or was killed: no agent, as far as we can tell.
+            raise NotUnlockedError("the unlock agent stopped while answering: run `cbk-vault unlock`") from None
         return _raise_for(answer)
 
 

@@ -40,7 +40,7 @@ from ._exit_codes import (
     exit_code_for,
 )
 from ._parser import build_parser, global_value_options
-from ._terminal import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, UsageError, dump_json, harden_process
+from ._terminal import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, UsageError, dump_json, for_terminal, harden_process
 
 __all__ = ["EXIT_CODES", "exit_code_for", "main"]
 
@@ -90,7 +90,8 @@ def _report(message: str, code: str, status: int, *, as_json: bool) -> int:
         line = dump_json({"message": message, "code": code, "exitCode": status})
         print(line, file=sys.stderr)
     else:
-        print(f"cbk-vault: error: {message}" + (f" [{code}]" if code else ""), file=sys.stderr)
+        # A message may quote a path, a name or a server's text: escaped, it stays one harmless line.
+        print(for_terminal(f"cbk-vault: error: {message}" + (f" [{code}]" if code else "")), file=sys.stderr)
     return status
 
 

@@ -13,12 +13,12 @@ import datetime as _dt
 import os
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from .. import _session
 from .._records import Secret
 from .._store import resolve_path
 from .._vault import Vault, raw_records
@@ -27,6 +27,7 @@ from .._vault import open as vault_open
 from ..errors import (
     ConflictError,
     NotFoundError,
+    NotUnlockedError,
     StorageError,
     VaultError,
     VaultExistsError,
@@ -42,6 +43,7 @@ from ._terminal import (
     UsageError,
     check_vault_path,
     dump_json,
+    for_terminal,
     load_json,
     open_private_output,
     prompt_new_passphrase,
@@ -91,12 +93,12 @@ class Context:
         return float(getattr(self.args, "lock_timeout", 10.0))
 
     def say(self, text: str = "") -> None:
-        """Print a line of the command's result to stdout."""
-        print(text, file=self.out)
+        """Print a line of the command's result to stdout, escaped for the terminal (never a value)."""
+        print(for_terminal(text), file=self.out)
 
     def note(self, text: str) -> None:
-        """Print a line for the person at the terminal to stderr (never a secret)."""
-        print(text, file=self.err)
+        """Print a line for the person at the terminal to stderr, escaped (never a secret)."""
+        print(for_terminal(text), file=self.err)
 
     def emit(self, obj: Any) -> None:
         """Print ``obj`` as one line of JSON to stdout."""
@@ -112,12 +114,24 @@ class Context:
             return PassphraseSource(env=self.env_passphrase, err=self.err)
         return PassphraseSource(file=file, fd=fd, err=self.err)
 
-    def open_vault(self) -> Vault:
-        """Resolve the path and the passphrase exactly as every command does, and unlock."""
+    def open_vault(self, *, local: bool = False) -> Vault:
+        """Resolve the path and the passphrase exactly as every command does, and unlock.
+
+        With no passphrase named (no file, descriptor or variable), a vault the unlock agent
+        holds is used through it: no prompt, no key derivation. ``local`` always asks.
+        """
         path = self.path
         if not path.exists():
             raise VaultNotFoundError(f"no vault at {path} (create one with: cbk-vault init)")
         source = self.passphrase_source()
+        if source.interactive and not local:
+            try:
+                v = _session.open_unlocked(path)
+            except NotUnlockedError:
+                pass
+            else:
+                self.opened.append(v)
+                return v
         if not source.interactive:
             v = vault_open(path, source.read(""), lock_timeout=self.lock_timeout)
         else:
@@ -258,12 +272,12 @@ def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
     d = s.to_dict()
     rows: list[tuple[str, str]] = [
         ("id", s.id),
-        ("name", _printable(s.name)),
+        ("name", s.name),
         ("alias", "@" + s.alias if s.alias else "-"),
         ("type", s.type),
         ("kind", s.kind),
         ("visibility", s.visibility),
-        ("description", _printable(s.description) or "-"),
+        ("description", s.description or "-"),
         ("blueprintId", s.blueprint_id or "-"),
         ("meta", dump_json(d["meta"]) if d["meta"] is not None else "-"),
         ("config", dump_json(d["config"]) if d["config"] is not None else "-"),
@@ -272,12 +286,7 @@ def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
         rows.append(("value", "set (hidden; show it with --reveal)" if has_value else "none"))
     rows += [("created", _when(s.created_at)), ("updated", _when(s.updated_at))]
     for key, value in rows:
-        ctx.say(f"{key:<12} {value}")
-
-
-def _printable(text: str) -> str:
-    """A name for a human: control and format characters (escape sequences, bidi overrides) shown as '?'."""
-    return "".join("?" if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+        ctx.say(f"{key:<12} {value}")  # say() escapes: every field may come from a pull or an import
 
 
 def _short(text: str, width: int) -> str:
@@ -290,7 +299,8 @@ def _table(ctx: Context, items: list[Secret]) -> None:
         rows.append(
             [
                 s.id,
-                _short(_printable(s.name), 40) or "-",
+                # Escaped before it is cut and padded, so the columns line up with what is shown.
+                _short(for_terminal(s.name), 40) or "-",
                 s.type,
                 s.kind,
                 "@" + s.alias if s.alias else "-",
@@ -325,8 +335,9 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
-    """``cbk-vault passwd``: rewrap the vault key under a new passphrase."""
-    with ctx.open_vault() as v:
+    """``cbk-vault passwd``: rewrap the vault key (or, with --rekey, draw a new one) under a new passphrase."""
+    # Always the current passphrase, never the agent's session: whoever changes it must know it.
+    with ctx.open_vault(local=True) as v:
         file, fd = args.new_passphrase_file, args.new_passphrase_fd
         if file is not None and fd is not None:
             raise UsageError("give either --new-passphrase-file or --new-passphrase-fd, not both")
@@ -341,13 +352,76 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
             err=ctx.err,
         )
         new = prompt_new_passphrase(source, "New passphrase")
-        v.change_passphrase(new, kdf=args.kdf)
+        v.change_passphrase(new, kdf=args.kdf, rekey=args.rekey)
         path = v.path
     if ctx.json:
-        ctx.emit({"path": str(path), "changed": True})
+        ctx.emit({"path": str(path), "changed": True, "rekeyed": bool(args.rekey)})
+    elif args.rekey:
+        ctx.say(f"Passphrase changed and data key replaced for {path} (every value sealed again)")
     else:
         ctx.say(f"Passphrase changed for {path}")
     return 0
+
+
+def cmd_unlock(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault unlock``: hand the vault to the per-user agent, which keeps its key until it locks."""
+    path = ctx.path
+    if not path.exists():
+        raise VaultNotFoundError(f"no vault at {path} (create one with: cbk-vault init)")
+    source = ctx.passphrase_source()
+    for attempt in range(1, _TRIES + 1):
+        phrase = source.read("") if not source.interactive else source.ask(f"Passphrase for {path}: ")
+        try:
+            held = _session.unlock(path, phrase, idle=args.timeout, hard=args.max)
+            break
+        except WrongPassphraseError:
+            if not source.interactive or attempt == _TRIES:
+                raise
+            ctx.note("Wrong passphrase; try again.")
+    if ctx.json:
+        ctx.emit(held)
+    else:
+        idle, hard = _span(held["idleTimeout"]), _span(held["hardLocksIn"])
+        ctx.say(f"Unlocked {held['path']}: locks after {idle} unused, in {hard} at most")
+    return 0
+
+
+def cmd_lock(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault lock``: the agent forgets the vault's key (``--all``: every vault's)."""
+    if args.all and args.vault is not None:
+        raise UsageError("give a vault path or --all, not both")
+    target = None if args.all else (resolve_path(args.vault) if args.vault is not None else ctx.path)
+    gone = _session.lock(target, everything=args.all)
+    if ctx.json:
+        ctx.emit({"locked": gone})
+    elif gone:
+        for name in gone:
+            ctx.say(f"Locked {name}")
+    else:
+        ctx.say("Nothing to lock" if args.all else f"{target} was not unlocked")
+    return 0
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault status``: what the agent holds, and when each vault locks."""
+    held = _session.status()
+    if ctx.json:
+        ctx.emit({"unlocked": held})
+    elif not held:
+        ctx.say("No vault is unlocked")
+    else:
+        for item in held:
+            ctx.say(f"{item['path']}: locks in {_span(item['locksIn'])} (at most {_span(item['hardLocksIn'])})")
+    return 0
+
+
+def _span(seconds: float) -> str:
+    whole = int(seconds + 0.5)
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
@@ -374,7 +448,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(created.to_dict())
     else:
-        label = f" ({_printable(created.name)})" if created.name else ""
+        label = f" ({created.name})" if created.name else ""
         ctx.say(f"Created secret {created.id}{label}" + ("" if value is not None else " without a value"))
     return 0
 
@@ -459,7 +533,7 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(updated.to_dict())
     else:
-        ctx.say(f"Updated secret {updated.id}" + (f" ({_printable(updated.name)})" if updated.name else ""))
+        ctx.say(f"Updated secret {updated.id}" + (f" ({updated.name})" if updated.name else ""))
     return 0
 
 
@@ -470,7 +544,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
         # --json says how to print, not that no one is there: a person at a terminal is still asked.
         if not args.yes and sys.stdin.isatty():
             s = raw_records(v).lookup(ref)  # the question needs the name, not the value
-            label = f"{s.id} ({_printable(s.name)})" if s.name else s.id
+            label = for_terminal(f"{s.id} ({s.name})" if s.name else s.id)
             # The question goes to stderr, so stdout stays the command's result (and valid JSON).
             ctx.err.write(f"Delete secret {label}? [y/N] ")
             ctx.err.flush()
@@ -486,31 +560,81 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(deleted.to_dict())
     else:
-        ctx.say(f"Deleted secret {deleted.id}" + (f" ({_printable(deleted.name)})" if deleted.name else ""))
+        ctx.say(f"Deleted secret {deleted.id}" + (f" ({deleted.name})" if deleted.name else ""))
     return 0
 
 
-def _injections(ctx: Context, v: Vault, pairs: list[str]) -> dict[str, str]:
+def _allowed_env(args: argparse.Namespace) -> frozenset[str]:
+    """The names the owner allowed with --allow-env, exactly as typed (``HTTPS_PROXY`` allows no ``Https_Proxy``)."""
+    names = getattr(args, "allow_env", None) or []
+    for name in names:
+        if not _formats.ENV_NAME.fullmatch(name):
+            raise UsageError(f"--allow-env {name[:64]!r} is not a valid environment variable name")
+    return frozenset(names)
+
+
+def _check_chosen_names(chosen: list[tuple[str, str]], allowed: frozenset[str], *, how: str, run: bool) -> None:
+    """Refuse variable names that secrets chose (not the owner): not an identifier, or on the denylist.
+
+    ``chosen`` is (name, secret id) pairs. Every refused name is listed at once, so one rerun
+    with the right --allow-env options is enough. The message names ids and variables, never
+    a value: the value is what a planted secret wants run.
+    """
+    refused: list[tuple[str, str, str]] = []
+    for name, sid in chosen:
+        if not _formats.ENV_NAME.fullmatch(name):
+            raise UsageError(
+                f"secret {sid} {how} {name[:64]!r}, which is not a valid environment variable name "
+                "(letters, digits and _, not starting with a digit)"
+            )
+        reason = _formats.env_denial(name)
+        if reason is not None and name not in allowed:
+            refused.append((name, sid, reason))
+    if not refused:
+        return
+    allow = " ".join(f"--allow-env {name}" for name in dict.fromkeys(name for name, _, _ in refused))
+    if len(refused) == 1:
+        name, sid, reason = refused[0]
+        alternative = f" (or --env {name}={sid})" if run else ""
+        raise UsageError(
+            f"secret {sid} {how} {name}, which a secret may not choose ({reason}); "
+            f"if you mean it, allow it yourself: {allow}{alternative}"
+        )
+    listed = ", ".join(f"{name} (secret {sid})" for name, sid, _ in refused)
+    raise UsageError(
+        f"secrets {how} variables a secret may not choose (they change what runs, or whom it trusts): "
+        f"{listed}; if you mean it, allow them yourself: {allow}"
+    )
+
+
+def _injections(ctx: Context, v: Vault, args: argparse.Namespace) -> dict[str, str]:
     env: dict[str, str] = {}
+    allowed = _allowed_env(args)
     wanted: list[tuple[str, str]] = []
-    if pairs:
-        for item in pairs:
+    if args.env:
+        # Named on the command line: the owner chose these variables, the denylist is not asked.
+        for item in args.env:
             name, sep, ref = item.partition("=")
             if not sep or not ref:
                 raise UsageError("--env must be NAME=REF (REF: an id, @alias, (name) or a unique name)")
+            if not _formats.ENV_NAME.fullmatch(name):
+                raise UsageError(f"{name[:64]!r} is not a valid environment variable name")
             wanted.append((name, ref))
     else:
+        # Chosen by the secrets themselves: every name is checked before any value is decrypted.
         for s in _all_secrets(v):
             env_name = (s.meta or {}).get("env")
             if isinstance(env_name, str):
                 wanted.append((env_name, s.id))
+        _check_chosen_names(wanted, allowed, how="sets meta.env to", run=True)
         if not wanted:
             raise UsageError("no secrets to inject: pass --env NAME=@alias, or set meta env=NAME on secrets")
-    for name, ref in wanted:
-        if not _formats.ENV_NAME.fullmatch(name):
-            raise UsageError(f"{name[:64]!r} is not a valid environment variable name")
-        if name in env:
+    seen: set[str] = set()
+    for name, _ in wanted:
+        if name in seen:
             raise UsageError(f"two secrets are set to inject as {name}")
+        seen.add(name)
+    for name, ref in wanted:
         s = v.secret.fetch(resolve_ref(v, ref))
         if s.value is None:
             raise NotFoundError(f"secret {s.id} has no value to inject as {name}")
@@ -529,7 +653,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not command:
         raise UsageError("no command given: cbk-vault run [--env NAME=REF ...] -- COMMAND [ARGS...]")
     with ctx.open_vault() as v:
-        injected = _injections(ctx, v, args.env)
+        injected = _injections(ctx, v, args)
     ctx.close_all()  # the data key leaves memory before the command runs
     # exec keeps every inheritable descriptor open: the command could rewind --passphrase-fd and
     # read the passphrase again. 0-2 are the command's own stdio and stay.
@@ -570,6 +694,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     else:
         pairs: list[tuple[str, str]] = []
         owner: dict[str, str] = {}
+        allowed = _allowed_env(args)
         for s in secrets:
             name = _formats.env_name_for(s)
             if s.value is None or name is None:
@@ -579,6 +704,9 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
                 raise UsageError(f"{owner[name]} and {s.id} would both export as {name}; set meta env on one")
             owner[name] = s.id
             pairs.append((name, s.value))
+        # meta.env, the alias and the name are all the secret's choice: sourcing the file
+        # (`set -a; . ./.env`) or a dotenv loader would set whatever it chose.
+        _check_chosen_names([(name, owner[name]) for name, _ in pairs], allowed, how="would export as", run=False)
         text = _formats.render_env(pairs)
         count = len(pairs)
     where = args.output if args.output is not None else "standard output"
@@ -654,7 +782,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
                     try:
                         ids.append(_import_one(v, rec, existing, new_ids=args.new_ids))
                     except VaultError as exc:
-                        exc.message = f"item {n} ({_short(_printable(rec.label), 40)}): {exc.message}"
+                        exc.message = f"item {n} ({_short(for_terminal(rec.label), 40)}): {exc.message}"
                         raise
                     progress.update(n)
         finally:
@@ -664,6 +792,15 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         ctx.emit({"imported": len(ids), "withValue": with_value, "ids": ids})
     else:
         ctx.say(f"Imported {len(ids)} secret(s) from {args.file} ({with_value} with a value) into {v.path}")
+    for rec, sid in zip(records, ids, strict=True):
+        # Stored as data (an export must round-trip), but the owner hears now, not at the next `run`.
+        env_name = (rec.fields.get("meta") or {}).get("env")
+        if isinstance(env_name, str) and _formats.env_denial(env_name) is not None:
+            ctx.note(
+                f"cbk-vault: warning: secret {sid} sets meta.env to {env_name[:64]}, which a secret may not "
+                f"choose ({_formats.env_denial(env_name)}); run and export --format env will refuse it "
+                f"unless you pass --allow-env {env_name[:64]}"
+            )
     return 0
 
 
@@ -684,6 +821,9 @@ def _import_one(v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: 
 HANDLERS: Final[dict[str, Callable[[Context, argparse.Namespace], int]]] = {
     "init": cmd_init,
     "passwd": cmd_passwd,
+    "unlock": cmd_unlock,
+    "lock": cmd_lock,
+    "status": cmd_status,
     "create": cmd_create,
     "fetch": cmd_fetch,
     "list": cmd_list,

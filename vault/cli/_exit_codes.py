@@ -27,6 +27,8 @@ EXIT_CODES: Final[dict[str, int]] = {
     "WRONG_PASSPHRASE": 3,
     # The key this command unlocked with no longer opens the vault: unlock again.
     "KEY_CHANGED": 3,
+    # Only from the library: the command line falls back to asking for the passphrase.
+    "NOT_UNLOCKED": 3,
     "VAULT_CORRUPT": 4,
     "UNSUPPORTED_VERSION": 4,
     "KDF_PARAMS": 4,

@@ -21,8 +21,10 @@ from ..errors import InvalidRequestError, WrongPassphraseError
 from ._terminal import UsageError, dump_json, load_json
 
 __all__ = [
+    "DENIED_ENV",
     "EXPORT_FORMAT",
     "Record",
+    "env_denial",
     "env_name_for",
     "parse_env",
     "parse_json",
@@ -50,6 +52,155 @@ class Record:
     updated_at: int | None = None
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- variable names a secret may not choose ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvGroup:
+    """Variables a secret may not choose, and why: exact names, name prefixes and name suffixes (upper case)."""
+
+    reason: str
+    names: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+
+    def matches(self, upper: str) -> bool:
+        """Whether the upper-cased variable name ``upper`` is in this group."""
+        return upper in self.names or upper.startswith(self.prefixes) or upper.endswith(self.suffixes)
+
+
+#: Variables that change what a program runs, loads, trusts or talks to, rather than handing it a
+#: credential. A secret is written by anyone who can write one: a sync pull from a hostile or
+#: compromised cloud, an imported file, any client of the stand-in. Through ``meta.env`` (or,
+#: for ``export --format env``, an alias or a name) it chooses the variable it lands in, and the
+#: owner's next ``cbk-vault run -- anything`` would load ``LD_PRELOAD=/tmp/evil.so``. So a secret
+#: may not choose one of these; only the owner may, by naming it on the command line
+#: (``run --env NAME=SECRET``, or ``--allow-env NAME`` on ``run`` and ``export``).
+#:
+#: Names are compared without regard to case: proxies are read as ``http_proxy`` and
+#: ``HTTP_PROXY`` alike, Windows ignores case in every name, and no credential needs to be
+#: spelled ``path``. docs/CLI.md lists the same groups (a test keeps the two in step).
+DENIED_ENV: Final[tuple[EnvGroup, ...]] = (
+    EnvGroup(
+        "the dynamic loader loads code from it",
+        names=frozenset({"GCONV_PATH", "HOSTALIASES", "LOCPATH", "NLSPATH", "RESOLV_HOST_CONF"}),
+        prefixes=("LD_", "DYLD_"),
+    ),
+    EnvGroup(
+        "an interpreter runs or loads code from it at start-up",
+        names=frozenset(
+            {
+                "CLASSPATH",
+                "JAVA_TOOL_OPTIONS",
+                "JDK_JAVA_OPTIONS",
+                "NODE_OPTIONS",
+                "NODE_PATH",
+                "PERL5DB",
+                "PERL5LIB",
+                "PERL5OPT",
+                "PERLLIB",
+                "PHPRC",
+                "PHP_INI_SCAN_DIR",
+                "RUBYLIB",
+                "RUBYOPT",
+                "R_PROFILE",
+                "R_PROFILE_USER",
+                "TCLLIBPATH",
+                "_JAVA_OPTIONS",
+            }
+        ),
+        prefixes=("PYTHON", "LUA_"),
+    ),
+    EnvGroup(
+        "a shell runs code from it at start-up or when it prompts, or it changes how scripts parse",
+        names=frozenset(
+            {
+                "BASHOPTS",
+                "BASH_ENV",
+                "CDPATH",
+                "ENV",
+                "GLOBIGNORE",
+                "IFS",
+                "PROMPT_COMMAND",
+                "PS0",
+                "PS1",
+                "PS2",
+                "PS3",
+                "PS4",
+                "SHELLOPTS",
+                "ZDOTDIR",
+            }
+        ),
+        prefixes=("BASH_FUNC_",),
+    ),
+    EnvGroup(
+        "it decides which program a name runs, or where configuration and temporary files are found",
+        names=frozenset({"HOME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR", "XDG_CONFIG_DIRS", "XDG_CONFIG_HOME"}),
+    ),
+    EnvGroup(
+        "it sends the program's traffic, tokens included, through another host",
+        names=frozenset({"ALL_PROXY", "FTP_PROXY", "GRPC_PROXY", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"}),
+    ),
+    EnvGroup(
+        # OPENAI_BASE_URL, ANTHROPIC_BASE_URL, CHATBOTKIT_BASE_URL...; OPENAI_API_BASE is the old spelling.
+        "it sends an SDK's requests, the API key included, to another host",
+        names=frozenset({"OPENAI_API_BASE"}),
+        suffixes=("_BASE_URL",),
+    ),
+    EnvGroup(
+        "it changes which TLS certificates are trusted, or writes the TLS session keys to a file",
+        names=frozenset(
+            {
+                "CURL_CA_BUNDLE",
+                "NODE_EXTRA_CA_CERTS",
+                "NODE_TLS_REJECT_UNAUTHORIZED",
+                "OPENSSL_CONF",
+                "OPENSSL_ENGINES",
+                "OPENSSL_MODULES",
+                "REQUESTS_CA_BUNDLE",
+                "SSLKEYLOGFILE",
+                "SSL_CERT_DIR",
+                "SSL_CERT_FILE",
+            }
+        ),
+    ),
+    EnvGroup(
+        "git runs commands and reads configuration from it",
+        prefixes=("GIT_",),
+    ),
+    EnvGroup(
+        "tools run it as a program (an editor, a pager, a password prompt, a browser)",
+        names=frozenset(
+            {
+                "BROWSER",
+                "EDITOR",
+                "LESSCLOSE",
+                "LESSOPEN",
+                "MANPAGER",
+                "PAGER",
+                "SSH_ASKPASS",
+                "SUDO_ASKPASS",
+                "VISUAL",
+            }
+        ),
+    ),
+    EnvGroup(
+        "cbk-vault reads it itself (the vault path, passphrases, the sync endpoint)",
+        names=frozenset({"CHATBOTKIT_BASE_URL"}),
+        prefixes=("CBK_VAULT_",),
+    ),
+)
+
+
+def env_denial(name: str) -> str | None:
+    """Why a secret may not choose the variable ``name`` (one of :data:`DENIED_ENV`), or None if it may."""
+    upper = name.upper()
+    for group in DENIED_ENV:
+        if group.matches(upper):
+            return group.reason
+    return None
 
 
 # --- JSON -------------------------------------------------------------------------------

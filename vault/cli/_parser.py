@@ -10,6 +10,7 @@ Nothing here runs a command: ``serve`` and ``sync`` are described here too, but 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn
@@ -93,6 +94,23 @@ class Command:
 
 
 # --- argument types ----------------------------------------------------------------------------
+
+
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h30m``, ``2d``: seconds."""
+    pos, total = 0, 0.0
+    for found in _DURATION_PART.finditer(text.strip()):
+        if found.start() != pos:
+            break
+        total += float(found.group(1)) * _UNITS[found.group(2)]
+        pos = found.end()
+    if pos != len(text.strip()) or total <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (examples: 90s, 15m, 1h30m)")
+    return total
 
 
 def _fd(text: str) -> int:
@@ -282,7 +300,44 @@ COMMANDS: Final = (
             Arg(("--new-passphrase-file",), "read the new passphrase from FILE", metavar="FILE"),
             Arg(("--new-passphrase-fd",), "read the new passphrase from descriptor FD", metavar="FD", type=_fd),
             Arg(("--kdf",), "also change the Argon2id cost", choices=_KDF_NAMES),
+            Arg(
+                ("--rekey",),
+                "also replace the data key and seal every value again (an old copy of the file and the old "
+                "passphrase then open nothing written afterwards)",
+                action="store_true",
+            ),
         ),
+    ),
+    Command(
+        "unlock",
+        "keep the vault unlocked in a per-user agent (no more prompts)",
+        "Hand the vault to the per-user unlock agent (started if needed). It keeps the vault's key, never the\n"
+        "passphrase, until the vault stays unused for --timeout, --max passes, `cbk-vault lock`, or the\n"
+        "passphrase changes. Commands without a passphrase option then use it with no prompt.",
+        "  cbk-vault unlock                           # 15 minutes unused, 8 hours at most\n"
+        "  cbk-vault unlock --timeout 1h --max 10h\n"
+        "  cbk-vault status\n  cbk-vault lock --all",
+        (
+            Arg(("--timeout",), "lock after this long unused (default 15m)", metavar="DURATION", type=_duration),
+            Arg(("--max",), "lock after this long in any case (default 8h)", metavar="DURATION", type=_duration),
+        ),
+    ),
+    Command(
+        "lock",
+        "make the unlock agent forget a vault's key",
+        "The unlock agent forgets the vault's key (the default vault, --path, VAULT, or --all).",
+        "  cbk-vault lock\n  cbk-vault lock ~/agents/prod.cbkv\n  cbk-vault lock --all",
+        (
+            Arg(("vault",), "the vault file (default: --path or the default vault)", nargs="?", metavar="VAULT"),
+            Arg(("--all",), "forget every vault", action="store_true"),
+        ),
+    ),
+    Command(
+        "status",
+        "show which vaults the unlock agent holds",
+        "Which vaults the unlock agent holds, and when each locks.",
+        "  cbk-vault status\n  cbk-vault status --json",
+        (),
     ),
     Command(
         "create",
@@ -345,7 +400,10 @@ COMMANDS: Final = (
         "run a command with secrets in its environment",
         "Run COMMAND with secrets as environment variables: those named by --env, or else every secret\n"
         "whose meta has an `env` key. Values never appear on any command line; cbk-vault replaces\n"
-        "itself with COMMAND, so its exit status is COMMAND's. CBK_VAULT_PASSPHRASE is not passed on.",
+        "itself with COMMAND, so its exit status is COMMAND's. CBK_VAULT_PASSPHRASE is not passed on.\n"
+        "A secret's meta env may not name a variable that changes what runs or whom it trusts\n"
+        "(LD_*, DYLD_*, PYTHON*, PATH, HOME, proxies, CA bundles, GIT_*, EDITOR...): run refuses to\n"
+        "start (exit 2) unless you name it yourself with --env NAME=SECRET or --allow-env NAME.",
         "  cbk-vault run -- python agent.py\n"
         "  cbk-vault run --env OPENAI_API_KEY=@openai --env 'DB_URL=(Database)' -- ./deploy.sh\n"
         "  cbk-vault run --env TOKEN=@gh -- sh -c 'curl -H \"Authorization: Bearer $TOKEN\" ...'",
@@ -355,6 +413,13 @@ COMMANDS: Final = (
                 "inject SECRET's value as $NAME (repeatable)",
                 action="append",
                 metavar="NAME=SECRET",
+            ),
+            Arg(
+                ("--allow-env",),
+                "let a secret's meta env set NAME although it is on the denylist (LD_*, PATH, proxies...; "
+                "see docs/CLI.md); repeatable",
+                action="append",
+                metavar="NAME",
             ),
             Arg(("cmd",), "the command to run", metavar="-- COMMAND [ARGS...]", nargs=argparse.REMAINDER),
         ),
@@ -371,6 +436,12 @@ COMMANDS: Final = (
             Arg(("--format",), "json (every field, default) or env", choices=("json", "env"), default="json"),
             Arg(("-o", "--output"), "write to FILE (must not exist) instead of stdout", metavar="FILE"),
             Arg(("--force",), "allow printing plaintext on a terminal", action="store_true"),
+            Arg(
+                ("--allow-env",),
+                "env: let a secret export as NAME although it is on the denylist (LD_*, PATH, proxies...); repeatable",
+                action="append",
+                metavar="NAME",
+            ),
         ),
     ),
     Command(

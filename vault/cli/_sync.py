@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 from ..sync._client import DEFAULT_BASE_URL, ChatBotKitRemote
 from ..sync._run import Change, SyncReport, sync
 from ._exit_codes import EXIT_UNSETTLED
+from ._terminal import for_terminal
 
 if TYPE_CHECKING:
     from .._vault import Vault
@@ -68,9 +69,10 @@ def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> i
 
 
 def _safe(text: str) -> str:
-    """Names and ids come from the cloud: a control character (ESC, CR, BEL...) would let the
-    cloud rewrite the user's terminal, so everything non-printable is shown as "?"."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+    """Names, ids and messages come from the cloud: a control character (ESC, C1 CSI, CR, BEL...)
+    or a bidi override would let the cloud rewrite the user's terminal, so they are shown escaped
+    (the CLI's one rule, :func:`~._terminal.for_terminal`)."""
+    return for_terminal(text)
 
 
 def _ids(*ids: str | None, sep: str) -> str:

@@ -14,8 +14,10 @@ import getpass
 import json
 import math
 import os
+import re
 import stat
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ __all__ = [
     "read_bytes",
     "open_private_output",
     "check_vault_path",
+    "for_terminal",
     "prompt_new_passphrase",
     "read_value",
     "remove_quietly",
@@ -125,16 +128,98 @@ def _read_file(path: str, what: str) -> str:
     return _decode(read_bytes(path, f"{what} file"), f"{what} file {path!r}")
 
 
+# --- text for the terminal -------------------------------------------------------------------
+
+#: Unicode categories that are never shown raw: controls (C0, DEL and C1: ESC and U+009B CSI start
+#: escape sequences), format characters (bidi overrides and isolates, zero-width ones, tags),
+#: surrogates, private use, unassigned code points (a newer terminal may know them as controls),
+#: and the line and paragraph separators.
+_HIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Default-ignorable code points outside those categories: they draw nothing, so "Open\u3164AI"
+#: would look like "OpenAI" (combining grapheme joiner, Hangul fillers, Khmer inherent vowels,
+#: Mongolian and other variation selectors).
+_INVISIBLE: Final = re.compile(
+    r"[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+#: Everything but printable ASCII: the only characters that need a closer look.
+_NOT_ASCII_TEXT: Final = re.compile(r"[^\x20-\x7e]")
+_NOT_JSON_TEXT: Final = re.compile(r"[^\n\x20-\x7e]")
+
+
+def _hidden(ch: str) -> bool:
+    return unicodedata.category(ch) in _HIDDEN_CATEGORIES or _INVISIBLE.match(ch) is not None
+
+
+_SHORT_ESCAPES: Final = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _terminal_escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    if not _hidden(ch):
+        return ch
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def for_terminal(text: str) -> str:
+    """``text`` made safe to print: every control, format or invisible character becomes a visible escape.
+
+    The one rule for every human-readable line (names, descriptions, meta, config, ids, paths,
+    error messages) that may hold bytes the owner did not write: a sync pull, an imported file
+    or a client of the stand-in chooses them. ESC and the C1 controls (U+0080-U+009F; U+009B is
+    a one-character CSI in terminals that read C1) would let such text move the cursor, clear
+    the screen, set the window title or write a hyperlink; bidi overrides and isolates reorder
+    what is shown (``"txt.exe"`` as ``"exe.txt"``), and zero-width characters make two different
+    names look the same. Each is shown as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``, so the owner
+    sees that something is there. A backslash is shown as is (a literal ``\\x1b`` in a name
+    reads the same as an escaped ESC; neither can act on the terminal). Tab and newline are
+    escaped too: one field never spans two lines. Revealed values (``fetch --reveal``, ``run``,
+    ``export``) never pass through here: they are the owner's explicit request and stay exact.
+    """
+    return _NOT_ASCII_TEXT.sub(_terminal_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    if not _hidden(ch):
+        return ch
+    code = ord(ch)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON spells a character outside the BMP as a UTF-16 surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 def dump_json(obj: Any, *, indent: int | None = None) -> str:
-    """JSON for output. NaN or Infinity (only a vault written before the core rejected them could
-    hold one) is a typed error, never the invalid JSON a reader downstream would choke on."""
+    """JSON for output: exact data, and safe to land on a terminal.
+
+    ``ensure_ascii=False`` keeps names in other scripts readable, but it would also leave DEL,
+    the C1 controls (U+009B CSI), bidi overrides and zero-width characters raw: ``list --json``
+    on a terminal, or piped to ``jq`` and then to one, would hand them to it. They are written as
+    ``\\uXXXX`` escapes instead, which every JSON reader decodes to the very same string, so the
+    data stays exact (``json.dumps`` already escapes C0 controls itself). Raw characters outside
+    strings are only the indent's newlines and spaces, so every character rewritten is inside a
+    string. NaN or Infinity (only a vault written before the core rejected them could hold one)
+    is a typed error, never the invalid JSON a reader downstream would choke on.
+    """
     try:
-        return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=indent)
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=indent)
     except ValueError:
         raise InvalidRequestError("a stored meta or config holds NaN or Infinity, which JSON cannot carry") from None
+    return _NOT_JSON_TEXT.sub(_json_escape, text)
 
 
 class _NotFinite(ValueError):
+    pass
+
+
+class _TooManyDigits(ValueError):
+    pass
+
+
+class _RepeatedKey(ValueError):
     pass
 
 
@@ -149,8 +234,24 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows (a CPU-cost guard)
+        raise _TooManyDigits from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        # The last one would win silently: a reviewer reading the file sees the first, the vault stores
+        # the last. I-JSON (RFC 7493) makes unique names a MUST.
+        raise _RepeatedKey
+    return obj
+
+
 def load_json(data: bytes | str, what: str) -> Any:
-    """Strict JSON from the user: UTF-8, finite numbers only, any failure a :class:`UsageError`.
+    """Strict JSON from the user: UTF-8, finite numbers only, unique keys, any failure a :class:`UsageError`.
 
     NaN and Infinity are Python extensions; stored, they would make every later ``--json``
     output invalid JSON. The messages name a position at most, never the text, because the
@@ -158,7 +259,13 @@ def load_json(data: bytes | str, what: str) -> Any:
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        return json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            parse_int=_whole_number,
+            object_pairs_hook=_unique_keys,
+        )
     except UnicodeDecodeError:
         raise UsageError(f"{what} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -166,6 +273,10 @@ def load_json(data: bytes | str, what: str) -> Any:
     except RecursionError:
         # The C decoder recurses once per '[': a long run of them would otherwise crash (exit 70).
         raise UsageError(f"{what} is not valid JSON: nested too deeply") from None
+    except _TooManyDigits:
+        raise UsageError(f"{what} holds a number with too many digits") from None
+    except _RepeatedKey:
+        raise UsageError(f"{what} is not valid JSON: an object repeats a key") from None
     except ValueError:
         raise UsageError(f"{what} is not valid JSON: NaN and Infinity are not allowed") from None
 
