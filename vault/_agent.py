@@ -217,6 +217,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def unlock(self, path: str, passphrase: str, fd: int, idle: float, hard: float) -> dict[str, Any]:
         ident = _file_ident(fd, path, write=True)
         v = open_vault(path, passphrase)
+        engine_of(v).keys().lock_in_memory()
         slots = os.pread(fd, _format.LOG_START - _format.SLOT_OFFSETS[0], _format.SLOT_OFFSETS[0])
         with self.lock:
             old = self.held.pop(path, None)

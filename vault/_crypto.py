@@ -219,3 +219,19 @@ def wipe_bytes(data: bytes) -> None:
     if sys.implementation.name != "cpython" or not data:
         return
     ctypes.memset(id(data) + _BYTES_HEADER, 0, len(data))
+
+
+def lock_bytes(data: bytes) -> bool:
+    """Ask the OS to keep a ``bytes`` object's pages out of swap (``mlock``; CPython, Linux/macOS).
+
+    Best effort: returns False when it is refused (``RLIMIT_MEMLOCK``) or unavailable.
+    """
+    if sys.implementation.name != "cpython" or not data:
+        return False
+    try:
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return int(libc.mlock(ctypes.c_void_p(id(data) + _BYTES_HEADER), ctypes.c_size_t(len(data)))) == 0
+    except (OSError, AttributeError):
+        return False

@@ -65,6 +65,10 @@ class VaultKeys:
             raise corrupt(f"value of secret {entry.id} fails its integrity check") from None
         return _format.decode_value_plaintext(plaintext, self.vault_id, entry.id, entry.value_rev)
 
+    def lock_in_memory(self) -> bool:
+        """Keep the key bytes out of swap where the OS allows it (the unlock agent holds them for hours)."""
+        return all([_crypto.lock_bytes(k) for k in (self.data_key, self.keys.chain, self.keys.frame, self.keys.value)])
+
     def wipe(self) -> None:
         """Overwrite the key bytes in place (best effort, CPython): the unlock agent's lock.
 
