@@ -326,3 +326,18 @@ def test_a_socket_in_a_directory_others_can_reach_is_never_used(sock: Path, made
                 _session.unlock(made, PASSPHRASE)
     finally:
         planted.close()
+
+
+def test_only_the_vault_api_can_be_called_even_inside_a_batch(sock: Path, made: Path) -> None:
+    _session.unlock(made, PASSPHRASE)
+    with vault.open(made) as v:
+        backend_call = v.secret._backend.call  # type: ignore[attr-defined]
+        for target, method in (("secret", "__setattr__"), ("raw", "_engine"), ("vault", "close")):
+            with pytest.raises(vault.InvalidRequestError):
+                backend_call(target, method, "x", 1)
+        with v.batch():
+            with pytest.raises(vault.InvalidRequestError):
+                backend_call("secret", "__init__", None)
+            v.secret.create(name="still fine")
+    with vault.open(made, PASSPHRASE) as direct:
+        assert len(direct) == 2

@@ -60,6 +60,8 @@ DEFAULT_MAX: Final = 8 * 3600.0
 #: The longest a vault may stay unlocked, whatever ``--timeout`` asks for.
 HARD_MAX: Final = 7 * 24 * 3600.0
 _GROUP_LIMIT: Final = 512
+#: Seconds a client may stay silent inside a batch before it is rolled back and disconnected.
+BATCH_IDLE: Final = 30.0
 #: An agent that was started but never handed a vault exits after this many seconds.
 _IDLE_START: Final = 60.0
 
@@ -120,6 +122,8 @@ class _Held:
         self.hard_deadline = time.monotonic() + hard
         self.last_used = time.monotonic()
         self.queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self.state = threading.Lock()
+        self.closed = False
         self.writer = threading.Thread(target=self._write_loop, name="cbk-vault-agent-writer", daemon=True)
         self.writer.start()
 
@@ -131,6 +135,7 @@ class _Held:
         while True:
             first = self.queue.get()
             if first is None:
+                self._fail_pending()
                 return
             group = [first]
             while len(group) < _GROUP_LIMIT:
@@ -154,6 +159,10 @@ class _Held:
                     except VaultError as exc:
                         txn.rollback_to(mark)
                         write.error = exc
+                    except (TypeError, ValueError, KeyError) as exc:
+                        # A malformed call (bad arguments) fails alone, not the others in its group.
+                        txn.rollback_to(mark)
+                        write.error = InvalidRequestError(f"malformed request ({type(exc).__name__})")
         except VaultError as exc:
             for write in group:  # the frame did not commit: none of them is acknowledged
                 if write.error is None:
@@ -165,16 +174,32 @@ class _Held:
         for write in group:
             write.done.set()
 
+    def _fail_pending(self) -> None:
+        with self.state:
+            self.closed = True
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.error = NotUnlockedError("the vault was locked before this write ran; nothing was written")
+                item.done.set()
+
     def submit(self, run: Callable[[], Any]) -> Any:
         write = _Write(run)
-        self.queue.put(write)
+        with self.state:
+            if self.closed:
+                raise NotUnlockedError("the vault was locked: run `cbk-vault unlock`")
+            self.queue.put(write)
         write.done.wait()
         if write.error is not None:
             raise write.error
         return write.result
 
     def close(self) -> None:
-        self.queue.put(None)
+        with self.state:
+            self.queue.put(None)
         try:
             keys = engine_of(self.vault).keys()
         except VaultError:
@@ -344,8 +369,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def _call(self, message: dict[str, Any], fds: list[int], *, in_batch: bool = False) -> Any:
         target, method = str(message["target"]), str(message["method"])
         key = (target, method)
-        if key not in _READS and key not in _WRITES and key not in _ADMIN and not in_batch:
-            raise InvalidRequestError(f"unknown call {target}.{method}")
+        if key not in _READS and key not in _WRITES and key not in _ADMIN:
+            raise InvalidRequestError(f"unknown call {target[:32]}.{method[:32]}")
         path = os.path.realpath(str(message["path"]))
         held = self.server.use(path, _one_fd(fds), write=key not in _READS)
         args = list(message.get("args") or [])
@@ -375,6 +400,9 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def _batch(self, held: _Held, path: str) -> None:
         self._reply(None)  # begun; the client's calls follow on this connection
+        # A batch holds the vault's writer lock: a client that goes quiet inside one must not hold
+        # every other client's writes (and reads) for ever. It is rolled back instead.
+        self.request.settimeout(BATCH_IDLE)
         try:
             with held.vault.batch():
                 while True:
@@ -391,17 +419,25 @@ class _Handler(socketserver.BaseRequestHandler):
                             os.close(fd)
         except _Rollback:
             pass
+        except TimeoutError:
+            raise ConnectionResetError("batch idle too long; rolled back") from None
         except VaultError as exc:
             # The commit failed: nothing of the batch was written.
             self._reply(error=exc)
             raise _Answered from None
+        finally:
+            self.request.settimeout(None)
         return None
 
     def _answer_in_batch(self, message: dict[str, Any], fds: list[int]) -> None:
         try:
+            if message.get("op") != "call":
+                raise InvalidRequestError("only calls on the vault inside a batch")
             result = self._call(message, fds, in_batch=True)
         except VaultError as exc:
             self._reply(error=exc)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._reply(error=InvalidRequestError(f"malformed request ({type(exc).__name__})"))
         else:
             self._reply(result)
 
