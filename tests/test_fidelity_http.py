@@ -1,4 +1,4 @@
-"""The stand-in's HTTP framing against the platform's source (docs/FIDELITY.md, sections A, B, H).
+"""The stand-in's HTTP framing against the platform's source (docs/FIDELITY.md, sections A, B, H, J).
 
 One test (or a few) per row: the request as a client sends it, the answer the cloud's source
 gives. The cloud's pipeline, in order: Next's body parser (413, 400 ``Invalid JSON``, plain
@@ -478,6 +478,76 @@ def test_h9_h10_a_later_failure_is_an_error_event(fresh: StandInServer, monkeypa
         'event: error\ndata: {"message":"System error occurred","code":"GENERIC_ERROR"}\n\n'
     )
     assert csv == 'id,n\n"a",""\n'  # CSV drops everything but items
+
+
+# --- J2: contact-scoped routes: method, content type and token, then 404 ------------------------
+
+CONTACT_ROUTES = [
+    ("GET", "/v1/contact/c1/secret/list"),
+    ("GET", "/api/v1/contact/c1/secret/list"),
+    *[("POST", f"/v1/contact/c1/secret/x/{a}") for a in ("verify", "authenticate", "revoke", "mint", "proxy")],
+    ("POST", "/api/v1/contact/c1/secret/x/mint"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), CONTACT_ROUTES)
+def test_j2_contact_routes_check_method_content_type_and_token_then_404(
+    anon: httpx.Client, http: httpx.Client, method: str, path: str
+) -> None:
+    wrong = "POST" if method == "GET" else "GET"
+    error(anon.request(wrong, path, headers=JSON_CT), 405, "METHOD_NOT_ALLOWED")
+    assert anon.head(path).status_code == 200
+    if method == "POST":
+        error(anon.post(path, content=b"{}"), 400, "BAD_REQUEST", "Bad request")
+    # A body the contact proxy's schema accepts: on the cloud it is validated before the contact lookup.
+    body = {"url": "https://example.com/"} if path.endswith("/proxy") else {}
+    error(anon.request(method, path, json=body if method == "POST" else None), 401, "NOT_AUTHENTICATED")
+    error(http.request(method, path, json=body if method == "POST" else None), 404, "NOT_FOUND", "Not found")
+
+
+def test_j2_the_contact_list_reads_accept_before_the_contact(http: httpx.Client) -> None:
+    path = "/v1/contact/c1/secret/list"
+    error(http.get(path, headers={"accept": "text/html"}), 400, "BAD_REQUEST", "Unsupported accept header")
+    error(http.get(path, headers={"accept": "application/jsonl"}), 404, "NOT_FOUND")
+    error(http.get("/v1/contact/%20/secret/list"), 400, "BAD_REQUEST")
+
+
+def test_j2_other_contact_paths_are_not_routes(http: httpx.Client) -> None:
+    for path in ("/v1/contact/c1/secret/x/fetch", "/v1/contact//secret/list", "/v1/contact/c1/secret/create"):
+        error(http.get(path), 404, "NOT_FOUND")
+
+
+# --- J3, J4: the platform catalogue, empty offline -----------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/api/v1"])
+def test_j3_the_catalogue_list_is_empty(http: httpx.Client, anon: httpx.Client, prefix: str) -> None:
+    path = f"{prefix}/platform/secret/list"
+    r = http.get(path)
+    assert r.status_code == 200 and r.json() == {"items": []} and r.headers["content-type"] == "application/json"
+    assert http.get(path, params={"cursor": "x", "take": "5"}).json() == {"items": []}
+    for accept in ("application/jsonl", "text/csv", "text/event-stream"):
+        s = http.get(path, headers={"accept": accept})
+        assert s.status_code == 200 and s.content == b"" and s.headers["content-type"] == accept
+    error(http.get(path, headers={"accept": "text/html"}), 400, "BAD_REQUEST", "Unsupported accept header")
+    error(anon.get(path), 401, "NOT_AUTHENTICATED")
+    error(anon.post(path, json={}), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/api/v1"])
+def test_j4_the_catalogue_search_validates_and_finds_nothing(
+    http: httpx.Client, anon: httpx.Client, prefix: str
+) -> None:
+    path = f"{prefix}/platform/secret/search"
+    for body in ({"search": "google"}, {"search": "google", "take": 100}, {}, {"search": "  "}):
+        r = http.post(path, json=body)
+        assert r.status_code == 200 and r.json() == {"items": []}, (body, r.text)
+    refused: list[Any] = [{"search": 5}, {"search": ""}, {"take": 0}, {"take": 101}, {"take": 1.5}]
+    for body in [*refused, {"search": "x", "other": 1}, [1]]:
+        error(http.post(path, json=body), 400, "BAD_REQUEST")
+    error(anon.post(path, json={"search": "google"}), 401, "NOT_AUTHENTICATED")
+    error(anon.get(path), 405, "METHOD_NOT_ALLOWED")
+    error(http.post(path, content=b"{}"), 400, "BAD_REQUEST", "Bad request")
 
 
 # --- what stays the stand-in's own: the Host check first, unknown paths as JSON 404 --------------

@@ -4,7 +4,7 @@ One application serves every way in: ``cbk-vault serve`` runs it under uvicorn o
 socket (``_http``), and ``vault.testing.transport()`` hands it to an httpx client in process,
 with no socket, no thread and no port. HTTP framing lives here, in the cloud's order
 (docs/FIDELITY.md, "The cloud's request pipeline"): routing under ``/v1/`` and ``/api/v1/``
-(the secret routes), the stand-in's own
+(the secret routes, the contact-scoped ones, the platform catalogue), the stand-in's own
 Host-header check, Next's body parser (1 MiB, plain-text ``Invalid JSON``), ``HEAD`` and
 ``OPTIONS``, the method, a POST's content type, the bearer token and run-as headers, the list
 ``Accept`` formats (JSON, JSONL, CSV, event stream), and the cloud's error shapes. The route
@@ -64,6 +64,8 @@ _ROUTES: Final[dict[str, str]] = {
     "proxy": "POST",
 }
 _COLLECTION_ACTIONS: Final = frozenset({"list", "create"})
+# platform/pages/api/v1/contact/[contactId]/secret/[secretId]/*.js
+_CONTACT_ACTIONS: Final = frozenset({"verify", "authenticate", "revoke", "mint", "proxy"})
 _RUNAS_HEADERS: Final = (b"x-runas-user-id", b"x-runas-userid", b"x-runas-child-user-email")
 # packages/http-codes: the default message of each status the stand-in answers by itself.
 _DEFAULT_MESSAGES: Final[dict[int, tuple[str, str]]] = {
@@ -149,10 +151,11 @@ class _Reply:
 
 @dataclass(frozen=True)
 class _Route:
-    scope: str  # "secret"
+    scope: str  # "secret", "contact" or "platform"
     action: str
     method: str
     secret_id: str | None = None
+    contact_id: str | None = None
 
 
 @dataclass
@@ -228,6 +231,14 @@ def _route(path: str) -> _Route | None:
             return _Route("secret", action, _ROUTES[action])
         case ["secret", sid, action] if sid and action in _ROUTES and action not in _COLLECTION_ACTIONS:
             return _Route("secret", action, _ROUTES[action], secret_id=unquote(sid))
+        case ["contact", cid, "secret", "list"] if cid:
+            return _Route("contact", "list", "GET", contact_id=unquote(cid))
+        case ["contact", cid, "secret", sid, action] if cid and sid and action in _CONTACT_ACTIONS:
+            return _Route("contact", action, "POST", secret_id=unquote(sid), contact_id=unquote(cid))
+        case ["platform", "secret", "list"]:
+            return _Route("platform", "list", "GET")
+        case ["platform", "secret", "search"]:
+            return _Route("platform", "search", "POST")
     return None
 
 
@@ -407,7 +418,22 @@ class StandInApp:
         self.check_token(headers.get("authorization") or None)
         if any(headers.get_bytes(h).strip(b" \t") for h in _RUNAS_HEADERS):
             raise HttpError(401)  # no child users offline: the cloud's answer for an unknown one
-        return self._secret_route(route, exchange, body)
+        if route.scope == "secret":
+            return self._secret_route(route, exchange, body)
+        api = self.api
+        if route.scope == "contact":  # no contacts offline: _api answers 404 (J1, J2)
+            contact_id = _required(route.contact_id)
+            if route.action == "list":
+                fmt = _accept_format(headers)  # withStream reads Accept before the handler runs
+                page = api.contact_list(contact_id, _list_query(exchange))
+                return _Reply(200, dumps(page)) if fmt == _JSON else _stream_reply(fmt, _item_events(page))
+            return _Reply(200, dumps(api.contact_use(contact_id, _js_trim(route.secret_id or ""), route.action, body)))
+        if route.action == "list":  # the platform catalogue (J3, J4)
+            fmt = _accept_format(headers)
+            if fmt == _JSON:
+                return _Reply(200, dumps(api.catalogue_list(_list_query(exchange))))
+            return _stream_reply(fmt, api.catalogue_stream(_list_query(exchange)))
+        return _Reply(200, dumps(api.catalogue_search(body)))
 
     def _secret_route(self, route: _Route, exchange: _Exchange, body: Any) -> _Reply:
         api = self.api
@@ -493,6 +519,10 @@ def _guarded(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     except Exception:
         sys.stderr.write("cbk-vault serve: internal error while streaming a list\n")
         yield {"type": "error", "data": _generic_error()}
+
+
+def _item_events(page: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    return ({"type": "item", "data": item} for item in page.get("items") or [])
 
 
 def _generic_error() -> dict[str, str]:
