@@ -118,6 +118,12 @@ def error(r: httpx.Response, status: int, code: str, message: str | None = None)
     return dict(body)
 
 
+def plain(r: httpx.Response, status: int, text: str) -> None:
+    """An answer of Next's body parser, before any route code: the message alone, no content type."""
+    assert r.status_code == status, r.text
+    assert r.text == text and "content-type" not in r.headers
+
+
 # --- create / fetch ---------------------------------------------------------------------------
 
 
@@ -260,11 +266,11 @@ def test_unknown_routes_are_404_and_wrong_methods_405(http: httpx.Client, api: A
     error(http.get("/api/v1/secret/a/b/fetch"), 404, "NOT_FOUND")
     r = http.post("/api/v1/secret/list", json={})
     error(r, 405, "METHOD_NOT_ALLOWED")
-    assert r.headers["allow"] == "GET"
+    assert "allow" not in r.headers  # the cloud's 405 names no methods
     sid = api.make()
     r = http.get(api.url(sid, "delete"))
     error(r, 405, "METHOD_NOT_ALLOWED")
-    assert r.headers["allow"] == "POST"
+    assert "allow" not in r.headers
     error(http.put(api.url(sid, "update"), json={}), 405, "METHOD_NOT_ALLOWED")
 
 
@@ -274,7 +280,7 @@ def test_bad_bodies_are_400_with_messages(http: httpx.Client, api: Api) -> None:
     assert "type" in body["message"] and "kind" in body["message"] and "; " in body["message"]
     error(api.create(alias="UPPER"), 400, "BAD_REQUEST")
     raw = http.post("/api/v1/secret/create", content=b"{not json", headers={"content-type": "application/json"})
-    error(raw, 400, "BAD_REQUEST", "Invalid JSON body")
+    plain(raw, 400, "Invalid JSON")
     error(http.post("/api/v1/secret/create", json=[1, 2]), 400, "BAD_REQUEST")
     sid = api.make()
     error(api.update(sid, value=5), 400, "BAD_REQUEST")
@@ -288,7 +294,7 @@ def test_duplicate_alias_is_a_conflict(api: Api) -> None:
 def test_oversized_body_is_413(http: httpx.Client) -> None:
     big = json.dumps({"value": "x" * (5 << 20)})
     r = http.post("/api/v1/secret/create", content=big, headers={"content-type": "application/json"})
-    error(r, 413, "CONTENT_TOO_LARGE")
+    plain(r, 413, "Body exceeded 1mb limit")
 
 
 def test_foreign_host_header_is_refused(server: str) -> None:
@@ -519,7 +525,7 @@ def test_json_bodies_with_nan_or_infinity_are_400(api: Api, constant: str) -> No
     r = api.http.post(
         api.url(sid, "mint"), content=f'{{"x": {constant}}}', headers={"content-type": "application/json"}
     )
-    error(r, 400, "BAD_REQUEST")
+    plain(r, 400, "Invalid JSON")
     r = api.create(name="n2", meta={"x": 1})
     assert r.status_code == 200  # an ordinary body is still fine
 
@@ -527,7 +533,7 @@ def test_json_bodies_with_nan_or_infinity_are_400(api: Api, constant: str) -> No
 def test_json_nested_past_the_stack_is_400_not_500(api: Api) -> None:
     deep = '{"name": "n", "meta": {"x": ' + "[" * 200_000 + "]" * 200_000 + "}}"
     r = api.http.post("/api/v1/secret/create", content=deep, headers={"content-type": "application/json"})
-    error(r, 400, "BAD_REQUEST")
+    plain(r, 400, "Invalid JSON")
 
 
 def test_a_chunked_body_is_read_like_any_other(server: str) -> None:
@@ -543,7 +549,8 @@ def test_a_chunked_body_is_read_like_any_other(server: str) -> None:
 
 
 def test_a_refused_request_is_answered_without_reading_its_body(server: str) -> None:
-    # The announced body never comes: the 401 must not wait for it, and the connection closes.
+    # The announced body is over Next's 1 MiB and never comes: the 413 (which comes before the
+    # token, as on the cloud) must not wait for it, and the connection closes.
     host = server.removeprefix("http://")
     request = (
         f"POST /api/v1/secret/create HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer wrong\r\n"
@@ -551,5 +558,5 @@ def test_a_refused_request_is_answered_without_reading_its_body(server: str) -> 
     ).encode()
     data, closed = raw_exchange(server, request)
     assert data, "no answer before the body arrived"
-    status, answer = _status_and_body(data)
-    assert (status, answer["code"]) == (401, "NOT_AUTHENTICATED") and closed
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and body == b"Body exceeded 1mb limit" and closed

@@ -631,6 +631,10 @@ class HttpSurface:
         content = None if body is None else json.dumps(body).encode()  # NaN goes out as the word NaN
         headers = {} if body is None else {"content-type": "application/json"}
         response = self.client.request(method, path, content=content, headers=headers, params=params)
+        if (response.status_code, response.text) in ((400, "Invalid JSON"), (413, "Body exceeded 1mb limit")):
+            # Next's body parser, before any route code, in plain text (docs/FIDELITY.md A6, A11):
+            # NaN and Infinity are not JSON, and a body over 1 MiB is not read. Refused either way.
+            return Err("BAD_REQUEST")
         data = response.json()
         if response.status_code == 200:
             return Ok(data)

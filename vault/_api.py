@@ -280,6 +280,51 @@ class SecretApi:
         # Offline means no upstream: the cloud would forward the request to the internet.
         raise _NotOffline("proxy forwards requests to the internet; the offline stand-in does not")
 
+    # --- contact-scoped routes and the platform catalogue (docs/FIDELITY.md J1-J4) -------------
+    # MINIMAL VERSIONS added with the stand-in's routing (branch fid-http) so the routes can be
+    # wired and tested. The use-time routes' work (branch fid-use) owns these five methods, with
+    # the same signatures: its versions replace these (they also check the contact identifier
+    # and the contact proxy's body, and the search body as Joi does).
+
+    def contact_list(self, contact_id: str, query: ListQuery) -> dict[str, Any]:
+        """``GET /v1/contact/{contactId}/secret/list``: no contacts offline, so ``404 Not found``."""
+        raise NotFoundError("Not found")
+
+    def contact_use(self, contact_id: str, secret_id: str, action: str, body: object = None) -> dict[str, Any]:
+        """``POST /v1/contact/{contactId}/secret/{secretId}/{action}``: no contacts offline, so ``404``."""
+        raise NotFoundError("Not found")
+
+    def catalogue_list(self, query: ListQuery) -> dict[str, Any]:
+        """``GET /v1/platform/secret/list``: the platform's template catalogue, empty offline."""
+        return {"items": []}
+
+    def catalogue_stream(self, query: ListQuery) -> Iterator[dict[str, Any]]:
+        """The streamed form of :meth:`catalogue_list`: no events."""
+        return iter(())
+
+    def catalogue_search(self, body: object = None) -> dict[str, Any]:
+        """``POST /v1/platform/secret/search`` ``{search?, take?}``: validated, nothing found offline."""
+        obj = _object_body(body)
+        search = obj.get("search")
+        if "search" in obj and not isinstance(search, str):
+            raise InvalidRequestError('"search" must be a string')
+        if search == "":
+            raise InvalidRequestError('"search" is not allowed to be empty')
+        if "take" in obj:
+            take = obj["take"]
+            if isinstance(take, bool) or not isinstance(take, (int, float)):
+                raise InvalidRequestError('"take" must be a number')
+            if take != int(take):
+                raise InvalidRequestError('"take" must be an integer')
+            if take < 1:
+                raise InvalidRequestError('"take" must be greater than or equal to 1')
+            if take > 100:
+                raise InvalidRequestError('"take" must be less than or equal to 100')
+        unknown = [k for k in obj if k not in ("search", "take")]
+        if unknown:
+            raise InvalidRequestError(_joi_unknown(unknown[:1]))
+        return {"items": []}
+
 
 class _ForUse:
     """The vault as the use-time routes see it: a reference's target, too, only with a value

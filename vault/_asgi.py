@@ -2,20 +2,27 @@
 
 One application serves every way in: ``cbk-vault serve`` runs it under uvicorn on a loopback
 socket (``_http``), and ``vault.testing.transport()`` hands it to an httpx client in process,
-with no socket, no thread and no port. HTTP framing lives here: routing under
-``/v1/secret/`` and ``/api/v1/secret/``, the bearer token, the Host-header check, methods,
-the body (size and time caps, JSON), JSONL streaming, the cloud's error shapes. The route
+with no socket, no thread and no port. HTTP framing lives here, in the cloud's order
+(docs/FIDELITY.md, "The cloud's request pipeline"): routing under ``/v1/`` and ``/api/v1/``
+(the secret routes, the contact-scoped ones, the platform catalogue), the stand-in's own
+Host-header check, Next's body parser (1 MiB, plain-text ``Invalid JSON``), ``HEAD`` and
+``OPTIONS``, the method, a POST's content type, the bearer token and run-as headers, the list
+``Accept`` formats (JSON, JSONL, CSV, event stream), and the cloud's error shapes. The route
 semantics are ``_api``'s; the field and list rules ``_rules``'.
 """
 
 from __future__ import annotations
 
 import asyncio
+import decimal
 import hmac
+import itertools
 import json
+import math
+import re
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
@@ -23,7 +30,7 @@ from urllib.parse import parse_qsl, unquote
 from ._api import ListQuery, SecretApi
 from ._net import is_loopback
 from ._vault import Vault
-from .errors import InvalidRequestError, MintRefusedError, VaultError
+from .errors import InvalidRequestError, VaultError
 
 __all__ = ["BODY_TIMEOUT", "MAX_BODY", "HttpError", "StandInApp"]
 
@@ -32,12 +39,17 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: Requests bigger than this are refused before they are read (a value is at most 1 MiB).
-MAX_BODY: Final = 4 << 20
+#: Next's default body limit ('1mb', 1,048,576 bytes). A longer body is 413 whatever the route,
+#: method or token; an announced longer one is refused before it is read.
+MAX_BODY: Final = 1 << 20
 #: The whole body must arrive within this many seconds of the headers.
 BODY_TIMEOUT: Final = 30.0
+#: After a 413 the rest of the body is read and dropped (at most this much, while it keeps
+#: coming), so a client still writing it reads the answer instead of a connection reset.
+_DRAIN_LIMIT: Final = 16 * MAX_BODY
+_DRAIN_IDLE: Final = 1.0
 
-_PREFIXES: Final = ("/api/v1/secret/", "/v1/secret/")
+_PREFIXES: Final = ("/api/v1/", "/v1/")
 # action -> the one method the cloud's route answers to.
 _ROUTES: Final[dict[str, str]] = {
     "list": "GET",
@@ -52,7 +64,10 @@ _ROUTES: Final[dict[str, str]] = {
     "proxy": "POST",
 }
 _COLLECTION_ACTIONS: Final = frozenset({"list", "create"})
+# platform/pages/api/v1/contact/[contactId]/secret/[secretId]/*.js
+_CONTACT_ACTIONS: Final = frozenset({"verify", "authenticate", "revoke", "mint", "proxy"})
 _RUNAS_HEADERS: Final = (b"x-runas-user-id", b"x-runas-userid", b"x-runas-child-user-email")
+# packages/http-codes: the default message of each status the stand-in answers by itself.
 _DEFAULT_MESSAGES: Final[dict[int, tuple[str, str]]] = {
     400: ("Bad request", "BAD_REQUEST"),
     401: ("Not authenticated", "NOT_AUTHENTICATED"),
@@ -60,16 +75,48 @@ _DEFAULT_MESSAGES: Final[dict[int, tuple[str, str]]] = {
     404: ("Not found", "NOT_FOUND"),
     405: ("Method not allowed", "METHOD_NOT_ALLOWED"),
     409: ("Conflict", "CONFLICT"),
-    413: ("Content too large", "CONTENT_TOO_LARGE"),
-    500: ("Internal server error", "INTERNAL_SERVER_ERROR"),
+    # packages/errors errorToErrorResponse: what a failure below the route becomes.
+    500: ("System error occurred", "GENERIC_ERROR"),
     501: ("Not implemented", "NOT_IMPLEMENTED"),
     503: ("Service unavailable", "SERVICE_UNAVAILABLE"),
 }
+# packages/http-codes codeToStatusMap, for an error that ends a stream before its first item.
+_CODE_STATUS: Final[dict[str, int]] = {
+    "BAD_REQUEST": 400,
+    "NOT_AUTHENTICATED": 401,
+    "NO_SUBSCRIPTION": 402,
+    "NOT_AUTHORIZED": 403,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "TIMEOUT": 408,
+    "CONFLICT": 409,
+    "UNPROCESSABLE_ENTITY": 422,
+    "TOO_MANY_REQUESTS": 429,
+    "LIMITS_REACHED": 429,
+    "NOT_IMPLEMENTED": 501,
+    "BAD_GATEWAY": 502,
+    "SERVICE_UNAVAILABLE": 503,
+    "GATEWAY_TIMEOUT": 504,
+}
+_JSON: Final = "application/json"
+# platform/lib/stream.ts: the Accept values a list answers, and the content type it answers with.
+_STREAM_FORMATS: Final = frozenset({"application/jsonl", "text/csv", "text/event-stream"})
 _BIDI: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+# What JavaScript's String.prototype.trim removes (WhiteSpace and LineTerminator).
+_JS_SPACE: Final = (
+    "\t\n\v\f\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+# The `content-type` package Next parses the header with (RFC 7231 media type and parameters).
+_TCHARS: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE: Final = re.compile(rf"{_TCHARS}/{_TCHARS}")
+_PARAMETER: Final = re.compile(
+    rf'; *({_TCHARS}) *= *("(?:[\x0b\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x0b\x20-\xff])*"|{_TCHARS}) *'
+)
+_QUOTED_PAIR: Final = re.compile(r"\\([\x0b\x20-\xff])")
 
 
 class HttpError(Exception):
-    """An error answer that is not one of the vault's own errors (routing, auth, size)."""
+    """An error answer that is not one of the vault's own errors (routing, auth, framing)."""
 
     def __init__(self, status: int, message: str | None = None, *, headers: Mapping[str, str] | None = None) -> None:
         default, code = _DEFAULT_MESSAGES[status]
@@ -79,12 +126,62 @@ class HttpError(Exception):
         self.headers = dict(headers or {})
 
 
+class _ParserError(Exception):
+    """Next's body parser refusing a request: the message is the whole body, in plain text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _too_large() -> _ParserError:
+    return _ParserError(413, "Body exceeded 1mb limit")
+
+
 @dataclass
 class _Reply:
     status: int
-    body: Any = None
-    lines: Iterator[dict[str, Any]] | None = None
+    data: bytes = b""
+    content_type: str | None = _JSON
+    chunks: Iterator[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    drain: bool = False  # read and drop the rest of the request body before finishing
+
+
+@dataclass(frozen=True)
+class _Route:
+    scope: str  # "secret", "contact" or "platform"
+    action: str
+    method: str
+    secret_id: str | None = None
+    contact_id: str | None = None
+
+
+@dataclass
+class _Exchange:
+    """One request as the pipeline sees it; ``body_read`` says whether its body was taken in."""
+
+    method: str
+    path: str
+    query: str
+    headers: _Headers
+    receive: Receive
+    body_read: bool = False
+    body_done: bool = False
+
+    async def drain(self) -> None:
+        """Read and drop what is left of the body, bounded by _DRAIN_LIMIT and _DRAIN_IDLE."""
+        left = _DRAIN_LIMIT
+        while left > 0 and not self.body_done:
+            try:
+                message = await asyncio.wait_for(self.receive(), _DRAIN_IDLE)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] == "http.disconnect":
+                return
+            left -= len(message.get("body", b""))
+            self.body_done = not message.get("more_body", False)
 
 
 def escaped(text: str) -> str:
@@ -93,8 +190,14 @@ def escaped(text: str) -> str:
 
 
 def _no_constant(name: str) -> Any:
-    # Python's json reads NaN/Infinity; JSON has no such words, and the vault refuses them.
+    # Python's json reads NaN/Infinity; JSON.parse does not.
     raise ValueError(f"{name} is not JSON")
+
+
+def _js_float(text: str) -> float | None:
+    # JSON.parse reads 1e400 as Infinity, which the platform's JSON.stringify of the body writes as null.
+    number = float(text)
+    return number if math.isfinite(number) else None
 
 
 def dumps(obj: Any) -> bytes:
@@ -110,18 +213,41 @@ def dumps(obj: Any) -> bytes:
 _LINE_BREAKS: Final = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
 
 
-def _route(path: str) -> tuple[str, str | None] | None:
+def _js_trim(text: str) -> str:
+    return text.strip(_JS_SPACE)
+
+
+def _route(path: str) -> _Route | None:
     for prefix in _PREFIXES:
         if path.startswith(prefix):
-            rest = path[len(prefix) :].split("/")
+            parts = path[len(prefix) :].split("/")
             break
     else:
         return None
-    if len(rest) == 1 and rest[0] in _COLLECTION_ACTIONS:
-        return rest[0], None
-    if len(rest) == 2 and rest[0] and rest[1] in _ROUTES and rest[1] not in _COLLECTION_ACTIONS:
-        return rest[1], unquote(rest[0])
+    # A dynamic segment must be non-empty on the wire for Next to match it; blank after decoding
+    # and trimming it is a 400 from requiredUrlParam (checked later, after the token).
+    match parts:
+        case ["secret", action] if action in _COLLECTION_ACTIONS:
+            return _Route("secret", action, _ROUTES[action])
+        case ["secret", sid, action] if sid and action in _ROUTES and action not in _COLLECTION_ACTIONS:
+            return _Route("secret", action, _ROUTES[action], secret_id=unquote(sid))
+        case ["contact", cid, "secret", "list"] if cid:
+            return _Route("contact", "list", "GET", contact_id=unquote(cid))
+        case ["contact", cid, "secret", sid, action] if cid and sid and action in _CONTACT_ACTIONS:
+            return _Route("contact", action, "POST", secret_id=unquote(sid), contact_id=unquote(cid))
+        case ["platform", "secret", "list"]:
+            return _Route("platform", "list", "GET")
+        case ["platform", "secret", "search"]:
+            return _Route("platform", "search", "POST")
     return None
+
+
+def _required(param: str | None) -> str:
+    """platform/lib/query.get.ts ``requiredUrlParam``: trimmed, and a blank one is 400."""
+    value = _js_trim(param or "")
+    if not value:
+        raise HttpError(400)
+    return value
 
 
 def _host_of(header: str) -> str:
@@ -130,10 +256,56 @@ def _host_of(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def _media_type(header: str) -> str | None:
+    """platform/lib/header.ts ``getContentTypeHeader``/``getAcceptHeader``: the first media type,
+    parameters dropped, trimmed and lower-cased; empty or ``*/*`` is none."""
+    value = _js_trim(header.split(",")[0].split(";")[0]).lower()
+    return None if value in ("", "*/*") else value
+
+
+def _parsed_content_type(header: str) -> tuple[str, dict[str, str]]:
+    """The media type and parameters as Next's parser reads them; a malformed header is text/plain."""
+    header = header or "text/plain"
+    index = header.find(";")
+    media = _js_trim(header if index == -1 else header[:index])
+    if not _MEDIA_TYPE.fullmatch(media):
+        return "text/plain", {}
+    parameters: dict[str, str] = {}
+    if index != -1:
+        position = index
+        while (found := _PARAMETER.match(header, position)) is not None:
+            position = found.end()
+            value = found.group(2)
+            if value.startswith('"'):
+                value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+            parameters[found.group(1).lower()] = value
+        if position != len(header):
+            return "text/plain", {}
+    return media.lower(), parameters
+
+
+def _parse_body(headers: _Headers, raw: bytes) -> Any:
+    """Next's ``parseBody``: the body decoded by its charset; JSON types parsed, others left as text."""
+    media, parameters = _parsed_content_type(headers.get("content-type"))
+    try:
+        text = raw.decode(parameters.get("charset") or "utf-8", "replace")
+    except LookupError:  # a charset the decoder does not know (or a bytes-to-bytes codec)
+        raise _ParserError(400, "Invalid body") from None
+    text = text.removeprefix("\ufeff")  # the decoder strips a byte order mark
+    if media not in ("application/json", "application/ld+json"):
+        return text
+    if not text:
+        return {}  # an empty JSON body is {} ("a common client-side mistake")
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_js_float)
+    except (ValueError, RecursionError):  # deep nesting is RecursionError
+        raise _ParserError(400, "Invalid JSON") from None
+
+
 class StandInApp:
     """The stand-in's ASGI application over a vault.
 
-    Every request needs ``Authorization: Bearer <token>``: ``token`` (default: a random one,
+    Every route needs ``Authorization: Bearer <token>``: ``token`` (default: a random one,
     in ``.token``), or any bearer token when ``any_token=True``. ``loopback_only`` makes it
     refuse requests whose Host header is not a loopback name (a DNS-rebinding defence for
     a socket on 127.0.0.1; an in-process transport has no socket to rebind). ``frontend_url``
@@ -165,15 +337,17 @@ class StandInApp:
         return f"<StandInApp {self.vault!r}>"
 
     def check_token(self, header: str | None) -> None:
-        """``Authorization: Bearer <token>``, and nothing else.
+        """The token is the second single-space-separated word of ``Authorization``, trimmed.
 
-        The cloud takes the second word whatever the scheme; the stand-in accepts only the
-        ``Bearer`` scheme the SDKs send, so a ``Basic`` header meant for another service is
-        never taken for a token (a deliberate difference, listed in docs/TESTING.md).
+        As on the cloud (platform/lib/session.get.js): ``Bearer  tok`` (two spaces) has an
+        empty second word and is refused; words after the token are ignored. Unlike the cloud,
+        which never looks at the first word, only the ``Bearer`` scheme (any case) is accepted,
+        so a ``Basic`` header meant for another service is never taken for a token (a
+        deliberate difference, docs/FIDELITY.md B1).
         """
-        scheme, _, given = (header or "").partition(" ")
-        given = given.strip(" ")
-        if scheme.lower() != "bearer" or not given or " " in given:
+        words = (header or "").split(" ")
+        given = _js_trim(words[1]) if len(words) > 1 else ""
+        if words[0].lower() != "bearer" or not given:
             raise HttpError(401)
         if not self.accepts_any_token and not hmac.compare_digest(given.encode(), self.token.encode()):
             raise HttpError(401)
@@ -193,24 +367,23 @@ class StandInApp:
             # The client's bytes, escaped: they must not drive the operator's terminal.
             sys.stderr.write(f"cbk-vault serve: {escaped(method)} {escaped(path)}\n")
         headers = _Headers(scope.get("headers") or [])
-        body_read = False
+        exchange = _Exchange(method, path, scope.get("query_string", b"").decode("latin-1"), headers, receive)
         try:
-            reply, body_read = await self._answer(scope, method, path, headers, receive)
+            reply = await self._answer(exchange)
+        except _ParserError as exc:
+            reply = _Reply(exc.status, exc.message.encode(), content_type=None, drain=exc.status == 413)
         except HttpError as exc:
-            reply = _Reply(exc.status, exc.body, headers=exc.headers)
-        except MintRefusedError as exc:
-            reply = _Reply(exc.status, exc.to_dict())
+            reply = _Reply(exc.status, dumps(exc.body), headers=exc.headers)
         except VaultError as exc:
-            extra = {"X-Failure-Code": exc.code} if exc.status == 403 else {}
-            reply = _Reply(exc.status, exc.to_dict(), headers=extra)
+            reply = _error_reply(exc)
         except Exception:  # a bug must not leak its text to clients
             sys.stderr.write("cbk-vault serve: internal error while answering a request\n")
-            reply = _Reply(500, HttpError(500).body)
-        if not body_read and headers.has_body():
-            # Refused before the body was read: reading it would let an unauthenticated client make
-            # us take in MAX_BODY bytes; leaving it unread would corrupt the next request.
+            reply = _Reply(500, dumps(HttpError(500).body))
+        if not exchange.body_read and headers.has_body():
+            # Refused before the body was read (an unknown route, the Host check, an announced
+            # length over the limit, a body cut short): whatever is left of it cannot be framed.
             reply.headers["Connection"] = "close"
-        await self._send(reply, method, send)
+        await self._send(reply, exchange, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -221,84 +394,205 @@ class StandInApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _answer(
-        self, scope: Scope, method: str, path: str, headers: _Headers, receive: Receive
-    ) -> tuple[_Reply, bool]:
-        route = _route(path)
+    async def _answer(self, exchange: _Exchange) -> _Reply:
+        """The cloud's pipeline: Next's body parser, preflight, method, content type, session, route."""
+        route = _route(exchange.path)
         if route is None:
             raise HttpError(404)
-        action, secret_id = route
+        headers = exchange.headers
         if self.loopback_only and not is_loopback(_host_of(headers.get("host"))):
-            # DNS rebinding: a web page on another name must not reach a loopback server.
+            # DNS rebinding: a web page on another name must not reach a loopback server. The
+            # stand-in's own check, before anything is read.
             raise HttpError(403, "Host not allowed", headers={"X-Failure-Code": "NOT_AUTHORIZED"})
+        body = _parse_body(headers, await _read_body(exchange))
+        # platform/lib/method.ts withPreflight, withGet/withPost
+        if exchange.method == "HEAD":
+            return _Reply(200, content_type=None)
+        if exchange.method == "OPTIONS":
+            return _Reply(200, dumps({}))
+        if exchange.method != route.method:
+            raise HttpError(405)
+        if route.method == "POST" and _media_type(headers.get("content-type")) != _JSON:
+            raise HttpError(400)
+        # platform/lib/session.get.js getSession
         self.check_token(headers.get("authorization") or None)
-        if any(headers.get_bytes(h) for h in _RUNAS_HEADERS):
-            raise HttpError(401, "Not authenticated: there are no child users offline")
-        allowed = _ROUTES[action]
-        if method != allowed:
-            raise HttpError(405, headers={"Allow": allowed})
-        try:
-            body = await _read_body(headers, receive)
-        except HttpError as exc:
-            exc.headers["Connection"] = "close"  # whatever is left of the body cannot be framed
-            raise
+        if any(headers.get_bytes(h).strip(b" \t") for h in _RUNAS_HEADERS):
+            raise HttpError(401)  # no child users offline: the cloud's answer for an unknown one
+        if route.scope == "secret":
+            return self._secret_route(route, exchange, body)
         api = self.api
-        if action == "list":
-            query_string = scope.get("query_string", b"").decode("latin-1")
-            query = ListQuery.from_pairs(parse_qsl(query_string, keep_blank_values=True))
-            if "application/jsonl" in headers.get("accept"):
-                return _Reply(200, lines=api.stream(query)), True
-            return _Reply(200, api.list(query)), True
-        if action == "create":
-            return _Reply(200, api.create(body)), True
-        assert secret_id is not None
-        if action == "fetch":
-            return _Reply(200, api.fetch(secret_id)), True
-        handler: Callable[[str, object], Any] = getattr(api, action)
-        return _Reply(200, handler(secret_id, body)), True
+        if route.scope == "contact":  # no contacts offline: _api answers 404 (J1, J2)
+            contact_id = _required(route.contact_id)
+            if route.action == "list":
+                fmt = _accept_format(headers)  # withStream reads Accept before the handler runs
+                page = api.contact_list(contact_id, _list_query(exchange))
+                return _Reply(200, dumps(page)) if fmt == _JSON else _stream_reply(fmt, _item_events(page))
+            return _Reply(200, dumps(api.contact_use(contact_id, _js_trim(route.secret_id or ""), route.action, body)))
+        if route.action == "list":  # the platform catalogue (J3, J4)
+            fmt = _accept_format(headers)
+            if fmt == _JSON:
+                return _Reply(200, dumps(api.catalogue_list(_list_query(exchange))))
+            return _stream_reply(fmt, api.catalogue_stream(_list_query(exchange)))
+        return _Reply(200, dumps(api.catalogue_search(body)))
 
-    async def _send(self, reply: _Reply, method: str, send: Send) -> None:
-        if reply.lines is not None:
-            await self._send_stream(reply, send)
-            return
-        try:
-            data = dumps(reply.body)
-        except ValueError:  # NaN/Infinity from a vault written before they were refused
-            sys.stderr.write("cbk-vault serve: a response could not be written as JSON\n")
-            reply = _Reply(500, HttpError(500).body)
-            data = dumps(reply.body)
-        out = [
-            (b"content-type", b"application/json; charset=utf-8"),
-            (b"content-length", str(len(data)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
+    def _secret_route(self, route: _Route, exchange: _Exchange, body: Any) -> _Reply:
+        api = self.api
+        if route.action == "list":
+            fmt = _accept_format(exchange.headers)
+            query = _list_query(exchange)
+            if fmt == _JSON:
+                return _Reply(200, dumps(api.list(query)))
+            return _stream_reply(fmt, api.stream(query))
+        if route.action == "create":
+            return _Reply(200, dumps(api.create(body)))
+        secret_id = _required(route.secret_id)
+        if route.action == "fetch":
+            return _Reply(200, dumps(api.fetch(secret_id)))
+        handler: Callable[[str, object], Any] = getattr(api, route.action)
+        return _Reply(200, dumps(handler(secret_id, body)))
+
+    async def _send(self, reply: _Reply, exchange: _Exchange, send: Send) -> None:
+        out: list[tuple[bytes, bytes]] = []
+        if reply.content_type is not None:
+            out.append((b"content-type", reply.content_type.encode()))
+        if reply.chunks is None:
+            out.append((b"content-length", str(len(reply.data)).encode()))
+        out.append((b"cache-control", b"no-store"))
         out += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": out})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else data})
-
-    async def _send_stream(self, reply: _Reply, send: Send) -> None:
-        assert reply.lines is not None
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [(b"content-type", b"application/jsonl; charset=utf-8"), (b"cache-control", b"no-store")],
-            }
-        )
-        for line in reply.lines:
-            try:
-                data = dumps(line) + b"\n"
-            except ValueError:
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": dumps({"type": "error", "data": HttpError(500).body}) + b"\n",
-                        "more_body": True,
-                    }
-                )
-                break
+        data = b"" if exchange.method == "HEAD" else reply.data
+        if reply.drain:
+            # The whole answer goes out first; the connection ends once the body is dropped.
             await send({"type": "http.response.body", "body": data, "more_body": True})
+            await exchange.drain()
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if reply.chunks is None:
+            await send({"type": "http.response.body", "body": data})
+            return
+        for chunk in reply.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _error_reply(exc: VaultError) -> _Reply:
+    body = exc.to_dict()
+    if exc.status == 500 and "code" in body:
+        # packages/errors errorToErrorResponse: every failure below the route is GENERIC_ERROR.
+        body = {**body, "code": "GENERIC_ERROR"}
+    extra = {"X-Failure-Code": exc.code} if exc.status == 403 else {}
+    try:
+        return _Reply(exc.status, dumps(body), headers=extra)
+    except ValueError:
+        return _Reply(500, dumps(HttpError(500).body))
+
+
+def _list_query(exchange: _Exchange) -> ListQuery:
+    return ListQuery.from_pairs(parse_qsl(exchange.query, keep_blank_values=True))
+
+
+def _accept_format(headers: _Headers) -> str:
+    """platform/lib/stream.ts ``withStream``: JSON, JSONL, CSV or an event stream; else 400."""
+    accept = _media_type(headers.get("accept")) or _JSON
+    if accept != _JSON and accept not in _STREAM_FORMATS:
+        raise HttpError(400, "Unsupported accept header")
+    return accept
+
+
+def _stream_reply(fmt: str, events: Iterator[dict[str, Any]]) -> _Reply:
+    """A list as a stream. Nothing to send is an empty body; a failure before the first item is
+    an ordinary error answer (the cloud awaits the first event before it answers)."""
+    first = next(events, None)
+    if first is None:
+        return _Reply(200, content_type=fmt)
+    if first.get("type") == "error":
+        error = dict(first.get("data") or {})
+        return _Reply(_CODE_STATUS.get(str(error.get("code")), 500), dumps(error))
+    format_events = {"application/jsonl": _jsonl, "text/csv": _csv, "text/event-stream": _event_stream}[fmt]
+    return _Reply(200, content_type=fmt, chunks=format_events(_guarded(itertools.chain([first], events))))
+
+
+def _guarded(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    # The answer has started: a bug while paging becomes the stream's error event, not a traceback.
+    try:
+        yield from events
+    except Exception:
+        sys.stderr.write("cbk-vault serve: internal error while streaming a list\n")
+        yield {"type": "error", "data": _generic_error()}
+
+
+def _item_events(page: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    return ({"type": "item", "data": item} for item in page.get("items") or [])
+
+
+def _generic_error() -> dict[str, str]:
+    return HttpError(500).body
+
+
+def _jsonl(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    for event in events:
+        try:
+            yield dumps(event) + b"\n"
+        except ValueError:  # NaN/Infinity from a vault written before they were refused
+            yield dumps({"type": "error", "data": _generic_error()}) + b"\n"
+            return
+
+
+def _event_stream(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    # `event: <type>\ndata: <JSON>\n\n` per event.
+    for event in events:
+        try:
+            data = dumps(event.get("data"))
+        except ValueError:
+            yield b"event: error\ndata: " + dumps(_generic_error()) + b"\n\n"
+            return
+        yield b"event: " + str(event.get("type")).encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _csv(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    # The first event's field names (when it is an item), then each item's values in double
+    # quotes with `"` doubled. Anything but an item (an error) is left out.
+    for index, event in enumerate(events):
+        if event.get("type") != "item":
+            continue
+        item: dict[str, Any] = event.get("data") or {}
+        if index == 0:
+            yield (",".join(item) + "\n").encode()
+        row = ",".join('"' + _js_string(value).replace('"', '""') + '"' for value in item.values())
+        yield (row + "\n").encode()
+
+
+def _js_string(value: Any) -> str:
+    """``value?.toString() || ''`` in JavaScript: null is empty, objects ``[object Object]``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return _js_number(float(value)) if isinstance(value, float) or abs(value) >= 10**21 else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ",".join("" if item is None else _js_string(item) for item in value)
+    return "[object Object]"
+
+
+def _js_number(number: float) -> str:
+    """``Number.prototype.toString``: shortest digits, plain between 1e-7 and 1e21."""
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "Infinity" if number > 0 else "-Infinity"
+    if number == int(number) and abs(number) < 1e21:
+        return str(int(number))
+    text = repr(number)
+    mantissa, _, exponent = text.partition("e")
+    if not exponent:
+        return text
+    power = int(exponent)
+    if -7 < power < 21:
+        return format(decimal.Decimal(text), "f")
+    return f"{mantissa}e{'+' if power > 0 else '-'}{abs(power)}"
 
 
 class _Headers:
@@ -319,41 +613,44 @@ class _Headers:
         return b"transfer-encoding" in self._raw or self.get("content-length").strip() not in ("", "0")
 
 
-async def _read_body(headers: _Headers, receive: Receive) -> Any:
-    """The JSON body (None when empty), read whole within BODY_TIMEOUT and MAX_BODY."""
-    length_text = headers.get("content-length").strip()
+async def _read_body(exchange: _Exchange) -> bytes:
+    """The raw body, read whole within BODY_TIMEOUT and MAX_BODY (Next's ``raw-body`` limits).
+
+    Every request's body is read, whatever its route, method or token, as Next's parser does
+    before any route code: what an unauthenticated client can make the stand-in hold is
+    bounded by MAX_BODY per connection and the connection cap.
+    """
+    length_text = exchange.headers.get("content-length").strip()
     if length_text:
         try:
             length = int(length_text)
         except ValueError:
-            raise HttpError(400, "Invalid content-length") from None
-        if length < 0 or length > MAX_BODY:
-            raise HttpError(413, f"Request body is larger than {MAX_BODY} bytes")
+            raise _ParserError(400, "Invalid body") from None
+        if length > MAX_BODY:
+            raise _too_large()  # before reading any of it
+        if length < 0:
+            raise _ParserError(400, "Invalid body")
     chunks: list[bytes] = []
     size = 0
 
     async def collect() -> None:
         nonlocal size
         while True:
-            message = await receive()
+            message = await exchange.receive()
             if message["type"] == "http.disconnect":
-                raise HttpError(400, "Request body not received")
+                raise _ParserError(400, "Invalid body")
             chunk = message.get("body", b"")
             size += len(chunk)
+            exchange.body_done = not message.get("more_body", False)
             if size > MAX_BODY:
-                raise HttpError(413, f"Request body is larger than {MAX_BODY} bytes")
+                raise _too_large()
             chunks.append(chunk)
-            if not message.get("more_body", False):
+            if exchange.body_done:
                 return
 
     try:
         await asyncio.wait_for(collect(), BODY_TIMEOUT)
     except asyncio.TimeoutError:
-        raise HttpError(400, "Request body not received in time") from None
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting is RecursionError
-        raise InvalidRequestError("Invalid JSON body") from None
+        raise _ParserError(400, "Invalid body") from None
+    exchange.body_read = True
+    return b"".join(chunks)
