@@ -14,7 +14,9 @@ The public API is exactly the names in ``__all__``; everything else is private.
 from __future__ import annotations
 
 from ._crypto import KdfParams
+from ._dotenv import load_env
 from ._records import Page, Secret
+from ._refs import SecretRef, inject_refs, parse_ref, read, ref_resolver, resolve_refs
 from ._secret_client import SecretClient
 from ._session import open
 from ._store import default_path
@@ -70,6 +72,7 @@ __all__ = [
     "RemoteUnavailableError",
     "Secret",
     "SecretClient",
+    "SecretRef",
     "StorageError",
     "UnsupportedVersionError",
     "Vault",
@@ -81,5 +84,11 @@ __all__ = [
     "__version__",
     "default_path",
     "init",
+    "inject_refs",
+    "load_env",
     "open",
+    "parse_ref",
+    "read",
+    "ref_resolver",
+    "resolve_refs",
 ]
