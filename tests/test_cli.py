@@ -250,7 +250,7 @@ def test_create_human_and_json_with_values_from_stdin_and_file(vp: Path, tmp_pat
         assert v.secret.fetch("@stripe").meta == {"env": "STRIPE"}
     # No value source and no terminal: a clear usage error, nothing created.
     assert "--value-stdin" in error_line(cli(vp, "create", "--name", "X"), 2)
-    assert "alias" in error_line(cli(vp, "create", "--alias", "Bad Alias", "--no-value"), 2)
+    assert "alias" in error_line(cli(vp, "create", "--alias", "Bad Alias", "--no-value"), 2).lower()
     assert "CONFLICT" in error_line(cli(vp, "create", "--alias", "gh", "--no-value"), 2)
     assert "--config-json" in error_line(cli(vp, "create", "--no-value", "--config-json", "{nope"), 2)
     assert len(snapshot(vp)) == 6

@@ -22,7 +22,9 @@ stored value against the value rules). The cloud-shaped surfaces (stand-in in pr
 aio, HTTP) must agree exactly with each other. Where the local vault API differs from them
 on purpose, one small named function says how, citing where it is documented (``Err``,
 ``cloud_page``, ``cloud_refuses_personal_value``, ``cloud_value_on_create``,
-``cloud_value_on_update``; for sync and import ``sync_reads_null_as_default``,
+``cloud_value_on_update``, ``cloud_clears_omitted_alias``, ``cloud_schema_refuses``,
+``cloud_database_refuses``, ``cloud_lookup_fails``, ``cloud_forgets_deleted_cursors``,
+``cloud_hides_hash_keys``; for sync and import ``sync_reads_null_as_default``,
 ``sync_strips_its_marker``, ``import_refuses_masked_client_secret``, and
 ``records_keep_underscore_meta``, which is not documented yet); nothing else is loosened.
 """
@@ -63,7 +65,7 @@ from vault.testing import FAST_KDF, StandInServer
 
 PASSPHRASE: Final = "surfaces"
 EPOCH_MS: Final = 1_750_000_000_000
-STATUS: Final = {"BAD_REQUEST": 400, "NOT_FOUND": 404, "CONFLICT": 409}
+STATUS: Final = {"BAD_REQUEST": 400, "NOT_FOUND": 404, "CONFLICT": 409, "GENERIC_ERROR": 500}
 
 
 # --- outcomes -------------------------------------------------------------------------------
@@ -206,8 +208,8 @@ json_leaves = st.one_of(
     st.sampled_from(["prod", "dev", "5", "true", "false", ""]),
 )
 meta_objects = st.dictionaries(
-    st.sampled_from((*META_KEYS, "_x", "", "$x", "é")),
-    st.one_of(json_leaves, st.dictionaries(st.sampled_from(("b", "x")), json_leaves, max_size=2)),
+    st.sampled_from((*META_KEYS, "_x", "", "$x", "é", "#h")),
+    st.one_of(json_leaves, st.dictionaries(st.sampled_from(("b", "x", "#b")), json_leaves, max_size=2)),
     max_size=3,
 )
 #: Metas the list filters below are written to meet: booleans vs "true", numbers vs their
@@ -218,8 +220,9 @@ COMMON_METAS: Final = [
     {"k": 5, "a": {"b": "5"}},
     {"a.b": 5, "k": "5", "n": {"x": 1}},
 ]
-# Valid on some route at least: `_` keys (refused on create, dropped on update), `$update`
-# alone, `$update` with sibling keys, `$update` that is not an object.
+# Valid on some route at least: `_` and empty keys (refused at the top level, dropped inside
+# `$update`), `#` keys (stored, never shown by the cloud), `$update` alone, `$update` with
+# sibling keys, `$update` that is not an object.
 metas = st.one_of(
     st.none(),
     st.sampled_from(COMMON_METAS),
@@ -229,12 +232,18 @@ metas = st.one_of(
     st.builds(lambda d, e: {"$update": d, **e}, meta_objects, meta_objects),
     st.just({"$update": 5}),
 )
+#: A URL-valued config key's values, and whether a URL parser accepts each.
+URLS: Final = {"https://t.example/x": True, "notaurl": False}
 configs = st.one_of(
     st.none(),
-    st.dictionaries(
-        st.sampled_from(("clientId", "clientSecret", "password", "schema")),
-        st.one_of(st.sampled_from([_rules.MASK, "s3cret", "", None, 0]), st.text(max_size=3)),
-        max_size=3,
+    st.builds(
+        operator.or_,
+        st.dictionaries(
+            st.sampled_from(("clientId", "clientSecret", "password", "schema", "#k")),
+            st.one_of(st.sampled_from([_rules.MASK, "s3cret", "", None, 0]), st.text(max_size=3)),
+            max_size=3,
+        ),
+        st.fixed_dictionaries({}, optional={"tokenUrl": st.sampled_from([*URLS, 5])}),
     ),
 )
 VALID_FIELDS: Final[dict[str, st.SearchStrategy[Any]]] = {
@@ -504,7 +513,8 @@ class VaultSurface:
 
         docs/TESTING.md "JSONL streaming pages internally and stops on an empty page or once
         ``take`` items went out; like the cloud it sends whole pages" (API notes §5: the
-        count is checked once a page went out, so it can overshoot by part of a page).
+        count is checked once a page went out, so it can overshoot by part of a page; a
+        negative ``take`` stops after its first page, of one item: docs/FIDELITY.md H5).
         """
 
         def run() -> list[dict[str, Any]]:
@@ -516,7 +526,7 @@ class VaultSurface:
                 if not page.items:
                     return items
                 items += [s.to_dict() for s in page.items]
-                if limit is not None and limit > 0 and len(items) >= limit:
+                if limit and len(items) >= limit:
                     return items
                 cursor = page.cursor
 
@@ -713,6 +723,99 @@ def cloud_value_on_update(stored_kind: str, stored: str | None, body: Mapping[st
     return value
 
 
+def cloud_clears_omitted_alias(op: Update) -> dict[str, Any]:
+    """The body the vault API is given for an update: with ``"alias": None`` when it leaves alias out.
+
+    README "Where the local vault differs": the local ``update`` keeps an alias the call
+    leaves out; the stand-in and ``vault.aio`` clear it, as the cloud's schema default does
+    (docs/FIDELITY.md E1). Sending the vault API the null the cloud fills in keeps every vault
+    in the same state; tests/test_fidelity_rules.py checks the local API keeps the alias.
+    """
+    return op.body if "alias" in op.body else {**op.body, "alias": None}
+
+
+def cloud_takes_null_text(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body the vault API is given: without a null ``name`` or ``description``.
+
+    The cloud's schema lets both through and its database refuses them after every other
+    check (``cloud_database_refuses``); the vault API refuses them as a bad request at once
+    (README "Where the local vault differs"; docs/FIDELITY.md C9), which
+    ``expected_cloud`` checks. Leaving them out shows what the rest of the request meets.
+    """
+    return {k: v for k, v in body.items() if not (k in ("name", "description") and v is None)}
+
+
+def _url(value: object) -> bool:
+    return URLS.get(value, False) if isinstance(value, str) else False
+
+
+def cloud_schema_refuses(body: Mapping[str, Any]) -> bool:
+    """What the cloud's body schema refuses (400) and the vault API accepts, on create and update.
+
+    README "Where the local vault differs" and docs/FIDELITY.md: any non-blank ``blueprintId``
+    (no blueprints offline, E5); a name over 191 or a description over 65,535 UTF-8 bytes
+    (the hosted columns, C10, C11: the local API must hold whatever a sync pulls); a config
+    that neither the oauth nor the basic shape accepts (C14).
+    """
+    blueprint = body.get("blueprintId")
+    if isinstance(blueprint, str) and blueprint.strip(" \t\n\r\v\f"):
+        return True
+    for key, limit in (("name", 191), ("description", 65_535)):
+        text = body.get(key)
+        if isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > limit:
+            return True
+    config = body.get("config")
+    if isinstance(config, dict):
+        oauth_ok = all(isinstance(config[k], str) for k in ("clientId", "clientSecret") if k in config)
+        oauth_ok = oauth_ok and ("tokenUrl" not in config or _url(config["tokenUrl"]))
+        basic_ok = all(isinstance(config[k], str) for k in ("password",) if k in config)
+        return not (oauth_ok or basic_ok)
+    return False
+
+
+def cloud_database_refuses(body: Mapping[str, Any]) -> bool:
+    """A null ``name`` or ``description``: the cloud's NOT NULL columns refuse it once every other
+    check passed, ``500 GENERIC_ERROR`` (docs/FIDELITY.md C9); see ``cloud_takes_null_text``."""
+    return any(k in body and body[k] is None for k in ("name", "description"))
+
+
+def cloud_lookup_fails(target: str) -> bool:
+    """An identifier the cloud's lookup fails on for a top-level account, ``500 GENERIC_ERROR``:
+    ``@`` or ``()`` with nothing in them, a parent's ``@@alias``, a sibling's ``@user@alias``.
+
+    docs/FIDELITY.md F4; the vault API answers 404 (or, for ``()``, finds a secret named ``""``),
+    as README "Where the local vault differs" says.
+    """
+    ident = target.strip()
+    if ident.startswith("@"):
+        return ident.startswith("@@") or "@" in ident[1:] or not ident[1:].strip()
+    return ident.startswith("(") and ident.endswith(")") and not ident[1:-1].strip()
+
+
+def cloud_forgets_deleted_cursors(world: World, query: Mapping[str, Any]) -> bool:
+    """A list cursor naming a secret deleted since: the cloud answers an empty page.
+
+    README "Where the local vault differs": the local ``list`` keeps paging from where the
+    deleted secret was (docs/FIDELITY.md G7).
+    """
+    cursor = query.get("cursor")
+    return cursor in world.deleted
+
+
+def _without_hash_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _without_hash_keys(v) for k, v in obj.items() if not k.startswith("#")}
+    if isinstance(obj, list):
+        return [_without_hash_keys(v) for v in obj]
+    return obj
+
+
+def cloud_hides_hash_keys(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The cloud's answers leave out every ``meta`` and ``config`` key beginning with ``#``, at any
+    depth; ``Secret.to_dict()`` (the owner's own view) keeps them (docs/FIDELITY.md C18)."""
+    return {**item, "meta": _without_hash_keys(item["meta"]), "config": _without_hash_keys(item["config"])}
+
+
 # --- one run --------------------------------------------------------------------------------
 
 
@@ -727,6 +830,7 @@ class World:
     surfaces: dict[str, Surface]
     created: list[str] = field(default_factory=list)  # every id the run created, in order
     cursors: list[str] = field(default_factory=list)  # every cursor a page gave
+    deleted: set[str] = field(default_factory=set)  # every id deleted since it was created
     vault_values: dict[str, str | None] = field(default_factory=dict)
     cloud_values: dict[str, str | None] = field(default_factory=dict)
 
@@ -754,40 +858,76 @@ def state(v: vault.Vault) -> dict[str, tuple[dict[str, Any], str | None]]:
     return {s.id: (s.to_dict(), raw.fetch(s.id)[0].value) for s, _, _ in raw.all()}
 
 
-def run_on_vault(world: World, op: Op, call: Callable[[Surface], Outcome]) -> Outcome:
-    """The vault API's answer. Where the cloud refuses what the vault API accepts on purpose,
-    the change is checked, then rolled back, so every vault goes on from the same state."""
+def run_on_vault(world: World, op: Op, call: Callable[[Surface], Outcome]) -> tuple[Outcome, Outcome]:
+    """The vault API's answer, and what the cloud-shaped surfaces must answer (``expected_cloud``).
+
+    Where the cloud refuses a change the vault API makes on purpose, the change is checked,
+    then rolled back, so every vault goes on from the same state.
+    """
     surface = world.surfaces["vault"]
-    if not (isinstance(op, (Create, Update)) and cloud_refuses_personal_value(op)):
-        return call(surface)
+    if not isinstance(op, (Create, Update, Delete)):
+        out = call(surface)
+        return out, expected_cloud(world, op, out)
     v = world.vaults["vault"]
-    out: Outcome = Err("unset")
+    out = want = Err("unset")
     with contextlib.suppress(_Undo), v.batch():
         out = call(surface)
-        if isinstance(out, Ok):
-            stored = v.secret.fetch(out.value)
-            assert (stored.kind, stored.value) == ("personal", op.body["value"])  # README: kept locally
-        raise _Undo
-    return out
+        want = expected_cloud(world, op, out)
+        if isinstance(out, Ok) and isinstance(want, Err):
+            if isinstance(op, (Create, Update)) and want == Err("CONFLICT"):
+                stored = v.secret.fetch(out.value)
+                assert (stored.kind, stored.value) == ("personal", op.body["value"])  # README: kept locally
+            raise _Undo
+    return out, want
 
 
-def expected_cloud(op: Op, on_vault: Outcome) -> Outcome:
-    if isinstance(op, (Create, Update)) and isinstance(on_vault, Ok) and cloud_refuses_personal_value(op):
-        return Err("CONFLICT")
+def expected_cloud(world: World, op: Op, on_vault: Outcome) -> Outcome:
+    """The cloud's answer, from the vault API's and the documented differences, in the order the
+    cloud meets them (docs/FIDELITY.md "The cloud's request pipeline"): the body schema, the
+    personal-value rule, the lookup, the database; then what its answers leave out."""
+    if isinstance(op, (Create, Update)):
+        if on_vault == Err("BAD_REQUEST") or cloud_schema_refuses(op.body):
+            return Err("BAD_REQUEST")
+        if cloud_refuses_personal_value(op):
+            return Err("CONFLICT")
+        if isinstance(op, Update) and cloud_lookup_fails(world.target(op.target)):
+            return Err("GENERIC_ERROR")
+        if cloud_database_refuses(op.body) and (isinstance(on_vault, Ok) or on_vault == Err("CONFLICT")):
+            return Err("GENERIC_ERROR")  # before the database's own unique-alias check
+        return on_vault
+    if isinstance(op, (Fetch, Delete)) and cloud_lookup_fails(world.target(op.target)):
+        return Err("GENERIC_ERROR")
+    if not isinstance(on_vault, Ok):
+        return on_vault
+    if isinstance(op, Fetch):
+        return Ok(cloud_hides_hash_keys(on_vault.value))
+    if isinstance(op, (List, Stream)):
+        query = {**op.query, "cursor": world.cursor(op.query.get("cursor"))}
+        forgotten = cloud_forgets_deleted_cursors(world, query)
+        if isinstance(op, Stream):
+            return Ok([] if forgotten else [cloud_hides_hash_keys(i) for i in on_vault.value])
+        if forgotten:
+            return Ok(page_of([], None))
+        return Ok(page_of([cloud_hides_hash_keys(i) for i in on_vault.value["items"]], on_vault.value["cursor"]))
     return on_vault
 
 
 def answer(world: World, op: Op) -> Outcome:
     """Run one request on every surface: the cloud-shaped ones must answer what the vault API's answer predicts."""
     call: Callable[[Surface], Outcome]
+    on_vault_call: Callable[[Surface], Outcome] | None = None  # the vault API's call, where it differs
     if isinstance(op, Create):
         keywords = op.keywords
         call = lambda s: s.create(copy.deepcopy(op.body), keywords)  # noqa: E731
+        vault_body = cloud_takes_null_text(op.body)
+        on_vault_call = lambda s: s.create(copy.deepcopy(vault_body), keywords)  # noqa: E731
         shown: Any = op.body
     elif isinstance(op, Update):
         target = world.target(op.target)
         keywords = op.keywords
         call = lambda s: s.update(target, copy.deepcopy(op.body), keywords)  # noqa: E731
+        vault_body = cloud_takes_null_text(cloud_clears_omitted_alias(op))
+        on_vault_call = lambda s: s.update(target, copy.deepcopy(vault_body), keywords)  # noqa: E731
         shown = (target, op.body)
     elif isinstance(op, (Delete, Fetch)):
         target = world.target(op.target)
@@ -805,8 +945,10 @@ def answer(world: World, op: Op) -> Outcome:
             call = lambda s: s.stream(copy.deepcopy(query))  # noqa: E731
         shown = query
 
-    on_vault = run_on_vault(world, op, call)
-    want = expected_cloud(op, on_vault)
+    if isinstance(op, (Create, Update)) and cloud_database_refuses(op.body):
+        # README: the vault API refuses a null name or description as a bad request.
+        assert call(world.surfaces["vault"]) == Err("BAD_REQUEST")
+    on_vault, want = run_on_vault(world, op, on_vault_call or call)
     # Seen with --hypothesis-show-statistics: how often each kind of step succeeds, fails, or meets a difference.
     answer = "ok" if isinstance(on_vault, Ok) else on_vault.code
     event(f"{type(op).__name__} {answer}{' (cloud refuses)' * (want != on_vault)}")
@@ -834,6 +976,7 @@ def step(world: World, op: Op) -> None:
             world.cloud_values[rid] = cloud_value_on_update(before[rid][0]["kind"], world.cloud_values[rid], op.body)
         elif isinstance(op, Delete):
             del world.vault_values[want.value], world.cloud_values[want.value]
+            world.deleted.add(want.value)
         elif isinstance(op, Fetch):
             assert world.vaults["vault"].secret.fetch(want.value["id"]).value == world.vault_values[want.value["id"]]
         elif isinstance(op, List) and want.value["cursor"] is not None:
@@ -963,21 +1106,21 @@ def sync_strips_its_marker(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def records_keep_underscore_meta(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Sync pulls and import keep top-level meta keys beginning with ``_``; create refuses them.
+    """Sync pulls and import keep top-level meta keys that are empty or begin with ``_``; create refuses them.
 
     NOT documented as a difference (listed in the report for a decision). The vault API's
-    create refuses such keys (README: "rejected on create ... as the cloud does"), but that
-    rule is applied on create's request path only (docs/ARCHITECTURE.md, the path of one
-    create: "``_rules.meta_keys_for_create`` applies the meta key rule"), not on the raw
-    seam sync pulls and import write through, and commit f351df8 keeps "stored _ keys" on
-    update, treating them as data a record may hold.
+    create and update refuse such keys (README: "refused on create and update, as the cloud
+    does"; docs/FIDELITY.md D1), but that rule is applied on the request path only
+    (docs/ARCHITECTURE.md, the path of one create: "``_rules.check_meta_keys`` applies the
+    meta key rule"), not on the raw seam sync pulls and import write through, and commit
+    f351df8 keeps "stored _ keys" on update, treating them as data a record may hold.
 
     Returns the fields create is given (those keys taken out) and the keys the record keeps.
     """
     meta = fields.get("meta")
     if not isinstance(meta, dict):
         return dict(fields), {}
-    kept = {k: v for k, v in meta.items() if k.startswith("_")}
+    kept = {k: v for k, v in meta.items() if not k or k.startswith("_")}
     return {**fields, "meta": {k: v for k, v in meta.items() if k not in kept}}, kept
 
 
@@ -1126,6 +1269,7 @@ def crowded(http: Http, loop: asyncio.AbstractEventLoop) -> Iterator[World]:
         for rid in world.created[::9]:
             steps.n += 1
             assert len({surface.delete(rid) for surface in surfaces.values()}) == 1
+            world.deleted.add(rid)
         world.cursors = list(world.created)  # live and deleted ids alike
         yield world
 

@@ -1,6 +1,6 @@
 """The cloud's secret routes as plain calls: JSON-shaped requests in, JSON-shaped answers out.
 
-:class:`SecretApi` is what the HTTP stand-in (``_http``) and ``vault.aio`` both answer with,
+:class:`SecretApi` is what the HTTP stand-in (``_asgi``) and ``vault.aio`` both answer with,
 so they cannot drift apart: values never returned, ``config.clientSecret`` masked, 409 for a
 personal secret with a value, the cloud's paging, ``{message, code}`` errors. The field and
 list rules themselves are ``_rules``'. No sockets and no HTTP framing here.
@@ -11,9 +11,10 @@ Every choice where the cloud's behaviour is inferred or has no local meaning is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from . import _credentials, _rules
@@ -21,12 +22,39 @@ from ._records import Page, Secret
 from ._vault import Vault, raw_records
 from .errors import ConflictError, InvalidRequestError, MintRefusedError, NotFoundError, VaultError
 
-__all__ = ["ListQuery", "SecretApi"]
+__all__ = ["JSON_NULL", "ListQuery", "SecretApi"]
+
+
+class _JsonNull:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+
+#: The body to hand a route for a request body that is the JSON literal ``null``. The cloud
+#: answers it ``400 Bad request`` on create and update, while an empty body (``None`` here)
+#: counts as ``{}`` (docs/FIDELITY.md A7, A8). JSON's ``null`` and "no body" both parse to
+#: ``None``, so the HTTP layer has to say which it got.
+JSON_NULL: Final = _JsonNull()
+
+_SYSTEM_ERROR: Final = "System error occurred"
+
+
+class _ServerError(VaultError):
+    """What the cloud answers when its lookup or database code throws: ``500 GENERIC_ERROR``."""
+
+    code = "GENERIC_ERROR"
+    status = 500
+
 
 def _stream_limit(value: object) -> int | None:
-    """JSONL stops once this many items went out; only a positive ``take`` sets a limit."""
-    number = _rules.parse_int(value)
-    return number if number is not None and number > 0 else None
+    """When JSONL stops: once the running count reaches ``parseInt(take, 10)``.
+
+    Missing, 0 or not a number: never (None). A negative take stops after the first page,
+    which holds one item (docs/FIDELITY.md H5).
+    """
+    return _rules.parse_int(value, 10) or None
 
 
 def _joi_unknown(keys: list[str]) -> str:
@@ -35,17 +63,122 @@ def _joi_unknown(keys: list[str]) -> str:
 
 
 def _object_body(body: object) -> dict[str, Any]:
+    """A create or update body. None (no body) is ``{}``; a falsy JSON value is ``400 Bad request``
+    (A8); anything else that is not an object is Joi's ``"value" must be of type object`` (A9)."""
     if body is None:
         return {}
+    if body is JSON_NULL or body is False or body == "" or (type(body) in (int, float) and body == 0):
+        raise InvalidRequestError("Bad request")
     if not isinstance(body, dict):
         raise InvalidRequestError('"value" must be of type object')
     return body
 
 
 def _empty_body(body: object) -> None:
-    obj = _object_body(body)
-    if obj:
-        raise InvalidRequestError(_joi_unknown(sorted(obj)))
+    """delete, verify, authenticate, revoke and mint have no body schema: the cloud ignores whatever
+    JSON they are sent, and so does the stand-in (docs/FIDELITY.md A10)."""
+    del body
+
+
+def _check_body_field(wire: str, value: object) -> None:
+    # One field of a create/update body, as the cloud's schema checks it (see SecretApi._checked).
+    if wire in _rules.CLOUD_TEXT_BYTES:
+        if value is None:
+            return  # the schema allows it; the database refuses it later (C9)
+        if type(value) is str:
+            _rules.check_cloud_text(wire, value)
+    if wire == "blueprintId":
+        _rules.blueprint_id(value)  # its type here; any id at all is refused after every other check
+        return
+    checked = _rules.check_field(_rules.REQUEST_FIELDS[wire], value)
+    if wire == "config":
+        _rules.check_config_shape(checked)
+    elif wire == "meta":
+        _rules.check_meta_keys(checked)
+
+
+def _database_checks(fields: Mapping[str, Any]) -> None:
+    """What the cloud's database refuses once every other check passed: a null ``name`` or
+    ``description`` (NOT NULL columns, C9) and a value too long for its column (C12, inferred)."""
+    if any(key in fields and fields[key] is None for key in _rules.CLOUD_TEXT_BYTES):
+        raise _ServerError(_SYSTEM_ERROR)
+    value = fields.get("value")
+    if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) > _rules.CLOUD_VALUE_BYTES:
+        raise _ServerError(_SYSTEM_ERROR)
+
+
+def _identifier(raw: object) -> str:
+    """A route's ``{secretId}`` as the cloud's lookup reads it (docs/FIDELITY.md A18, F2, F4).
+
+    Trimmed, and so are the alias after ``@`` and the name inside ``( )``; a blank one is a
+    ``400``. The forms a top-level account cannot use fail inside the cloud's lookup with a
+    server error: ``@`` or ``()`` with nothing in them, a parent's ``@@alias``, a sibling's
+    ``@user@alias`` (the messages are the lookup's own).
+    """
+    ident = _rules.js_trim(raw) if isinstance(raw, str) else ""
+    if not ident:
+        raise InvalidRequestError("Bad request")
+    if ident.startswith("@@"):
+        raise _ServerError(
+            "Parent ID is required for @@ identifier" if _rules.js_trim(ident[2:]) else "Alias is required"
+        )
+    if ident.startswith("@"):
+        user, at, resource = ident[1:].partition("@")
+        if at:
+            if not _rules.js_trim(user):
+                raise _ServerError("User alias is required")
+            if not _rules.js_trim(resource):
+                raise _ServerError("Resource alias is required")
+            raise _ServerError("Parent ID is required for @user@resource identifier")
+        if not _rules.js_trim(user):
+            raise _ServerError("Alias is required")
+        return "@" + _rules.js_trim(user)
+    if ident.startswith("(") and ident.endswith(")"):
+        name = _rules.js_trim(ident[1:-1])
+        if not name:
+            raise _ServerError("Name is required")
+        return f"({name})"
+    return ident
+
+
+@contextmanager
+def _not_found() -> Iterator[None]:
+    # The cloud's lookup answers the default message, never the identifier (E10).
+    try:
+        yield
+    except NotFoundError:
+        raise NotFoundError("Not found") from None
+
+
+@contextmanager
+def _write_errors() -> Iterator[None]:
+    # A duplicate alias is the database's unique violation on the cloud (E4).
+    with _not_found():
+        try:
+            yield
+        except ConflictError:
+            raise ConflictError("Unique constraint violation") from None
+
+
+def _item(secret: Secret) -> dict[str, Any]:
+    """The cloud's item: every ``#`` key hidden from ``meta`` and ``config``, at any depth (C18)."""
+    item = secret.to_dict()
+    item["meta"] = _rules.hide_unsafe_keys(item["meta"])
+    item["config"] = _rules.hide_unsafe_keys(item["config"])
+    return item
+
+
+def _check_filters(query: ListQuery) -> None:
+    # A meta filter key that is no MySQL JSON path makes the cloud's query fail (G15, inferred).
+    for key in query.meta:
+        try:
+            _rules.meta_path(key)
+        except InvalidRequestError:
+            raise _ServerError(_SYSTEM_ERROR) from None
+
+
+def _blank_is_none(text: str | None) -> str | None:
+    return None if text is None else _rules.js_trim(text) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,30 +190,44 @@ class ListQuery:
     take: object = None
     meta: dict[str, str] = field(default_factory=dict)
     blueprint_id: str | None = None
+    #: ``meta.k`` and ``meta[k]`` both given, with different values: no row can match both.
+    contradictory: bool = False
 
     @classmethod
-    def from_pairs(cls, pairs: list[tuple[str, str]]) -> ListQuery:
-        values: dict[str, str] = {}
-        meta: dict[str, str] = {}
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> ListQuery:
+        """The query string as the cloud reads it.
+
+        The first occurrence of a key counts (G9); ``order``, ``cursor`` and ``blueprintId``
+        are trimmed and a blank one is none (G3, G8, G16); ``meta.KEY`` and ``meta[KEY]`` filter,
+        and a filter with an empty value is ignored (G12). Unknown keys are ignored (G10).
+        """
+        first: dict[str, str] = {}
         for key, value in pairs:
-            if key.startswith("meta.") and len(key) > 5:
-                meta[key[5:]] = value
-            elif key.startswith("meta[") and key.endswith("]") and len(key) > 6:
-                meta[key[5:-1]] = value
+            first.setdefault(key, value)
+        meta: dict[str, str] = {}
+        contradictory = False
+        for key, value in first.items():
+            if key.startswith("meta."):
+                path = key[5:]
+            elif key.startswith("meta[") and key.endswith("]"):
+                path = key[5:-1]
             else:
-                # Repeated plain keys: the last wins. Unknown keys are ignored (inferred).
-                values[key] = value
+                continue
+            if value:
+                contradictory |= meta.setdefault(path, value) != value
         return cls(
-            cursor=values.get("cursor") or None,
-            order=values.get("order", "desc"),
-            take=values.get("take"),
+            cursor=_blank_is_none(first.get("cursor")),
+            order=first.get("order", "desc"),
+            take=first.get("take"),
             meta=meta,
-            blueprint_id=values.get("blueprintId") or None,
+            blueprint_id=_blank_is_none(first.get("blueprintId")),
+            contradictory=contradictory,
         )
 
     @classmethod
     def from_mapping(cls, request: Mapping[str, Any] | None) -> ListQuery:
-        """The SDK's ``list(request)`` dict: ``cursor``, ``order``, ``take``, ``meta``."""
+        """The SDK's ``list(request)`` dict (``cursor``, ``order``, ``take``, ``meta``, ``blueprintId``),
+        read as the query string the SDK would send: None left out, ``meta`` as ``meta.KEY``."""
         request = dict(request or {})
         unknown = sorted(set(request) - {"cursor", "order", "take", "meta", "blueprintId"})
         if unknown:
@@ -88,13 +235,10 @@ class ListQuery:
         meta = request.get("meta") or {}
         if not isinstance(meta, Mapping):
             raise InvalidRequestError('"meta" must be of type object')
-        return cls(
-            cursor=request.get("cursor") or None,
-            order=str(request.get("order") or "desc"),
-            take=request.get("take"),
-            meta={str(k): _rules.query_text(v) for k, v in meta.items() if v is not None},
-            blueprint_id=request.get("blueprintId") or None,
-        )
+        keys = ("cursor", "order", "take", "blueprintId")
+        pairs = [(k, _rules.query_text(request[k])) for k in keys if request.get(k) is not None]
+        pairs += [(f"meta.{k}", _rules.query_text(v)) for k, v in meta.items() if v is not None]
+        return cls.from_pairs(pairs)
 
 
 class SecretApi:
@@ -114,15 +258,25 @@ class SecretApi:
 
     def list(self, query: ListQuery) -> dict[str, Any]:
         """One page: ``{"items": [...], "cursor": <last id>}``; an empty page has no cursor."""
-        return self._page(query, _rules.take_count(query.take), query.cursor).to_dict()
+        _check_filters(query)
+        page = self._page(query, _rules.take_count(query.take), query.cursor)
+        body: dict[str, Any] = {"items": [_item(s) for s in page.items]}
+        if page.cursor is not None:
+            body["cursor"] = page.cursor
+        return body
 
     def stream(self, query: ListQuery) -> Iterator[dict[str, Any]]:
         """The JSONL list: ``{"type":"item","data":...}`` per secret, paging internally.
 
-        Stops on an empty page, or once ``take`` items went out when ``take`` was given
-        (a whole page at a time, so like the cloud it can overshoot by part of a page).
-        A failure while streaming becomes a ``{"type":"error",...}`` line.
+        Stops on an empty page, or once the running count reaches ``take`` (a whole page at a
+        time, so like the cloud it can overshoot by part of a page; a negative take stops after
+        its one-item first page). A failure while streaming becomes a ``{"type":"error",...}``
+        line; a query the cloud cannot run at all fails here, before the first line.
         """
+        _check_filters(query)
+        return self._lines(query)
+
+    def _lines(self, query: ListQuery) -> Iterator[dict[str, Any]]:
         size = _rules.take_count(query.take)
         limit = _stream_limit(query.take)
         cursor = query.cursor
@@ -136,20 +290,25 @@ class SecretApi:
             if not page.items:
                 return
             for item in page.items:
-                yield {"type": "item", "data": item.to_dict()}
+                yield {"type": "item", "data": _item(item)}
             sent += len(page.items)
             if limit is not None and sent >= limit:
                 return
             cursor = page.cursor
 
     def _page(self, query: ListQuery, size: int, cursor: str | None) -> Page:
-        meta: dict[str, Any] = dict(query.meta) or {}
+        if query.contradictory or (cursor is not None and not self._is_row(cursor)):
+            # The cloud's cursor is a row id: an unknown one, an alias, or the id of a row deleted
+            # since all give an empty page (G6, G7). The local vault API keeps paging past a
+            # deleted one, on purpose.
+            return Page(items=[], cursor=None)
+        meta: dict[str, Any] | None = dict(query.meta) or None
         if query.blueprint_id is None:
-            return self.vault.secret.list(order=query.order, take=size, cursor=cursor, meta=meta or None)
+            return self.vault.secret.list(order=query.order, take=size, cursor=cursor, meta=meta)
         # The server-side blueprintId filter is not in the core list: filter page by page.
         items: list[Secret] = []
         while len(items) < size:
-            page = self.vault.secret.list(order=query.order, take=100, cursor=cursor, meta=meta or None)
+            page = self.vault.secret.list(order=query.order, take=100, cursor=cursor, meta=meta)
             if not page.items:
                 break
             for item in page.items:
@@ -160,13 +319,21 @@ class SecretApi:
             cursor = page.cursor
         return Page(items=items, cursor=items[-1].id if items else None)
 
+    def _is_row(self, cursor: str) -> bool:
+        try:
+            return raw_records(self.vault).lookup(cursor).id == cursor
+        except (NotFoundError, InvalidRequestError):
+            return False
+
     def fetch(self, secret_id: str) -> dict[str, Any]:
-        """The item without its value; ``config.clientSecret`` masked."""
-        return self._get(secret_id).to_dict()
+        """The item without its value; ``config.clientSecret`` masked, ``#`` keys hidden."""
+        return _item(self._get(secret_id))
 
     def _get(self, secret_id: str) -> Secret:
         # Metadata only: the stand-in never returns a value, so it never decrypts one here.
-        return raw_records(self.vault).lookup(secret_id)
+        identifier = _identifier(secret_id)
+        with _not_found():
+            return raw_records(self.vault).lookup(identifier)
 
     def _get_for_use(self, secret_id: str) -> Secret:
         # verify and mint act on the value itself (it never leaves the server), and only on a
@@ -176,51 +343,56 @@ class SecretApi:
     # --- writes --------------------------------------------------------------------------
 
     def _checked(self, body: object) -> dict[str, Any]:
+        """The body as the cloud's schema reads it: a 400 for the first problem only (C4), in the
+        schema's key order, unknown keys once every known one passed, and last the blueprint
+        lookup, which offline finds nothing (C5, E5)."""
         obj = _object_body(body)
-        problems: list[str] = []
-        unknown = sorted(k for k in obj if k not in _rules.REQUEST_FIELDS)
-        if unknown:
-            problems.append(_joi_unknown(unknown))
-        for key, value in obj.items():
-            if key in _rules.REQUEST_FIELDS:
-                try:
-                    _rules.check_field(_rules.REQUEST_FIELDS[key], value)
-                except InvalidRequestError as exc:
-                    problems.append(exc.message)
-        if problems:
-            raise InvalidRequestError("; ".join(problems))
-        return obj
+        for wire in _rules.SCHEMA_ORDER:
+            if wire in obj:
+                _check_body_field(wire, obj[wire])
+        for key in obj:
+            if key not in _rules.REQUEST_FIELDS:
+                raise InvalidRequestError(_joi_unknown([key]))
+        if _rules.blueprint_id(obj.get("blueprintId")) is not None:
+            raise InvalidRequestError("Blueprint not found (blueprintId)")
+        return dict(obj)
 
     def create(self, body: object) -> dict[str, str]:
         """``{"id": ...}``. A personal secret with a non-empty value is a 409, as on the cloud."""
         fields = self._checked(body)
-        # The meta schema is the body's validation (400), which comes before the route's 409.
-        _rules.meta_keys_for_create(fields.get("meta"))
         if fields.get("kind") == "personal":
             if fields.get("value"):
                 raise ConflictError("Personal secrets cannot have a value")
             fields["value"] = None
         if fields.get("value") == "":
             fields["value"] = None
-        return {"id": self.vault.secret.create(fields).id}
+        _database_checks(fields)
+        with _write_errors():
+            return {"id": self.vault.secret.create(fields).id}
 
     def update(self, secret_id: str, body: object) -> dict[str, str]:
-        """``{"id": <real id>}``; left-out fields (alias included) stay as they are."""
+        """``{"id": <real id>}``. Left-out fields stay, except ``alias``: as on the cloud, an
+        update that leaves it out clears it (E1; the local vault API keeps it, on purpose)."""
         fields = self._checked(body)
-        stored = self._get(secret_id)
         if fields.get("kind") == "personal" and fields.get("value"):
-            raise ConflictError("Personal secrets cannot have a value")
+            raise ConflictError("Personal secrets cannot have a value")  # before the lookup (E8)
+        stored = self._get(secret_id)
+        fields.setdefault("alias", None)
         if "value" in fields and stored.kind == "personal":
             fields["value"] = None  # the cloud writes a value only onto a stored shared secret
         if fields.get("kind") == "personal" and stored.kind != "personal":
             fields["value"] = None  # becoming personal: keep "personal secrets hold no value" true
         if fields.get("value") == "":
             fields["value"] = None
-        return {"id": self.vault.secret.update(stored.id, fields).id}
+        _database_checks(fields)
+        with _write_errors():
+            return {"id": self.vault.secret.update(stored.id, fields).id}
 
     def delete(self, secret_id: str, body: object = None) -> dict[str, str]:
         _empty_body(body)
-        return {"id": self.vault.secret.delete(secret_id).id}
+        stored = self._get(secret_id)
+        with _not_found():
+            return {"id": self.vault.secret.delete(stored.id).id}
 
     # --- use-time routes -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ where the local vault API differs on purpose, the README says so. No I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -20,20 +21,30 @@ from ._index import Index
 from .errors import ConflictError, InvalidRequestError
 
 __all__ = [
+    "CLOUD_TEXT_BYTES",
+    "CLOUD_VALUE_BYTES",
     "DEFAULTS",
-    "VALUE_TYPE",
     "ITEM_FIELDS",
     "MASK",
     "REQUEST_FIELDS",
+    "SCHEMA_ORDER",
+    "VALUE_TYPE",
     "apply_fields",
+    "blueprint_id",
     "check_alias_free",
+    "check_cloud_text",
+    "check_config_shape",
     "check_field",
     "check_fields",
+    "check_meta_keys",
     "check_record_id",
+    "hide_unsafe_keys",
+    "js_trim",
     "json_copy",
     "mask_config",
     "merge_meta",
     "meta_filter",
+    "meta_path",
     "new_entry",
     "normalize_fields",
     "order_ascending",
@@ -94,8 +105,46 @@ DEFAULTS: Final[dict[str, Any]] = {
     "blueprint_id": None,
 }
 
-_WORD_START: Final = re.compile(r"\w")
-_INT_PREFIX: Final = re.compile(r"\s*([+-]?[0-9]+)")
+#: The key order of the cloud's create/update body schema: Joi reports the first problem in this
+#: order, unknown keys only after every known key passed (docs/FIDELITY.md C5).
+SCHEMA_ORDER: Final = (
+    "alias",
+    "name",
+    "description",
+    "blueprintId",
+    "kind",
+    "type",
+    "value",
+    "config",
+    "visibility",
+    "meta",
+)
+
+#: The hosted database's column limits, which the stand-in applies and the local vault API does
+#: not (it must hold whatever a sync pulls). Inferred, not published (docs/FIDELITY.md C10-C12):
+#: ``name`` is a MySQL ``VARCHAR(191)`` (counted here in bytes, the stricter reading of the
+#: schema's ``maxByteLength``), ``description`` a ``TEXT`` column (65,535 bytes).
+CLOUD_TEXT_BYTES: Final[dict[str, int]] = {"name": 191, "description": 65_535}
+#: ``value`` is stored encrypted (base64 and an envelope) in a 65,535-byte ``TEXT`` column, which
+#: leaves about 49 KB of plaintext; the stand-in refuses more than this many UTF-8 bytes.
+CLOUD_VALUE_BYTES: Final = 48_000
+
+#: JavaScript's white space and line terminators: what ``String.prototype.trim`` and
+#: ``parseInt`` skip (not Python's ``str.isspace``, which also counts U+001C-U+001F and U+0085).
+_JS_SPACE: Final = (
+    "\t\n\v\f\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+#: The cloud's update drops meta keys matching JavaScript ``/^[\W_]/`` (ASCII ``\W``): it keeps
+#: a key only when it starts with an ASCII letter or digit (or is empty).
+_KEPT_KEY_START: Final = re.compile(r"[A-Za-z0-9]")
+_ALIAS_PATTERN_MESSAGE: Final = "Alias must contain only lowercase letters, numbers, hyphens, and underscores"
+#: One step of a MySQL JSON path member: an ECMAScript identifier, or a double-quoted name.
+_PATH_MEMBER: Final = re.compile(r'(?:[^\W\d]|\$)(?:\w|\$)*|"[^"\\]*"')
+_PATH_INDEX: Final = re.compile(r"\[([0-9]+)\]")
+_DIGITS: Final = {10: re.compile(r"[0-9]+"), 16: re.compile(r"[0-9A-Fa-f]+")}
+#: JavaScript's parseInt reads any number of digits; past this many the magnitude is all that
+#: matters (every caller clamps it), and Python refuses to parse very long digit strings.
+_MAX_DIGITS: Final = 30
 
 
 def _bad(message: str) -> InvalidRequestError:
@@ -105,6 +154,24 @@ def _bad(message: str) -> InvalidRequestError:
 def _field_label(key: object) -> str:
     text = repr(key)
     return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _joi_label(key: str) -> str:
+    return key if len(key) <= 64 else key[:61] + "..."
+
+
+def js_trim(text: str) -> str:
+    """JavaScript's ``String.prototype.trim``."""
+    return text.strip(_JS_SPACE)
+
+
+def _utf16_length(text: str) -> int:
+    # JavaScript's string length: a character outside the BMP counts twice.
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def json_copy(obj: Any) -> Any:
@@ -117,6 +184,9 @@ def json_copy(obj: Any) -> Any:
 
 
 # --- field validation -----------------------------------------------------------------------
+#
+# Messages use the cloud's (Joi's) words for the cloud's rules, on every surface, and the
+# vault's own words for its own limits (size, depth, Unicode).
 
 
 def _plain_json(obj: Any) -> Any:
@@ -131,7 +201,7 @@ def _check_json(name: str, obj: object) -> dict[str, Any] | None:
     if obj is None:
         return None
     if not isinstance(obj, Mapping):
-        raise _bad(f"{name} must be an object or null")
+        raise _bad(f'"{name}" must be of type object')
     if not _format.json_depth_ok(obj):
         raise _bad(f"{name} must be JSON (string keys; nested at most {_format.MAX_DEPTH} deep)")
     copied: dict[str, Any] = _plain_json(obj)
@@ -146,7 +216,7 @@ def _check_json(name: str, obj: object) -> dict[str, Any] | None:
 
 def _check_text(name: str, obj: object, limit: int) -> str:
     if type(obj) is not str:
-        raise _bad(f"{name} must be a string")
+        raise _bad(f'"{name}" must be a string')
     if len(obj) > limit:
         raise _bad(f"{name} is longer than {limit} characters")
     try:
@@ -158,7 +228,7 @@ def _check_text(name: str, obj: object, limit: int) -> str:
 
 def _check_enum(name: str, obj: object, allowed: tuple[str, ...]) -> str:
     if obj not in allowed or type(obj) is not str:
-        raise _bad(f"{name} must be one of {', '.join(allowed)}")
+        raise _bad(f'"{name}" must be one of [{", ".join(allowed)}]')
     return obj
 
 
@@ -166,7 +236,7 @@ def _check_value(obj: object) -> str | None:
     if obj is None:
         return None
     if type(obj) is not str:
-        raise _bad("value must be a string or null")
+        raise _bad('"value" must be a string')
     try:
         size = len(obj.encode("utf-8"))
     except UnicodeEncodeError:
@@ -177,11 +247,36 @@ def _check_value(obj: object) -> str | None:
 
 
 def _check_alias(obj: object) -> str | None:
+    # Joi: string().allow(null, '').empty('').max(128).pattern(...), checked in that order.
     if obj is None or obj == "":
         return None  # the cloud treats "" and null alike: no alias
-    if type(obj) is not str or _format.ALIAS_RE.fullmatch(obj) is None:
-        raise _bad(f"alias must match ^[a-z0-9_-]{{0,{_format.MAX_ALIAS}}}$")
+    if type(obj) is not str:
+        raise _bad('"alias" must be a string')
+    if _utf16_length(obj) > _format.MAX_ALIAS:
+        raise _bad(f'"alias" length must be less than or equal to {_format.MAX_ALIAS} characters long')
+    if _format.ALIAS_RE.fullmatch(obj) is None:
+        raise _bad(_ALIAS_PATTERN_MESSAGE)
     return obj
+
+
+def blueprint_id(obj: object) -> str | None:
+    """The cloud's ``blueprintId``: a string or null, trimmed; blank is null (docs/FIDELITY.md E5).
+
+    Only the type is checked here. On the cloud any other value must name a blueprint the
+    caller may use; the stand-in, which has none, refuses it (``vault._api``).
+    """
+    if obj is None:
+        return None
+    if type(obj) is not str:
+        raise _bad('"blueprintId" must be a string')
+    return js_trim(obj) or None
+
+
+def check_cloud_text(name: str, text: str) -> None:
+    """The stand-in's column limit for ``name`` or ``description`` (:data:`CLOUD_TEXT_BYTES`)."""
+    limit = CLOUD_TEXT_BYTES[name]
+    if _utf8_length(text) > limit:
+        raise _bad(f'"{name}" must be less than or equal to {limit} bytes long')
 
 
 def check_field(name: str, obj: object) -> Any:
@@ -201,7 +296,10 @@ def check_field(name: str, obj: object) -> Any:
     if name in ("meta", "config"):
         return _check_json(name, obj)
     if name == "blueprint_id":
-        return None if obj is None else _check_text("blueprintId", obj, _format.MAX_ID)
+        found = blueprint_id(obj)
+        if found is not None and len(found) > _format.MAX_ID:
+            raise _bad(f"blueprintId is longer than {_format.MAX_ID} characters")
+        return found
     raise _bad(f"unknown field {_field_label(name)}")
 
 
@@ -242,30 +340,69 @@ def normalize_fields(request: Mapping[str, Any] | None, kwargs: Mapping[str, Any
 # --- meta and config ----------------------------------------------------------------------
 
 
-def meta_keys_for_create(meta: dict[str, Any] | None) -> dict[str, Any] | None:
-    # The cloud's meta schema (object().pattern(/^[^_]/)): keys that begin with "_" are refused.
-    if meta is not None:
-        for key in meta:
-            if key.startswith("_"):
-                raise _bad("meta keys must not begin with '_'")
-    return meta
+def check_meta_keys(meta: Mapping[str, Any] | None) -> None:
+    """The cloud's meta schema, on create and on update (``object().pattern(/^[^_]/)``).
+
+    A top-level key that is empty or begins with ``_`` is a 400. Keys inside an update's
+    ``$update`` are not checked here: the merge filters them (:func:`merge_meta`).
+    """
+    for key in meta or ():
+        if not key or key[0] == "_":
+            raise _bad(f'"meta.{_joi_label(key)}" is not allowed')
 
 
-def _meta_keys_for_update(meta: dict[str, Any]) -> dict[str, Any]:
-    # The cloud's update silently drops keys that begin with "_" or another non-word character.
-    return {k: v for k, v in meta.items() if k and _WORD_START.match(k) and not k.startswith("_")}
+def _kept_keys(meta: Mapping[str, Any]) -> dict[str, Any]:
+    # The cloud's update filter (platform lib/meta.ts getMeta, INTERNAL_META_KEY_PATTERN), top level only.
+    return {k: v for k, v in meta.items() if not k or _KEPT_KEY_START.match(k)}
+
+
+def _utf16_units(text: str) -> list[str]:
+    units: list[str] = []
+    for c in text:
+        point = ord(c)
+        if point > 0xFFFF:
+            point -= 0x10000
+            units += [chr(0xD800 + (point >> 10)), chr(0xDC00 + (point & 0x3FF))]
+        else:
+            units.append(c)
+    return units
+
+
+def _spread(obj: object) -> dict[str, Any]:
+    """What JavaScript's ``{...obj}`` adds to an object, for a JSON value."""
+    if isinstance(obj, Mapping):
+        return _kept_keys(obj)
+    if isinstance(obj, list):
+        return {str(i): v for i, v in enumerate(obj)}
+    if isinstance(obj, str):
+        return {str(i): unit for i, unit in enumerate(_utf16_units(obj))}
+    return {}  # null, numbers and booleans spread nothing
 
 
 def merge_meta(old: dict[str, Any] | None, sent: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An update's meta: replaces the stored one, or ``{"$update": {...}}`` merges into it."""
+    """An update's meta, as the cloud computes it (one rule for every surface).
+
+    Without ``$update`` the sent meta replaces the stored one, minus the keys that do not start
+    with an ASCII letter or digit. With ``$update`` (whatever else is sent beside it) its value
+    is spread over the stored meta: an object's kept keys, an array's or a string's indices;
+    null, a number or a boolean change nothing.
+    """
     if sent is None:
         return None
-    if set(sent) == {"$update"} and isinstance(sent["$update"], dict):
-        merged = dict(old or {})
-        merged.update(_meta_keys_for_update(sent["$update"]))
+    if "$update" in sent:
+        merged = {**(old or {}), **_spread(sent["$update"])}
         result: dict[str, Any] = check_field("meta", merged)
         return result
-    return _meta_keys_for_update(sent)
+    return _kept_keys(sent)
+
+
+def hide_unsafe_keys(obj: Any) -> Any:
+    """The cloud's answers drop every key beginning with ``#``, at every depth (``makeJsonSafe``)."""
+    if type(obj) is dict:
+        return {k: hide_unsafe_keys(v) for k, v in obj.items() if not k.startswith("#")}
+    if type(obj) is list:
+        return [hide_unsafe_keys(v) for v in obj]
+    return obj
 
 
 def mask_config(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -293,6 +430,100 @@ def unmask_config(old: Mapping[str, Any] | None, sent: dict[str, Any] | None) ->
     return out
 
 
+#: The two object shapes of the cloud's ``SecretConfig`` (zod), key by key in their order;
+#: True marks a key that must be a URL. Both shapes let any other key through.
+_OAUTH_SHAPE: Final = (
+    ("clientId", False),
+    ("clientSecret", False),
+    ("authorizationUrl", True),
+    ("tokenUrl", True),
+    ("revokeUrl", True),
+    ("scope", False),
+    ("grantType", False),
+)
+_BASIC_SHAPE: Final = (("username", False), ("password", False), ("user", False), ("pass", False))
+_URL_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_SPECIAL_SCHEMES: Final = frozenset({"http", "https", "ws", "wss", "ftp"})
+_URL_AUTHORITY: Final = re.compile(
+    r"//(?:[^/?#@\[\]]*@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>[0-9]{0,5}))?(?=[/?#]|$)"
+)
+_NUMERIC_LABEL: Final = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+
+
+def _json_type(obj: object) -> str:
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "boolean"
+    if isinstance(obj, (int, float)):
+        return "number"
+    if isinstance(obj, list):
+        return "array"
+    return "object" if isinstance(obj, Mapping) else "string"
+
+
+def _is_url(text: str) -> bool:
+    """Whether a WHATWG URL parser (zod's ``url()``) surely accepts ``text``.
+
+    Stricter than the parser where it is unsure: no white space or control characters,
+    ``scheme://host`` for the special schemes, an ASCII host, a dotted-quad IPv4 address when
+    the host ends in a number, a port up to 65535.
+    """
+    if not text or any(c.isspace() or not c.isprintable() for c in text):
+        return False
+    scheme = _URL_SCHEME.match(text)
+    if scheme is None:
+        return False
+    if scheme.group()[:-1].lower() not in _SPECIAL_SCHEMES:
+        return True
+    authority = _URL_AUTHORITY.match(text, scheme.end())
+    if authority is None:
+        return False
+    port = authority.group("port")
+    if port and int(port) > 65_535:
+        return False
+    host = authority.group("host")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if not all(labels):
+        return False
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        return len(labels) == 4 and all(p.isdigit() and int(p) <= 255 for p in labels)
+    return True
+
+
+def _shape_problems(config: Mapping[str, Any], shape: tuple[tuple[str, bool], ...]) -> list[str]:
+    problems = []
+    for key, url in shape:
+        if key not in config:
+            continue
+        found = config[key]
+        if type(found) is not str:
+            problems.append(f'Expected string, received {_json_type(found)} at "{key}"')
+        elif url and not _is_url(found):
+            problems.append(f'Invalid url at "{key}"')
+    return problems
+
+
+def check_config_shape(config: Mapping[str, Any] | None) -> None:
+    """The cloud's ``SecretConfig``: null, or an object that the oauth or the basic shape accepts.
+
+    Refused (400) only when both fail, e.g. ``{"authorizationUrl": "notaurl", "username": 5}``.
+    The message names keys, never values; its wording after the colon is zod's, inferred.
+    """
+    if config is None:
+        return
+    oauth = _shape_problems(config, _OAUTH_SHAPE)
+    basic = _shape_problems(config, _BASIC_SHAPE) if oauth else []
+    if oauth and basic:
+        raise _bad('"config" contains an invalid value: ' + "; ".join(oauth + basic))
+
+
 # --- list ---------------------------------------------------------------------------------------
 
 
@@ -303,19 +534,29 @@ def query_text(value: object) -> str:
     return str(value)
 
 
-def parse_int(value: object) -> int | None:
-    """JavaScript's ``parseInt`` of the query text an SDK would send: the leading integer, or None.
+def parse_int(value: object, radix: int | None = None) -> int | None:
+    """JavaScript's ``parseInt(text, radix)`` of the query text an SDK would send, or None (NaN).
 
-    So ``5.0``, ``"5x"`` and ``" 5"`` are 5, and ``1e3`` is 1, as the cloud reads them.
+    Leading JavaScript white space and a sign are skipped, then the leading digits count:
+    ``5.0``, ``"5x"`` and ``" 5"`` are 5, ``1e3`` is 1. Without a radix (how the cloud reads a
+    page's ``take``) ``0x10`` is hexadecimal, 16; with radix 10 (the JSONL count) it is 0.
     """
     if value is None:
         return None
-    found = _INT_PREFIX.match(query_text(value))
-    return int(found.group(1)) if found else None
+    text = query_text(value).lstrip(_JS_SPACE)
+    sign = 1
+    if text[:1] in ("+", "-"):
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    base = radix or 10
+    if radix in (None, 16) and text[:2] in ("0x", "0X"):
+        text, base = text[2:], 16
+    found = _DIGITS[base].match(text)
+    return sign * int(found.group()[:_MAX_DIGITS], base) if found else None
 
 
 def take_count(value: object) -> int:
-    """The cloud's take: 0, missing or not a number gives 100; below 1 gives 1; at most 100."""
+    """The cloud's page size: 0, missing or not a number gives 100; below 1 gives 1; at most 100."""
     number = parse_int(value)
     if not number:
         return 100
@@ -323,43 +564,76 @@ def take_count(value: object) -> int:
 
 
 def order_ascending(order: object) -> bool:
-    """``asc`` sorts oldest first; anything else (``desc``, missing, a typo) newest first."""
-    return order == "asc"
+    """``asc`` (trimmed) sorts oldest first; anything else (``desc``, missing, ``ASC``) newest first."""
+    return isinstance(order, str) and js_trim(order) == "asc"
+
+
+def meta_path(key: str) -> tuple[str | int, ...]:
+    """The steps of the MySQL JSON path ``$.KEY`` that a cloud meta filter ``meta.KEY`` queries.
+
+    Dots walk into objects, ``[n]`` into arrays, and a name must be an ECMAScript identifier
+    (or double-quoted). Any other key makes the cloud's query fail: InvalidRequestError here.
+    """
+    steps: list[str | int] = []
+    pos = 0
+    while True:
+        member = _PATH_MEMBER.match(key, pos)
+        if member is None:
+            raise _bad(f"meta filter key {_field_label(key)} is not a JSON path the cloud can query")
+        name = member.group()
+        steps.append(name[1:-1] if name.startswith('"') else name)
+        pos = member.end()
+        while (index := _PATH_INDEX.match(key, pos)) is not None:
+            steps.append(int(index.group(1)))
+            pos = index.end()
+        if pos == len(key):
+            return tuple(steps)
+        if key[pos] != ".":
+            raise _bad(f"meta filter key {_field_label(key)} is not a JSON path the cloud can query")
+        pos += 1
+
+
+def _at_path(meta: Any, path: tuple[str | int, ...]) -> tuple[bool, Any]:
+    current = meta
+    for step in path:
+        if isinstance(step, int):
+            if type(current) is not list or step >= len(current):
+                return False, None
+            current = current[step]
+        elif type(current) is dict and step in current:
+            current = current[step]
+        else:
+            return False, None
+    return True, current
 
 
 def meta_filter(meta: Mapping[str, Any] | None) -> Callable[[Entry], bool] | None:
     """The cloud's ``meta.KEY=VALUE`` list filter as a predicate (None: no filter).
 
-    Values are compared as the query text the SDKs send: ``true``/``false`` become
-    booleans, anything else stays a string. A None value is no filter: the SDKs leave it
-    out of the query string. Dots in KEY walk nested objects; several filters must all hold.
+    Values are the query text the SDKs send: ``true``/``false`` become booleans, anything else
+    stays a string, and the stored JSON must equal it (a stored number 5 is not ``"5"``). A
+    None or empty value is no filter (the SDKs leave None out; the cloud skips ``meta.k=``).
+    KEY is a JSON path (:func:`meta_path`); several filters must all hold.
     """
     if meta is None:
         return None
     if not isinstance(meta, Mapping):
         raise _bad("meta filter must be a mapping")
-    wanted: list[tuple[list[str], object]] = []
+    wanted: list[tuple[tuple[str | int, ...], object]] = []
     for key, want in meta.items():
-        if type(key) is not str or not key:
-            raise _bad("meta filter keys must be non-empty strings")
-        if want is None:
+        if type(key) is not str:
+            raise _bad("meta filter keys must be strings")
+        text = None if want is None else query_text(want)
+        if not text:
             continue
-        text = query_text(want)
-        wanted.append((key.split("."), {"true": True, "false": False}.get(text, text)))
+        wanted.append((meta_path(key), {"true": True, "false": False}.get(text, text)))
     if not wanted:
         return None
 
     def keep(entry: Entry) -> bool:
         for path, want in wanted:
-            current: Any = entry.meta
-            for part in path:
-                if type(current) is not dict or part not in current:
-                    return False
-                current = current[part]
-            if isinstance(want, bool):
-                if current is not want:
-                    return False
-            elif isinstance(current, (bool, dict, list)) or current is None or str(current) != want:
+            found, current = _at_path(entry.meta, path)
+            if not found or type(current) is not type(want) or current != want:
                 return False
         return True
 

@@ -31,7 +31,7 @@ class SecretClient:
     def create(self, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
         """Create a secret from the cloud's fields; missing fields take the cloud's defaults."""
         checked = _rules.check_fields(_rules.normalize_fields(request, fields))
-        _rules.meta_keys_for_create(checked.get("meta"))
+        _rules.check_meta_keys(checked.get("meta"))
         if checked.get("value") is None:
             checked.pop("value", None)  # value_rev stays 0: the record never held a value
         with self._engine.transaction() as txn:
@@ -81,6 +81,7 @@ class SecretClient:
     def update(self, secret_id: str, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
         """Change the given fields; others stay. ``meta={"$update": {...}}`` merges; config replaces."""
         checked = _rules.check_fields(_rules.normalize_fields(request, fields))
+        _rules.check_meta_keys(checked.get("meta"))
         with self._engine.transaction() as txn:
             old = txn.index.resolve(secret_id)
             new = _rules.apply_fields(old, checked, txn.index, txn.seal, merge=True)
