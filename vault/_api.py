@@ -11,9 +11,10 @@ Every choice where the cloud's behaviour is inferred or has no local meaning is 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 from urllib.parse import quote
 
 from . import _credentials, _rules
@@ -21,7 +22,7 @@ from ._records import Page, Secret
 from ._vault import Vault, raw_records
 from .errors import ConflictError, InvalidRequestError, MintRefusedError, NotFoundError, VaultError
 
-__all__ = ["ListQuery", "SecretApi"]
+__all__ = ["GenericError", "ListQuery", "SecretApi"]
 
 def _stream_limit(value: object) -> int | None:
     """JSONL stops once this many items went out; only a positive ``take`` sets a limit."""
@@ -109,6 +110,7 @@ class SecretApi:
         self.vault = vault
         self.frontend_url = frontend_url.rstrip("/")
         self._for_use = _ForUse(vault)
+        self._state_key = secrets.token_bytes(32)  # signs the authorize URLs' state; never kept
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -169,9 +171,14 @@ class SecretApi:
         return raw_records(self.vault).lookup(secret_id)
 
     def _get_for_use(self, secret_id: str) -> Secret:
-        # verify and mint act on the value itself (it never leaves the server), and only on a
-        # value written as the secret's current type.
-        return raw_records(self.vault).fetch_for_use(secret_id)
+        # verify, revoke and mint act on the value itself (it never leaves the server), and only
+        # on a value the platform would see: written as the secret's current type, never a
+        # personal secret's (``_ForUse``).
+        found = self._lookup(secret_id)
+        try:
+            return self._for_use.fetch(found.id)
+        except NotFoundError:
+            raise NotFoundError("Not found") from None
 
     # --- writes --------------------------------------------------------------------------
 
@@ -222,22 +229,61 @@ class SecretApi:
         _empty_body(body)
         return {"id": self.vault.secret.delete(secret_id).id}
 
-    # --- use-time routes -----------------------------------------------------------------------
+    # --- use-time routes ----------------------------------------------------------------------
+    #
+    # verify, authenticate, revoke and mint as SRV ``pages/api/v1/secret/[secretId]/*.js``
+    # answer them, deciding on the value the way ``secret.value.ts`` resolves it
+    # (``_credentials.use_value``). No answer holds a stored value.
 
     def authenticate_url(self, secret_id: str) -> str:
-        # The cloud's shape (<frontend>/secrets/<id>/manager/authenticate?...), without the signed state.
-        return f"{self.frontend_url}/secrets/{quote(secret_id, safe='')}/manager/authenticate?cbk=1&auth=1&unfurl=0"
+        """SRV ``secret.manager.ts`` ``getAuthURL``: ``<frontend>/secrets/<id>/manager/authenticate``
+        with ``state`` first, then ``cbk=1&auth=1&unfurl=0``, then ``#target=_popup&unfurl=0``.
+
+        The platform's ``state`` is a token it signs for 15 minutes; here it is an HS256 token
+        signed with a key made for this object and never kept, so nothing can redeem it."""
+        state = _credentials.signed_state(self._state_key, {"secretId": secret_id, "direct": {"id": secret_id}})
+        path = f"/secrets/{quote(secret_id, safe='')}/manager/authenticate"
+        return f"{self.frontend_url}{path}?state={state}&cbk=1&auth=1&unfurl=0#target=_popup&unfurl=0"
+
+    def _auth_url_for(self, secret: Secret) -> str | None:
+        # SRV ``secret.authorize.ts``: a url only where a secret manager exists (a shared secret).
+        return self.authenticate_url(secret.id) if secret.kind == "shared" else None
+
+    def _lookup(self, secret_id: str) -> Secret:
+        """The route's secret by its path identifier (as fetch finds it); the default ``404 Not found``."""
+        try:
+            return self._get(secret_id)
+        except NotFoundError:
+            raise NotFoundError("Not found") from None
+
+    def _usable(self, secret: Secret) -> _credentials.UsableValue | None:
+        """``use_value`` where the platform's own code throws (mint, revoke, proxy): its plain
+        ``Error`` is a ``500 GENERIC_ERROR`` with the message."""
+        try:
+            return _credentials.use_value(self._for_use, secret)
+        except _credentials.ResolutionError as exc:
+            raise GenericError(str(exc)) from None
 
     def verify(self, secret_id: str, body: object = None) -> dict[str, Any]:
-        """``{"id", "status"}``, plus ``action`` when unauthenticated. "Authenticated" means
-        the secret (after reference resolution) holds a value."""
+        """``{"id", "status"}``, plus ``action`` when unauthenticated.
+
+        "Authenticated" means the platform would find a usable value (after reference
+        resolution, per type). A resolution failure (missing reference target, unknown template,
+        a jwt that does not sign) is ``409`` with its message; a personal secret has no value
+        here and no authorize URL: ``409 Cannot verify secret for this secret configuration``.
+        """
         _empty_body(body)
         secret = self._get_for_use(secret_id)
-        if secret.kind == "personal":
-            raise ConflictError("Personal secrets can only be verified in the context of a contact")
-        effective = _credentials.resolve(self._for_use, secret)
-        if effective.value:
+        try:
+            usable = _credentials.use_value(self._for_use, secret)
+        except _credentials.ContextRequiredError:
+            usable = None
+        except _credentials.ResolutionError as exc:
+            raise ConflictError(str(exc)) from None
+        if usable is not None:
             return {"id": secret.id, "status": "authenticated"}
+        if secret.kind != "shared":
+            raise ConflictError("Cannot verify secret for this secret configuration")
         return {
             "id": secret.id,
             "status": "unauthenticated",
@@ -245,36 +291,49 @@ class SecretApi:
         }
 
     def authenticate(self, secret_id: str, body: object = None) -> dict[str, str]:
+        """``{"id", "url"}`` for a shared secret of any type; 409 for a personal one."""
         _empty_body(body)
-        secret = self._get(secret_id)
+        secret = self._lookup(secret_id)
         if secret.kind != "shared":
-            raise ConflictError("Only shared secrets can be authenticated without a contact")
+            raise ConflictError("Cannot authenticate secret for this secret configuration")
         return {"id": secret.id, "url": self.authenticate_url(secret.id)}
 
     def revoke(self, secret_id: str, body: object = None) -> dict[str, str]:
-        """Clear a shared secret's value (409 for personal, 404 when there is none); the row stays."""
+        """Clear a shared secret's own value; the row and its config stay.
+
+        ``409 Conflict`` for a personal secret; ``404 Not found`` when the *resolved* value is
+        none (so a reference whose target holds a value revokes, clearing only its own).
+        """
         _empty_body(body)
-        secret = self.vault.secret.fetch(secret_id)
+        secret = self._get_for_use(secret_id)
         if secret.kind != "shared":
-            raise ConflictError("Only shared secrets can be revoked")
-        if not secret.value:
-            raise NotFoundError("Secret value not found")
+            raise ConflictError("Conflict")
+        if self._usable(secret) is None:
+            raise NotFoundError("Not found")
         return {"id": self.vault.secret.update(secret.id, value=None).id}
 
     def mint(self, secret_id: str, body: object = None) -> dict[str, Any]:
         """``{"token", "expiresAt"}`` for jwt (signed locally) and oauth (the stored access token).
 
-        Refusals raise :class:`~vault.MintRefusedError`, whose ``to_dict()`` is the
-        mint route's ``{error, message, url?}`` shape. The request body is ignored, as on the cloud.
+        As SRV ``secret.mint.ts``: the value is resolved first (none: ``authorization_required``,
+        with the authorize URL for a shared secret), then only ``oauth`` and ``jwt`` base types
+        mint (others: ``not_mintable``). Refusals raise :class:`~vault.MintRefusedError`, whose
+        ``to_dict()`` is the mint route's ``{error, message, url?}``; a resolution failure is
+        :class:`GenericError`. The request body is ignored, as on the cloud.
         """
         secret = self._get_for_use(secret_id)
         try:
-            token, expires = _credentials.mint(secret, self._for_use)
-        except MintRefusedError as exc:
-            if exc.error == "authorization_required" and exc.url is None and secret.kind == "shared":
-                exc.url = self.authenticate_url(secret.id)
-            raise
-        return {"token": token, "expiresAt": expires}
+            usable = self._usable(secret)
+        except _credentials.ContextRequiredError as exc:
+            raise MintRefusedError("authorization_required", str(exc), url=self._auth_url_for(secret)) from None
+        if usable is None:
+            raise MintRefusedError("authorization_required", _NO_VALUE, url=self._auth_url_for(secret))
+        if usable.base_type not in _MINTABLE:
+            raise MintRefusedError(
+                "not_mintable",
+                f"Secrets of type '{usable.base_type}' cannot be minted for a token; use the egress proxy instead.",
+            )
+        return {"token": usable.token, "expiresAt": usable.expires_at}
 
     def proxy(self, secret_id: str, body: object = None) -> dict[str, Any]:
         # Offline means no upstream: the cloud would forward the request to the internet.
@@ -282,17 +341,39 @@ class SecretApi:
 
 
 class _ForUse:
-    """The vault as the use-time routes see it: a reference's target, too, only with a value
-    written as its current type (``vault._raw.RawRecords.fetch_for_use``)."""
+    """The vault as the use-time routes see it: a value only when written as the secret's current
+    type (``vault._raw.RawRecords.fetch_for_use``), and never on a personal secret (the platform
+    keeps those per contact). Reference targets come from here too."""
 
     def __init__(self, vault: Vault) -> None:
         self.secret = self
         self._raw = raw_records(vault)
 
     def fetch(self, secret_id: str) -> Secret:
-        return self._raw.fetch_for_use(secret_id)
+        found = self._raw.fetch_for_use(secret_id)
+        if found.kind == "personal" and found.value is not None:
+            return replace(found, value=None)
+        return found
+
+
+class GenericError(VaultError):
+    """The platform's answer to a failure in its own code: ``500 {"message", "code":"GENERIC_ERROR"}``.
+
+    SRV ``packages/errors`` ``errorToErrorResponse`` keeps a plain ``Error``'s message and
+    ``lib/response.js`` ``genericError`` answers it with status 500. Raised where the platform
+    throws: mint, revoke and proxy when a value cannot be resolved (a missing reference target,
+    an unknown template, a jwt that does not sign), an identifier its lookup cannot read, a
+    request header ``fetch`` cannot send. The message never holds a value.
+    """
+
+    code = "GENERIC_ERROR"
+    status = 500
 
 
 class _NotOffline(VaultError):
     code = "NOT_IMPLEMENTED"
     status = 501
+
+
+_NO_VALUE: Final = "The secret has no value; authenticate it first."
+_MINTABLE: Final = frozenset({"oauth", "jwt"})

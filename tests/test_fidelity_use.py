@@ -1,0 +1,411 @@
+"""The use-time routes (verify, authenticate, revoke, mint) against the platform's source
+(docs/FIDELITY.md, section I).
+
+Every test drives :class:`vault._api.SecretApi`, which both the HTTP stand-in and ``vault.aio``
+answer with: an error's ``status`` and ``to_dict()`` are the HTTP answer. The row of
+docs/FIDELITY.md each test pins is named in its docstring.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+import vault
+from vault._api import GenericError, SecretApi
+from vault.errors import MintRefusedError, VaultError
+
+NO_VALUE = "The secret has no value; authenticate it first."
+NO_CONTEXT = (
+    "Cannot obtain valid authentication context: the current conversation session is mostly likely not trusted"
+)
+UNKNOWN = "zzzzzzzzzzzzzzzzzzzzzzzz"
+
+
+@pytest.fixture
+def api(v: vault.Vault) -> SecretApi:
+    return SecretApi(v)
+
+
+def make(api: SecretApi, **body: Any) -> str:
+    return str(api.create(body)["id"])
+
+
+def refused(call: Callable[[], object]) -> tuple[int, dict[str, str]]:
+    """The HTTP answer of a refused call: status and body."""
+    with pytest.raises(VaultError) as info:
+        call()
+    return info.value.status, info.value.to_dict()
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> Any:
+    pytest.importorskip("jwt")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(key: Any, fmt: str = "pkcs8") -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    form = {
+        "pkcs8": serialization.PrivateFormat.PKCS8,
+        "pkcs1": serialization.PrivateFormat.TraditionalOpenSSL,
+    }[fmt]
+    return str(key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption()).decode())
+
+
+# --- I3: a usable value is decided per type -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "usable"),
+    [
+        ("plain", "   ", True),  # plain is used exactly as stored
+        ("bearer", "   ", False),  # trimmed first
+        ("bearer", " tok ", True),
+        ("basic", "  ", False),
+        ("basic", '{"username": ""}', False),  # structured, but no credentials
+        ("basic", '{"other": "field"}', False),
+        ("basic", "a: b\nc: d", False),
+        ("basic", "USERNAME: x\nPASSWORD: y", False),  # keys recognised case-insensitively, read case-sensitively
+        ("basic", "no-colon", True),  # not structured: the raw value is the pair
+        ("basic", "[1]", True),
+        ("basic", "user: alice", True),
+        ("basic", "alice:s3cr:et", True),
+    ],
+)
+def test_verify_decides_a_usable_value_per_type(api: SecretApi, kind: str, value: str, usable: bool) -> None:
+    """I3: verify is authenticated only for a value the cloud can use as that type."""
+    sid = make(api, type=kind, value=value)
+    answer = api.verify(sid)
+    assert answer["status"] == ("authenticated" if usable else "unauthenticated")
+    assert ("action" in answer) is not usable
+
+
+def test_mint_and_revoke_see_an_unusable_value_as_none(api: SecretApi) -> None:
+    """I3 and I12: a blank bearer or a structured basic without credentials is no value at all."""
+    for kind, value in (("bearer", "   "), ("basic", '{"username": ""}')):
+        sid = make(api, type=kind, value=value)
+        with pytest.raises(MintRefusedError) as info:
+            api.mint(sid)
+        body = info.value.to_dict()
+        assert info.value.status == 409 and body["error"] == "authorization_required"
+        assert body["message"] == NO_VALUE and "/manager/authenticate" in body["url"]
+        assert refused(lambda sid=sid: api.revoke(sid)) == (404, {"message": "Not found", "code": "NOT_FOUND"})
+
+
+def test_verify_of_a_jwt_whose_value_does_not_sign_is_a_conflict(api: SecretApi) -> None:
+    """I3: the jwt branch signs; a value that is not a key fails there (409 with the signing error)."""
+    sid = make(api, type="jwt", value="not a key at all")
+    status, body = refused(lambda: api.verify(sid))
+    assert status == 409 and body["code"] == "CONFLICT"
+    assert "not a key" not in body["message"]
+
+
+# --- I4: the authorize URL ----------------------------------------------------------------------------
+
+
+def test_the_authorize_url_has_the_clouds_state_query_and_fragment(api: SecretApi) -> None:
+    """I4: <frontend>/secrets/<id>/manager/authenticate?state=…&cbk=1&auth=1&unfurl=0#target=_popup&unfurl=0."""
+    sid = make(api, type="oauth")
+    for url in (api.verify(sid)["action"]["url"], api.authenticate(sid)["url"]):
+        parts = urlsplit(url)
+        assert parts.path == f"/secrets/{sid}/manager/authenticate"
+        query = parse_qsl(parts.query)
+        assert [k for k, _ in query] == ["state", "cbk", "auth", "unfurl"]
+        assert dict(query)["state"] and dict(query)["cbk"] == "1" and dict(query)["auth"] == "1"
+        assert dict(query)["unfurl"] == "0"
+        assert parts.fragment == "target=_popup&unfurl=0"
+
+
+# --- I5, I8, I9: personal secrets and the default messages ---------------------------------------------
+
+
+def test_personal_secrets_get_the_clouds_messages(api: SecretApi) -> None:
+    """I5, I8, I9."""
+    pid = make(api, kind="personal", type="oauth")
+    assert refused(lambda: api.verify(pid)) == (
+        409,
+        {"message": "Cannot verify secret for this secret configuration", "code": "CONFLICT"},
+    )
+    assert refused(lambda: api.authenticate(pid)) == (
+        409,
+        {"message": "Cannot authenticate secret for this secret configuration", "code": "CONFLICT"},
+    )
+    assert refused(lambda: api.revoke(pid)) == (409, {"message": "Conflict", "code": "CONFLICT"})
+
+
+def test_authenticate_answers_any_shared_secret(api: SecretApi) -> None:
+    """I8: a shared secret of any type, with or without a value."""
+    for kind in ("plain", "jwt", "reference", "template"):
+        sid = make(api, type=kind)
+        answer = api.authenticate(sid)
+        assert set(answer) == {"id", "url"} and answer["id"] == sid
+
+
+def test_revoke_without_a_value_is_the_default_not_found(api: SecretApi) -> None:
+    """I9."""
+    sid = make(api, type="bearer")
+    assert refused(lambda: api.revoke(sid)) == (404, {"message": "Not found", "code": "NOT_FOUND"})
+
+
+@pytest.mark.parametrize("route", ["verify", "authenticate", "revoke", "mint"])
+def test_an_unknown_secret_is_the_default_not_found(api: SecretApi, route: str) -> None:
+    handler = getattr(api, route)
+    assert refused(lambda: handler(UNKNOWN, {})) == (404, {"message": "Not found", "code": "NOT_FOUND"})
+
+
+# --- I6, I16, I18, I19: references ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"reference": "@missing"},
+        None,
+        {},
+        {"reference": ""},
+        {"reference": None, "secretId": "@target"},  # a present null does not fall through to secretId
+    ],
+)
+def test_a_reference_without_a_target(api: SecretApi, config: dict[str, Any] | None) -> None:
+    """I6: verify 409 "Cannot find secret reference"; I16: mint 500 GENERIC_ERROR with that message."""
+    make(api, alias="target", type="bearer", value="tok")
+    sid = make(api, type="reference", config=config)
+    assert refused(lambda: api.verify(sid)) == (409, {"message": "Cannot find secret reference", "code": "CONFLICT"})
+    assert refused(lambda: api.mint(sid)) == (
+        500,
+        {"message": "Cannot find secret reference", "code": "GENERIC_ERROR"},
+    )
+    assert refused(lambda: api.revoke(sid))[0] == 500
+
+
+def test_a_reference_target_is_looked_up_like_a_path_identifier(api: SecretApi) -> None:
+    """I6: the target's identifier is trimmed, and so are the alias after @ and the name in ()."""
+    make(api, alias="tgt", name="The Target", type="bearer", value="tok")
+    for ident in (" @tgt ", "@ tgt", "( The Target )"):
+        sid = make(api, type="reference", config={"reference": ident})
+        assert api.verify(sid)["status"] == "authenticated", ident
+    for ident, message in (("@", "Alias is required"), ("()", "Name is required"), ("   ", "Identifier is required")):
+        sid = make(api, type="reference", config={"reference": ident})
+        assert refused(lambda sid=sid: api.verify(sid)) == (409, {"message": message, "code": "CONFLICT"})
+
+
+def test_a_reference_to_a_reference_is_not_followed(api: SecretApi) -> None:
+    """I18: the target's `reference` key is dropped from the effective config, so the next level
+    has no target: the platform answers "Cannot find secret reference"."""
+    make(api, alias="leaf", type="bearer", value="tok")
+    make(api, alias="middle", type="reference", config={"reference": "@leaf"})
+    outer = make(api, type="reference", config={"reference": "@middle"})
+    assert refused(lambda: api.verify(outer)) == (
+        409,
+        {"message": "Cannot find secret reference", "code": "CONFLICT"},
+    )
+
+
+def test_parameters_can_name_the_next_target_and_a_cycle_is_bounded(api: SecretApi) -> None:
+    """I18, I19: `parameters` are merged last, so they can carry a `reference`; a loop built that
+    way would recurse until the platform's time limit; the stand-in stops at a fixed depth."""
+    make(api, alias="leaf", type="bearer", value="tok")
+    make(api, alias="middle", type="reference", config={"reference": "@leaf"})
+    outer = make(api, type="reference", config={"reference": "@middle", "parameters": {"reference": "@leaf"}})
+    assert api.verify(outer)["status"] == "authenticated"
+    loop = make(api, alias="loop", type="reference", config={"reference": "@loop", "params": {"reference": "@loop"}})
+    started = time.monotonic()
+    status, body = refused(lambda: api.verify(loop))
+    assert status == 409 and body["code"] == "CONFLICT"
+    assert refused(lambda: api.mint(loop))[0] == 500
+    assert time.monotonic() - started < 5
+
+
+def test_a_reference_mints_as_its_targets_base_type(api: SecretApi) -> None:
+    """I13 through a reference: the refusal names the target's type."""
+    make(api, alias="bt", type="bearer", value="tok")
+    sid = make(api, type="reference", config={"reference": "@bt"})
+    with pytest.raises(MintRefusedError) as info:
+        api.mint(sid)
+    assert info.value.to_dict() == {
+        "error": "not_mintable",
+        "message": "Secrets of type 'bearer' cannot be minted for a token; use the egress proxy instead.",
+    }
+
+
+def test_reference_parameters_apply_last_and_overrides_are_narrow(api: SecretApi, rsa_key: Any) -> None:
+    """I19: target config, then the reference's allowed keys, then `parameters` (or `params`)."""
+    import jwt
+
+    make(api, alias="signer", type="jwt", value=pem(rsa_key), config={"expiresInSeconds": 600})
+    for key in ("parameters", "params"):
+        ref = make(
+            api,
+            type="reference",
+            config={"reference": "@signer", "expiresInSeconds": 5, key: {"expiresInSeconds": 60, "claims": {"a": 1}}},
+        )
+        token = api.mint(ref)["token"]
+        claims = jwt.decode(token, rsa_key.public_key(), algorithms=["RS256"])
+        assert claims["exp"] - claims["iat"] == 60 and claims["a"] == 1, key
+
+
+def test_the_local_resolver_merges_a_reference_as_the_platform_does(v: vault.Vault) -> None:
+    """I19 for ``Secret.credentials(v)``: the same merge; the reference keeps its own kind."""
+    from vault._credentials import resolve
+
+    v.secret.create(alias="t", type="basic", value="u:p", config={"reference": "@x", "id": "y", "schema": "S"})
+    ref = v.secret.fetch(
+        v.secret.create(
+            type="reference", config={"reference": "@t", "username": "over", "schema": "no", "params": "ab"}
+        ).id
+    )
+    effective = resolve(v, ref)
+    assert effective.type == "basic" and effective.kind == "shared" and effective.id == ref.id
+    assert effective.config == {"schema": "S", "username": "over", "0": "a", "1": "b"}
+    assert ref.credentials(v) == vault._credentials.BasicCredentials("u", "p")
+
+
+def test_revoke_decides_on_the_resolved_value(api: SecretApi) -> None:
+    """I10: a reference without its own value whose target has one: 200, nothing changes."""
+    target = make(api, alias="rv-target", type="bearer", value="tok")
+    ref = make(api, type="reference", config={"reference": "@rv-target"})
+    assert api.revoke(ref) == {"id": ref}
+    assert api.verify(target)["status"] == "authenticated"
+    assert api.verify(ref)["status"] == "authenticated"
+
+
+# --- I7, I20: templates -----------------------------------------------------------------------------------
+
+
+def test_a_template_is_an_unknown_catalogue_entry_offline(api: SecretApi) -> None:
+    """I7: verify 409 "Cannot find secret template"; I20: mint 500 with that message."""
+    sid = make(api, type="template", value="some-token", config={"template": "google/oauth"})
+    assert refused(lambda: api.verify(sid)) == (409, {"message": "Cannot find secret template", "code": "CONFLICT"})
+    assert refused(lambda: api.mint(sid)) == (500, {"message": "Cannot find secret template", "code": "GENERIC_ERROR"})
+    personal = make(api, type="template", kind="personal", config={"template": "google/oauth"})
+    with pytest.raises(MintRefusedError) as info:  # the context check comes before the type
+        api.mint(personal)
+    assert info.value.to_dict() == {"error": "authorization_required", "message": NO_CONTEXT}
+
+
+# --- I12, I13, I14: mint refusals -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["plain", "basic", "bearer", "oauth", "jwt"])
+def test_mint_without_a_value_asks_for_authorization(api: SecretApi, kind: str) -> None:
+    """I12: the value is resolved before the type is checked."""
+    sid = make(api, type=kind)
+    with pytest.raises(MintRefusedError) as info:
+        api.mint(sid)
+    body = info.value.to_dict()
+    assert set(body) == {"error", "message", "url"} and body["error"] == "authorization_required"
+    assert body["message"] == NO_VALUE and f"/secrets/{sid}/manager/authenticate" in body["url"]
+
+
+@pytest.mark.parametrize("kind", ["plain", "basic", "bearer"])
+def test_mint_of_a_static_value_names_its_type(api: SecretApi, kind: str) -> None:
+    """I13."""
+    sid = make(api, type=kind, value="user:pw")
+    with pytest.raises(MintRefusedError) as info:
+        api.mint(sid)
+    assert info.value.status == 409
+    assert info.value.to_dict() == {
+        "error": "not_mintable",
+        "message": f"Secrets of type '{kind}' cannot be minted for a token; use the egress proxy instead.",
+    }
+
+
+def test_mint_of_a_personal_secret(api: SecretApi) -> None:
+    """I14: the platform's UserAuthError message, no url."""
+    sid = make(api, kind="personal", type="oauth")
+    with pytest.raises(MintRefusedError) as info:
+        api.mint(sid)
+    assert info.value.to_dict() == {"error": "authorization_required", "message": NO_CONTEXT}
+
+
+def test_mint_of_oauth_token_state_trims_the_token(api: SecretApi) -> None:
+    """I11/I21: the platform sends `Bearer <token trimmed>` and mint splits the token back out."""
+    sid = make(api, type="oauth", value=json.dumps({"accessToken": "  at-1  "}))
+    assert api.mint(sid) == {"token": "at-1", "expiresAt": None}
+
+
+# --- I15: jwt --------------------------------------------------------------------------------------------
+
+
+def test_the_500_error_is_generic_error() -> None:
+    """A15 as the use-time routes need it: `GENERIC_ERROR`, status 500, the `{message, code}` body."""
+    error = GenericError("Cannot find secret reference")
+    assert isinstance(error, VaultError) and error.status == 500 and error.code == "GENERIC_ERROR"
+    assert error.to_dict() == {"message": "Cannot find secret reference", "code": "GENERIC_ERROR"}
+
+
+@pytest.mark.parametrize(
+    ("value", "config"),
+    [
+        ("not a key", {}),
+        ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", {}),
+        (None, {"algorithm": "ES256"}),  # an RSA key cannot sign ES256
+        (None, {"algorithm": "HS256"}),  # the platform imports the value as a PKCS#8 private key
+        (None, {"algorithm": "none"}),
+        (None, {"algorithm": ""}),
+        (None, {"expiresInSeconds": -5}),
+        (None, {"expiresInSeconds": 1e21}),
+    ],
+)
+def test_jwt_signing_failures_are_server_errors(
+    api: SecretApi, rsa_key: Any, value: str | None, config: dict[str, Any]
+) -> None:
+    """I15: jose's errors are rethrown by mint: 500 GENERIC_ERROR; verify answers 409 with the message."""
+    sid = make(api, type="jwt", value=pem(rsa_key) if value is None else value, config=config)
+    status, body = refused(lambda: api.mint(sid))
+    assert status == 500 and body["code"] == "GENERIC_ERROR" and body["message"]
+    assert "PRIVATE KEY" not in body["message"] and "not a key" not in body["message"]
+    assert refused(lambda: api.verify(sid))[0] == 409
+
+
+def test_jwt_settings_are_read_as_the_platform_reads_them(api: SecretApi, rsa_key: Any) -> None:
+    """I15: a non-number expiresInSeconds means 600; there is no upper bound; non-object claims
+    are ignored; the header is just `alg`; expiresAt is the mint time in ms plus the lifetime."""
+    import jwt
+
+    for setting, lifetime in (("60", 600), (None, 600), (40_000_000, 40_000_000), (90.4, 90)):
+        sid = make(api, type="jwt", value=pem(rsa_key), config={"expiresInSeconds": setting, "claims": [1]})
+        before = time.time_ns() // 1_000_000
+        minted = api.mint(sid)
+        after = time.time_ns() // 1_000_000
+        claims = jwt.decode(minted["token"], rsa_key.public_key(), algorithms=["RS256"])
+        assert claims["exp"] - claims["iat"] == lifetime, setting
+        assert set(claims) == {"iat", "exp"}
+        assert jwt.get_unverified_header(minted["token"]) == {"alg": "RS256"}
+        seconds = 600 if not isinstance(setting, (int, float)) else setting
+        assert before + seconds * 1000 <= minted["expiresAt"] <= after + seconds * 1000
+
+
+def test_jwt_accepts_a_pkcs1_rsa_key_and_other_signing_algorithms(api: SecretApi, rsa_key: Any) -> None:
+    """I15: the platform converts `RSA PRIVATE KEY` to PKCS#8; RS/PS/ES/EdDSA sign."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    sid = make(api, type="jwt", value=pem(rsa_key, "pkcs1"), config={"algorithm": "PS256", "schema": " Token "})
+    token = api.mint(sid)["token"]
+    assert jwt.decode(token, rsa_key.public_key(), algorithms=["PS256"])
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    sid = make(api, type="jwt", value=pem(ec_key), config={"algorithm": "ES256"})
+    assert jwt.decode(api.mint(sid)["token"], ec_key.public_key(), algorithms=["ES256"])
+    sec1 = make(api, type="jwt", value=pem(ec_key, "pkcs1"), config={"algorithm": "ES256"})
+    assert refused(lambda: api.mint(sec1))[0] == 500  # `EC PRIVATE KEY` is not converted by the platform
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    sid = make(api, type="jwt", value=pem(ed_key), config={"algorithm": "EdDSA"})
+    assert jwt.decode(api.mint(sid)["token"], ed_key.public_key(), algorithms=["EdDSA"])
