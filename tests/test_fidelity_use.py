@@ -1,4 +1,4 @@
-"""The use-time routes (verify, authenticate, revoke, mint) against the platform's source
+"""The use-time routes (verify, authenticate, revoke, mint, proxy) against the platform's source
 (docs/FIDELITY.md, section I).
 
 Every test drives :class:`vault._api.SecretApi`, which both the HTTP stand-in and ``vault.aio``
@@ -164,10 +164,11 @@ def test_revoke_without_a_value_is_the_default_not_found(api: SecretApi) -> None
     assert refused(lambda: api.revoke(sid)) == (404, {"message": "Not found", "code": "NOT_FOUND"})
 
 
-@pytest.mark.parametrize("route", ["verify", "authenticate", "revoke", "mint"])
+@pytest.mark.parametrize("route", ["verify", "authenticate", "revoke", "mint", "proxy"])
 def test_an_unknown_secret_is_the_default_not_found(api: SecretApi, route: str) -> None:
+    body = {"url": "https://example.com/"} if route == "proxy" else {}
     handler = getattr(api, route)
-    assert refused(lambda: handler(UNKNOWN, {})) == (404, {"message": "Not found", "code": "NOT_FOUND"})
+    assert refused(lambda: handler(UNKNOWN, body)) == (404, {"message": "Not found", "code": "NOT_FOUND"})
 
 
 # --- I6, I16, I18, I19: references ----------------------------------------------------------------------
@@ -409,3 +410,148 @@ def test_jwt_accepts_a_pkcs1_rsa_key_and_other_signing_algorithms(api: SecretApi
     ed_key = ed25519.Ed25519PrivateKey.generate()
     sid = make(api, type="jwt", value=pem(ed_key), config={"algorithm": "EdDSA"})
     assert jwt.decode(api.mint(sid)["token"], ed_key.public_key(), algorithms=["EdDSA"])
+
+
+# --- I22: proxy ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, '"url" is required'),
+        (None, '"url" is required'),
+        ([], '"value" must be of type object'),
+        ({"url": 5}, '"url" must be a string'),
+        ({"url": ""}, '"url" is not allowed to be empty'),
+        ({"url": "ftp://example.com/"}, '"url" must be a valid uri with a scheme matching the http|https pattern'),
+        ({"url": "https://exa mple.com/"}, '"url" must be a valid uri with a scheme matching the http|https pattern'),
+        ({"url": "example.com"}, '"url" must be a valid uri with a scheme matching the http|https pattern'),
+        (
+            {"url": "https://example.com/", "method": "get"},
+            '"method" must be one of [GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS]',
+        ),
+        ({"method": "x", "url": 5}, '"method" must be one of [GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS]'),
+        ({"url": "https://example.com/", "headers": []}, '"headers" must be of type object'),
+        ({"url": "https://example.com/", "headers": None}, '"headers" must be of type object'),
+        ({"url": "https://example.com/", "body": 5}, '"body" must be a string'),
+        ({"x": 1, "url": "https://example.com/"}, '"x" is not allowed'),
+        ({"x": 1}, '"url" is required'),
+    ],
+)
+def test_proxy_validates_its_body_before_the_lookup(api: SecretApi, body: Any, message: str) -> None:
+    """I22: the body schema (Joi, first error in schema order, unknown keys last) runs before the lookup."""
+    assert refused(lambda: api.proxy(UNKNOWN, body)) == (400, {"message": message, "code": "BAD_REQUEST"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "https://localhost:8443/x",
+        "http://LOCALHOST/",
+        "http://app.localhost/",
+        "http://db.internal/",
+        "http://printer.local/",
+        "http://10.1.2.3/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0.0.0.0/",
+        "http://[::1]/",
+        "http://[::]/",
+        "http://[fe80::1]/",
+        "http://[fd00::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://2130706433/",  # the URL parser reads these as 127.0.0.1
+        "http://0x7f000001/",
+        "http://127.1/",
+        "http://0177.0.0.1/",
+        "http://999.1.1.1/",  # not an IPv4 address and not a name: the URL does not parse
+        "http://user:pw@127.0.0.1:80/",
+        "http://%6cocalhost/",
+    ],
+)
+def test_proxy_refuses_internal_destinations(api: SecretApi, url: str) -> None:
+    """I22: after the lookup, the destination check: 400 {"error":"invalid_destination"}."""
+    sid = make(api, type="bearer", value="tok")
+    assert refused(lambda: api.proxy(sid, {"url": url})) == (
+        400,
+        {"error": "invalid_destination", "message": "Destination host is not allowed"},
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/", "http://8.8.8.8/", "https://[2001:db8::1]/", "http://172.32.0.1/", "http://010.0.0.1/"],
+)
+def test_proxy_answers_501_only_for_an_allowed_destination(api: SecretApi, url: str) -> None:
+    """I22: everything the platform checks before forwarding passed; offline there is no upstream."""
+    sid = make(api, type="bearer", value="tok")
+    status, body = refused(lambda: api.proxy(sid, {"url": url}))
+    assert status == 501 and body["code"] == "NOT_IMPLEMENTED"
+
+
+def test_proxy_resolves_the_secret_before_forwarding(api: SecretApi) -> None:
+    """I22: an unauthenticated secret is 409 authorization_required (with url for a shared one)."""
+    linked = "A linked secret exists but has no value configured. Please authenticate or set up the secret value."
+    empty = make(api, type="bearer")
+    with pytest.raises(MintRefusedError) as info:
+        api.proxy(empty, {"url": "https://example.com/"})
+    body = info.value.to_dict()
+    assert body["error"] == "authorization_required" and body["message"] == linked
+    assert f"/secrets/{empty}/manager/authenticate" in body["url"]
+    # The caller's own Authorization and no placeholder: the secret is not used at all.
+    status, _ = refused(lambda: api.proxy(empty, {"url": "https://example.com/", "headers": {"Authorization": "x"}}))
+    assert status == 501
+    # A placeholder anywhere names the secret.
+    headers = {"Authorization": "x", "X-Key": "${SECRET_DEFAULT}"}
+    with pytest.raises(MintRefusedError):
+        api.proxy(empty, {"url": "https://example.com/", "headers": headers})
+    personal = make(api, type="bearer", kind="personal")
+    with pytest.raises(MintRefusedError) as info:
+        api.proxy(personal, {"url": "https://example.com/"})
+    assert info.value.to_dict() == {"error": "authorization_required", "message": NO_CONTEXT}
+    ref = make(api, type="reference", config={"reference": "@nowhere"})
+    assert refused(lambda: api.proxy(ref, {"url": "https://example.com/"})) == (
+        500,
+        {"message": "Cannot find secret reference", "code": "GENERIC_ERROR"},
+    )
+
+
+def test_proxy_placeholders_name_other_secrets_by_normalised_name(api: SecretApi) -> None:
+    """I22: `${SECRET_NAME}` finds the caller's secret whose name normalises to the same text."""
+    route = make(api, type="bearer", value="tok")
+    make(api, name="Weather API-key", type="bearer")  # no value
+    with pytest.raises(MintRefusedError):
+        api.proxy(route, {"url": "https://example.com/", "headers": {"X-W": "{{SECRET_weather_api_key}}"}})
+    status, _ = refused(lambda: api.proxy(route, {"url": "https://example.com/", "headers": {"X-W": "${SECRET_NOPE}"}}))
+    assert status == 501  # no such secret: the placeholder is left as it is
+
+
+def test_proxy_refuses_header_names_fetch_cannot_send(api: SecretApi) -> None:
+    sid = make(api, type="bearer", value="tok")
+    status, body = refused(lambda: api.proxy(sid, {"url": "https://example.com/", "headers": {"bad name": "x"}}))
+    assert status == 500 and body["code"] == "GENERIC_ERROR"
+
+
+# --- values never leave ------------------------------------------------------------------------------------
+
+
+def test_no_use_time_answer_contains_a_value(api: SecretApi, rsa_key: Any) -> None:
+    marker = "VALUE-MARKER-9c1e"
+    cases = [
+        make(api, type="basic", value=f"user:{marker}"),
+        make(api, type="bearer", value=marker),
+        make(api, type="jwt", value=marker),
+        make(api, type="jwt", value=f"-----BEGIN PRIVATE KEY-----\n{marker}\n-----END PRIVATE KEY-----"),
+        make(api, type="oauth", value=marker),
+        make(api, type="template", value=marker),
+        make(api, type="reference", value=marker, config={"reference": "@none"}),
+    ]
+    for sid in cases:
+        for route, body in (("verify", {}), ("mint", {}), ("revoke", {}), ("proxy", {"url": "https://example.com/"})):
+            try:
+                answer: Any = getattr(api, route)(sid, body)
+            except VaultError as exc:
+                answer = exc.to_dict()
+            assert marker not in json.dumps(answer)

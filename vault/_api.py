@@ -231,7 +231,7 @@ class SecretApi:
 
     # --- use-time routes ----------------------------------------------------------------------
     #
-    # verify, authenticate, revoke and mint as SRV ``pages/api/v1/secret/[secretId]/*.js``
+    # verify, authenticate, revoke, mint and proxy as SRV ``pages/api/v1/secret/[secretId]/*.js``
     # answer them, deciding on the value the way ``secret.value.ts`` resolves it
     # (``_credentials.use_value``). No answer holds a stored value.
 
@@ -336,8 +336,53 @@ class SecretApi:
         return {"token": usable.token, "expiresAt": usable.expires_at}
 
     def proxy(self, secret_id: str, body: object = None) -> dict[str, Any]:
-        # Offline means no upstream: the cloud would forward the request to the internet.
+        """Everything SRV ``proxy.js`` and ``secret.proxy.ts`` decide before forwarding, then
+        ``501``: offline there is no upstream.
+
+        In order: the body schema (400, Joi's wording); the lookup (404); the destination
+        (``400 {"error":"invalid_destination"}`` for loopback, private, link-local, metadata
+        and ``.localhost/.internal/.local`` hosts, read as a WHATWG URL parser reads them);
+        the request headers (a name ``fetch`` cannot send: 500); the secret placeholders
+        (``${SECRET_DEFAULT}`` is injected as ``Authorization`` unless the caller sent one or
+        referenced a secret): a secret without a usable value is ``409 authorization_required``.
+        """
+        request = _proxy_request(body)
+        secret = self._lookup(secret_id)
+        if _credentials.destination_refused(request["url"]):
+            raise _DestinationRefusedError("Destination host is not allowed")
+        try:
+            headers = _credentials.outbound_headers(request.get("headers") or {})
+        except _credentials.ResolutionError as exc:
+            raise GenericError(str(exc)) from None
+        for name in _credentials.placeholder_names(headers):
+            self._swap(secret, name)
         raise _NotOffline("proxy forwards requests to the internet; the offline stand-in does not")
+
+    def _swap(self, route_secret: Secret, name: str) -> None:
+        """SRV ``swapSecrets`` for one placeholder: the secret it names must have a usable value."""
+        target = self._secret_named(route_secret, name)
+        if target is None:
+            return  # no such secret: the placeholder is left as it is
+        try:
+            usable = self._usable(target)
+        except _credentials.ContextRequiredError as exc:
+            raise MintRefusedError("authorization_required", str(exc), url=self._auth_url_for(route_secret)) from None
+        if usable is None:
+            raise MintRefusedError("authorization_required", _LINKED_NO_VALUE, url=self._auth_url_for(route_secret))
+
+    def _secret_named(self, route_secret: Secret, name: str) -> Secret | None:
+        # SRV ``getUnsafeSecretInstance``: DEFAULT is the route's secret; any other name is the
+        # first of the caller's secrets whose name normalises to the same text.
+        try:
+            if name == "DEFAULT":
+                return self._for_use.fetch(route_secret.id)
+            wanted = _credentials.secret_name(name)
+            for item, _, _ in raw_records(self.vault).all():
+                if _credentials.secret_name(item.name) == wanted:
+                    return self._for_use.fetch(item.id)
+        except NotFoundError:
+            return None
+        return None
 
 
 class _ForUse:
@@ -375,5 +420,55 @@ class _NotOffline(VaultError):
     status = 501
 
 
+class _DestinationRefusedError(VaultError):
+    """The proxy's refusal of a destination: ``400 {"error":"invalid_destination","message"}``."""
+
+    code = "INVALID_DESTINATION"
+    status = 400
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": "invalid_destination", "message": self.message}
+
+
 _NO_VALUE: Final = "The secret has no value; authenticate it first."
+_LINKED_NO_VALUE: Final = (
+    "A linked secret exists but has no value configured. Please authenticate or set up the secret value."
+)
 _MINTABLE: Final = frozenset({"oauth", "jwt"})
+
+
+def _refuse_unknown(obj: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    # Joi checks unknown keys after every known one passed, and stops at the first.
+    unknown = [k for k in obj if k not in known]
+    if unknown:
+        raise InvalidRequestError(_joi_unknown(unknown[:1]))
+
+
+# --- the proxy body (SRV ``proxy.js`` ``bodySchema``) -----------------------------------------
+
+_PROXY_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_PROXY_KEYS: Final = ("method", "url", "headers", "body")
+
+
+def _proxy_request(body: object) -> dict[str, Any]:
+    """The proxy body, checked in the schema's key order; Joi's first message wins."""
+    obj = _object_body(body)
+    if "method" in obj and not (isinstance(obj["method"], str) and obj["method"] in _PROXY_METHODS):
+        raise InvalidRequestError(f'"method" must be one of [{", ".join(_PROXY_METHODS)}]')
+    if "url" not in obj:
+        raise InvalidRequestError('"url" is required')
+    url = obj["url"]
+    if not isinstance(url, str):
+        raise InvalidRequestError('"url" must be a string')
+    if not url:
+        raise InvalidRequestError('"url" is not allowed to be empty')
+    if url in ("http:/", "https:/"):
+        raise InvalidRequestError('"url" must be a valid uri')
+    if not _credentials.is_http_uri(url):
+        raise InvalidRequestError('"url" must be a valid uri with a scheme matching the http|https pattern')
+    if "headers" in obj and not isinstance(obj["headers"], dict):
+        raise InvalidRequestError('"headers" must be of type object')
+    if "body" in obj and obj["body"] is not None and not isinstance(obj["body"], str):
+        raise InvalidRequestError('"body" must be a string')
+    _refuse_unknown(obj, _PROXY_KEYS)
+    return obj

@@ -2,9 +2,9 @@
 ``Authorization`` header it would inject, reference resolution and local JWT/OAuth minting.
 
 These are the offline equivalents of the platform's use-time logic (``secret.value``,
-``creds.basic.parse``, ``secret.reference``, ``secret.mint``), read from the
+``creds.basic.parse``, ``secret.reference``, ``secret.mint``, ``secret.proxy``), read from the
 platform's source (docs/FIDELITY.md, section I). :func:`use_value` is what the stand-in's
-verify, revoke and mint decide on; ``credentials()``, ``authorization_header()`` and
+verify, revoke, mint and proxy decide on; ``credentials()``, ``authorization_header()`` and
 ``mint()`` are the local helpers, with their own documented rules. Nothing here talks to the
 network. Error messages name the secret's id and the rule that failed, never any part of the value.
 
@@ -18,10 +18,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import json
 import math
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -55,11 +57,16 @@ __all__ = [
     "authorization_header",
     "cloud_identifier",
     "credentials",
+    "destination_refused",
+    "is_http_uri",
     "js_trim",
     "mint",
     "mint_jwt",
+    "outbound_headers",
     "parse_basic",
+    "placeholder_names",
     "resolve",
+    "secret_name",
     "signed_state",
     "use_value",
 ]
@@ -736,3 +743,240 @@ def signed_state(key: bytes, claims: Mapping[str, Any], *, lifetime: int = 900) 
     body = json.dumps({**claims, "iat": issued, "exp": issued + lifetime}, separators=(",", ":"))
     signing_input = f"{header}.{_b64url(body.encode())}"
     return f"{signing_input}.{_b64url(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())}"
+
+
+# --- egress: what the proxy route checks before it forwards (SRV ``secret.proxy.ts``) --------------
+
+
+def _uri_pattern() -> re.Pattern[str]:
+    # Joi's string().uri({scheme: ['http', 'https']}): RFC 3986 as @hapi/address spells it
+    # (case-sensitive scheme, a non-empty reg-name, no "http:/" or "http:///", no path-empty).
+    hexdig = r"\dA-Fa-f"
+    unreserved = r"\w\-.~"
+    sub_delims = r"!$&'()*+,;="
+    pct = "%" + hexdig
+    pchar = unreserved + pct + sub_delims + ":@"
+    octet = r"(?:0{0,2}\d|0?[1-9]\d|1\d\d|2[0-4]\d|25[0-5])"
+    ipv4 = rf"(?:{octet}\.){{3}}{octet}"
+    h16 = f"[{hexdig}]{{1,4}}"
+    ls32 = f"(?:{h16}:{h16}|{ipv4})"
+    ipv6 = "|".join(
+        (
+            f"(?:{h16}:){{6}}{ls32}",
+            f"::(?:{h16}:){{5}}{ls32}",
+            f"(?:{h16})?::(?:{h16}:){{4}}{ls32}",
+            f"(?:(?:{h16}:){{0,1}}{h16})?::(?:{h16}:){{3}}{ls32}",
+            f"(?:(?:{h16}:){{0,2}}{h16})?::(?:{h16}:){{2}}{ls32}",
+            f"(?:(?:{h16}:){{0,3}}{h16})?::{h16}:{ls32}",
+            f"(?:(?:{h16}:){{0,4}}{h16})?::{ls32}",
+            f"(?:(?:{h16}:){{0,5}}{h16})?::{h16}",
+            f"(?:(?:{h16}:){{0,6}}{h16})?::",
+        )
+    )
+    ipvfuture = f"v[{hexdig}]+\\.[{unreserved}{sub_delims}:]+"
+    userinfo = f"[{unreserved}{pct}{sub_delims}:]*"
+    host = f"(?:\\[(?:{ipv6}|{ipvfuture})\\]|{ipv4}|[{unreserved}{pct}{sub_delims}]{{1,255}})"
+    authority = f"(?:{userinfo}@)?{host}(?::\\d*)?"
+    segment = f"[{pchar}]*"
+    path_abempty = f"(?:/{segment})*"
+    path_absolute = f"/(?:[{pchar}]+{path_abempty})?"
+    path_rootless = f"[{pchar}]+{path_abempty}"
+    no_authority = f"(?:///{segment}{path_abempty})"
+    hier = f"(?://{authority}{path_abempty}|{path_absolute}|{path_rootless}|{no_authority})"
+    query = f"[{pchar}/?]*(?=#|\\Z)"
+    fragment = f"[{pchar}/?]*"
+    return re.compile(f"(?!https?:/\\Z)(?!https?:///)(?:https|http):{hier}(?:\\?{query})?(?:#{fragment})?", re.ASCII)
+
+
+_HTTP_URI: Final = _uri_pattern()
+
+
+def is_http_uri(url: str) -> bool:
+    """Whether the platform's proxy schema (Joi ``uri({scheme: ['http', 'https']})``) takes ``url``."""
+    return _HTTP_URI.fullmatch(url) is not None
+
+
+# Characters a WHATWG URL parser refuses in a domain (after percent-decoding).
+_FORBIDDEN_HOST: Final = frozenset("\x00\t\n\r #/:<>?@[\\]^|%\x7f") | frozenset(map(chr, range(0x20)))
+
+
+def destination_refused(url: str) -> bool:
+    """SRV ``isAllowedEgressUrl`` over ``new URL(url)``: True where the platform certainly refuses.
+
+    ``url`` passed :func:`is_http_uri`. The host is read as the WHATWG URL parser reads it
+    (percent-decoded, lower-cased, numeric hosts as IPv4 in any of their spellings, IPv6
+    compressed); a URL that parser rejects is refused too. Where this reading is not certain (a
+    host that decodes to non-ASCII or holds punycode), the destination counts as allowed: the
+    stand-in then answers its offline ``501``, never a refusal the cloud might not give.
+    """
+    rest = url.partition(":")[2].lstrip("/")  # a special scheme ignores any number of slashes
+    authority = re.split("[/?#]", rest, maxsplit=1)[0]
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("["):
+        inner, bracket, port = hostport[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return True
+        serialised = _ipv6_host(inner)
+        if serialised is None:
+            return False  # not certain how the platform reads it
+        host, port = serialised, port[1:]
+    else:
+        raw, _, port = hostport.partition(":")
+        try:
+            decoded = urllib.parse.unquote_to_bytes(raw).decode("ascii")
+        except UnicodeDecodeError:
+            return False  # IDNA processing: not certain
+        if not decoded or any(c in _FORBIDDEN_HOST for c in decoded):
+            return True
+        host = decoded.lower()
+        if any(label.startswith("xn--") for label in host.split(".")):
+            return False
+        if _ends_in_number(host):
+            address = _ipv4(host)
+            if address is None:
+                return True
+            host = ".".join(str((address >> shift) & 255) for shift in (24, 16, 8, 0))
+    if port and (not (port.isascii() and port.isdigit()) or int(port) > 65535):
+        return True
+    return _host_refused(host)
+
+
+def _host_refused(host: str) -> bool:
+    # The platform's checks on ``url.hostname``, in its order.
+    if ":" in host:
+        if "." in host or host.startswith("::ffff:"):
+            return True
+        return host in ("::1", "::") or host.startswith(("fe80:", "fc", "fd"))
+    if re.fullmatch("0x[0-9a-f]+", host, re.IGNORECASE):
+        return True
+    if re.fullmatch("[0-9.]+", host) and not _canonical_ipv4(host):
+        return True
+    return (
+        host in ("localhost", "0.0.0.0")  # noqa: S104 - a name to refuse, not an address to bind
+        or host.endswith((".localhost", ".internal", ".local"))
+        or host.startswith(("127.", "10.", "192.168.", "169.254."))
+        or re.match(r"172\.(1[6-9]|2\d|3[01])\.", host) is not None
+    )
+
+
+def _canonical_ipv4(host: str) -> bool:
+    parts = host.split(".")
+    return len(parts) == 4 and all(
+        re.fullmatch(r"\d{1,3}", p, re.ASCII) is not None and p == str(int(p)) and int(p) <= 255 for p in parts
+    )
+
+
+def _ipv4_number(text: str) -> int | None:
+    # WHATWG "IPv4 number parser": 0x… hexadecimal, a leading 0 octal, else decimal.
+    if not text:
+        return None
+    digits, base = text, 10
+    if text[:2].lower() == "0x":
+        digits, base = text[2:], 16
+    elif len(text) > 1 and text[0] == "0":
+        digits, base = text[1:], 8
+    if not digits:
+        return 0
+    allowed = {10: "0123456789", 8: "01234567", 16: "0123456789abcdefABCDEF"}[base]
+    if any(c not in allowed for c in digits):
+        return None
+    return int(digits, base)
+
+
+def _ends_in_number(host: str) -> bool:
+    parts = host.split(".")
+    if parts[-1] == "" and len(parts) > 1:
+        parts.pop()
+    last = parts[-1]
+    return bool(last) and ((last.isascii() and last.isdigit()) or _ipv4_number(last) is not None)
+
+
+def _ipv4(host: str) -> int | None:
+    # WHATWG "IPv4 parser": up to four numbers, the last one filling the remaining bytes.
+    parts = host.split(".")
+    if parts[-1] == "" and len(parts) > 1:
+        parts.pop()
+    if len(parts) > 4:
+        return None
+    numbers = [_ipv4_number(p) for p in parts]
+    values = [n for n in numbers if n is not None]
+    if len(values) != len(numbers):
+        return None
+    if any(n > 255 for n in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
+        return None
+    address = values[-1]
+    for i, n in enumerate(values[:-1]):
+        address += n * 256 ** (3 - i)
+    return address
+
+
+def _ipv6_host(inner: str) -> str | None:
+    """The WHATWG serialisation of an IPv6 literal (lower case, the first longest zero run as ``::``)."""
+    if "%" in inner:
+        return None
+    try:
+        packed = ipaddress.IPv6Address(inner).packed
+    except ValueError:
+        return None
+    pieces = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 16, 2)]
+    best, best_len, i = -1, 1, 0
+    while i < 8:
+        if pieces[i]:
+            i += 1
+            continue
+        j = i
+        while j < 8 and not pieces[j]:
+            j += 1
+        if j - i > best_len:
+            best, best_len = i, j - i
+        i = j
+    if best < 0:
+        return ":".join(f"{p:x}" for p in pieces)
+    head = ":".join(f"{p:x}" for p in pieces[:best])
+    tail = ":".join(f"{p:x}" for p in pieces[best + best_len :])
+    return f"{head}::{tail}"
+
+
+# Headers.set: a name is an HTTP token; a value loses surrounding HTTP whitespace and may not
+# hold NUL, CR or LF.
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_PLACEHOLDER: Final = re.compile(r"\$\{[^}]+\}|\{\{[^}]+\}\}")
+_SECRET_VARIABLE: Final = re.compile(r"\$\{SECRET_(\w+)\}|\{\{SECRET_(\w+)\}\}", re.ASCII)
+
+
+def outbound_headers(given: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers the proxy would send, by lower-case name, before secrets are swapped in.
+
+    String values only (others are dropped, as the platform drops them); ``Authorization:
+    ${SECRET_DEFAULT}`` is added when the caller sent no ``Authorization`` and referenced no
+    secret. A name or value ``Headers.set`` refuses raises :class:`ResolutionError` (the
+    platform's 500); neither is echoed.
+    """
+    out: dict[str, str] = {}
+    for name, value in given.items():
+        if not isinstance(value, str):
+            continue
+        if not _TOKEN.fullmatch(name):
+            raise ResolutionError("Headers.set: invalid header name")
+        value = value.strip(" \t\r\n")
+        if any(c in value for c in "\x00\r\n"):
+            raise ResolutionError("Headers.set: invalid header value")
+        out[name.lower()] = value
+    if "authorization" not in out and not any(_PLACEHOLDER.search(v) for v in out.values()):
+        out["authorization"] = "${SECRET_DEFAULT}"
+    return out
+
+
+def placeholder_names(headers: Mapping[str, str]) -> list[str]:
+    """The secrets ``${SECRET_NAME}``/``{{SECRET_NAME}}`` name, in the order the platform swaps
+    them (SRV ``swapSecrets``: headers by name, each header's placeholders last to first)."""
+    names: list[str] = []
+    for name in sorted(headers):
+        names += [m[1] or m[2] for m in reversed(list(_SECRET_VARIABLE.finditer(headers[name])))]
+    return names
+
+
+def secret_name(name: str) -> str:
+    """SRV ``secret.name.ts`` ``normalizeSecretName``: how a placeholder finds a secret by name."""
+    text = re.sub(r"[^A-Za-z0-9_]+", "_", js_trim(name))
+    return re.sub(r"[_-]+", "_", text).strip("_").lower()
