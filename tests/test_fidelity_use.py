@@ -1,5 +1,5 @@
-"""The use-time routes (verify, authenticate, revoke, mint, proxy) against the platform's source
-(docs/FIDELITY.md, section I).
+"""The use-time routes (verify, authenticate, revoke, mint, proxy), the contact-scoped routes and
+the platform catalogue, against the platform's source (docs/FIDELITY.md, sections I and J).
 
 Every test drives :class:`vault._api.SecretApi`, which both the HTTP stand-in and ``vault.aio``
 answer with: an error's ``status`` and ``to_dict()`` are the HTTP answer. The row of
@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 import vault
-from vault._api import GenericError, SecretApi
+from vault._api import GenericError, ListQuery, SecretApi
 from vault.errors import MintRefusedError, VaultError
 
 NO_VALUE = "The secret has no value; authenticate it first."
@@ -532,6 +532,67 @@ def test_proxy_refuses_header_names_fetch_cannot_send(api: SecretApi) -> None:
     sid = make(api, type="bearer", value="tok")
     status, body = refused(lambda: api.proxy(sid, {"url": "https://example.com/", "headers": {"bad name": "x"}}))
     assert status == 500 and body["code"] == "GENERIC_ERROR"
+
+
+# --- J1, J2: contact-scoped routes ---------------------------------------------------------------------------
+
+
+def test_contact_routes_find_no_contact_offline(api: SecretApi) -> None:
+    """J1: every contact is unknown offline: 404 Not found, after the proxy body's validation."""
+    sid = make(api, type="bearer", value="tok")
+    not_found = (404, {"message": "Not found", "code": "NOT_FOUND"})
+    assert refused(lambda: api.contact_list("c1", ListQuery())) == not_found
+    for action in ("verify", "authenticate", "revoke", "mint"):
+        assert refused(lambda action=action: api.contact_use("c1", sid, action, {})) == not_found
+    assert refused(lambda: api.contact_use("c1", sid, "proxy", {"url": "https://example.com/"})) == not_found
+    assert refused(lambda: api.contact_use("c1", sid, "proxy", {})) == (
+        400,
+        {"message": '"url" is required', "code": "BAD_REQUEST"},
+    )
+    status, body = refused(lambda: api.contact_use("@", sid, "verify", {}))
+    assert (status, body["code"]) == (500, "GENERIC_ERROR")
+
+
+# --- J3, J4: the platform catalogue ------------------------------------------------------------------------
+
+
+def test_the_catalogue_is_empty_offline(api: SecretApi) -> None:
+    """J3: the whole catalogue in one page, which offline has no entries."""
+    assert api.catalogue_list(ListQuery()) == {"items": []}
+    assert api.catalogue_list(ListQuery(cursor="x", take="5")) == {"items": []}
+    assert list(api.catalogue_stream(ListQuery())) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [None, {}, {"search": "google"}, {"search": "   "}, {"search": "x", "take": 100}, {"take": "5"}, {"take": 7.0}],
+)
+def test_catalogue_search_answers_no_items(api: SecretApi, body: Any) -> None:
+    """J4."""
+    assert api.catalogue_search(body) == {"items": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], '"value" must be of type object'),
+        ({"search": 5}, '"search" must be a string'),
+        ({"search": None}, '"search" must be a string'),
+        ({"search": ""}, '"search" is not allowed to be empty'),
+        ({"take": 0}, '"take" must be greater than or equal to 1'),
+        ({"take": 101}, '"take" must be less than or equal to 100'),
+        ({"take": 1.5}, '"take" must be an integer'),
+        ({"take": "x"}, '"take" must be a number'),
+        ({"take": True}, '"take" must be a number'),
+        ({"take": None}, '"take" must be a number'),
+        ({"take": 2**60}, '"take" must be a safe number'),
+        ({"x": 1, "search": 5}, '"search" must be a string'),
+        ({"x": 1}, '"x" is not allowed'),
+    ],
+)
+def test_catalogue_search_validates_its_body(api: SecretApi, body: Any, message: str) -> None:
+    """J4: Joi's wording, the first error in schema order, unknown keys last."""
+    assert refused(lambda: api.catalogue_search(body)) == (400, {"message": message, "code": "BAD_REQUEST"})
 
 
 # --- values never leave ------------------------------------------------------------------------------------

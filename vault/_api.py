@@ -11,10 +11,11 @@ Every choice where the cloud's behaviour is inferred or has no local meaning is 
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from urllib.parse import quote
 
 from . import _credentials, _rules
@@ -384,6 +385,50 @@ class SecretApi:
             return None
         return None
 
+    # --- contact-scoped routes (``/v1/contact/{contactId}/secret/...``) --------------------------
+
+    def contact_list(self, contact_id: str, query: ListQuery) -> dict[str, Any]:
+        """``GET /v1/contact/{contactId}/secret/list``: offline there are no contacts, so ``404 Not
+        found`` (in every ``Accept`` format: the platform's lookup fails before the stream starts)."""
+        _no_contact(contact_id)
+
+    def contact_use(self, contact_id: str, secret_id: str, action: str, body: object = None) -> dict[str, Any]:
+        """``POST /v1/contact/{contactId}/secret/{secretId}/{verify,authenticate,revoke,mint,proxy}``.
+
+        The contact is looked up first (``404 Not found`` offline, a ``500`` for identifiers the
+        platform's lookup throws on), except that proxy validates its body before anything.
+        """
+        if action == "proxy":
+            _proxy_request(body)
+        _no_contact(contact_id)
+
+    # --- the platform catalogue (``/v1/platform/secret/...``) ------------------------------------
+
+    def catalogue_list(self, query: ListQuery) -> dict[str, Any]:
+        """``GET /v1/platform/secret/list``: the whole catalogue in one page, ``take`` ignored, any
+        cursor an empty page. No catalogue ships offline, so: ``{"items": []}``."""
+        return {"items": []}
+
+    def catalogue_stream(self, query: ListQuery) -> Iterator[dict[str, Any]]:
+        """The JSONL form of :meth:`catalogue_list`: no lines (the platform sends an empty body)."""
+        return iter(())
+
+    def catalogue_search(self, body: object = None) -> dict[str, Any]:
+        """``POST /v1/platform/secret/search {"search", "take"}``: the body is validated as the
+        platform's schema does (``search`` a non-empty string, ``take`` an integer 1..100, default
+        10), and the answer is ``{"items": []}`` (an empty catalogue matches nothing)."""
+        obj = _object_body(body)
+        if "search" in obj:
+            search = obj["search"]
+            if not isinstance(search, str):
+                raise InvalidRequestError('"search" must be a string')
+            if not search:
+                raise InvalidRequestError('"search" is not allowed to be empty')
+        if "take" in obj:
+            _check_take(obj["take"])
+        _refuse_unknown(obj, ("search", "take"))
+        return {"items": []}
+
 
 class _ForUse:
     """The vault as the use-time routes see it: a value only when written as the secret's current
@@ -437,11 +482,48 @@ _LINKED_NO_VALUE: Final = (
 _MINTABLE: Final = frozenset({"oauth", "jwt"})
 
 
+def _no_contact(contact_id: str) -> NoReturn:
+    try:
+        _credentials.cloud_identifier(contact_id)
+    except _credentials.ResolutionError as exc:
+        raise GenericError(str(exc)) from None
+    raise NotFoundError("Not found")
+
+
 def _refuse_unknown(obj: Mapping[str, Any], known: tuple[str, ...]) -> None:
     # Joi checks unknown keys after every known one passed, and stops at the first.
     unknown = [k for k in obj if k not in known]
     if unknown:
         raise InvalidRequestError(_joi_unknown(unknown[:1]))
+
+
+# --- the catalogue search body (SRV ``platform/secret/search.js`` ``bodySchema``) -----------------
+
+# Joi's number() reads a string that looks like a number, blanks around it allowed.
+_JOI_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _check_take(value: object) -> None:
+    number: float
+    if isinstance(value, bool) or value is None:
+        raise InvalidRequestError('"take" must be a number')
+    if isinstance(value, str):
+        text = _credentials.js_trim(value)
+        if not _JOI_NUMBER.fullmatch(text):
+            raise InvalidRequestError('"take" must be a number')
+        number = float(text)
+    elif isinstance(value, (int, float)):
+        number = value
+    else:
+        raise InvalidRequestError('"take" must be a number')
+    if not abs(number) <= 2**53 - 1:  # also NaN and the infinities
+        raise InvalidRequestError('"take" must be a safe number')
+    if number != int(number):
+        raise InvalidRequestError('"take" must be an integer')
+    if number < 1:
+        raise InvalidRequestError('"take" must be greater than or equal to 1')
+    if number > 100:
+        raise InvalidRequestError('"take" must be less than or equal to 100')
 
 
 # --- the proxy body (SRV ``proxy.js`` ``bodySchema``) -----------------------------------------
