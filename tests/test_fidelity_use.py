@@ -616,3 +616,41 @@ def test_no_use_time_answer_contains_a_value(api: SecretApi, rsa_key: Any) -> No
             except VaultError as exc:
                 answer = exc.to_dict()
             assert marker not in json.dumps(answer)
+
+
+# --- through the HTTP stand-in ---------------------------------------------------------------------
+
+
+def test_the_new_answers_keep_their_shape_over_http(v: vault.Vault) -> None:
+    """GenericError is `500 {"message","code":"GENERIC_ERROR"}` and the proxy's refusal
+    `400 {"error","message"}` on the wire, through the stand-in's ASGI application."""
+    import asyncio
+
+    import httpx
+
+    from vault._asgi import StandInApp
+
+    app = StandInApp(v, token="sk-fid-use", loopback_only=False)
+    ref = app.api.create({"type": "reference", "config": {"reference": "@missing"}})["id"]
+    bearer = app.api.create({"type": "bearer", "value": "tok"})["id"]
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"authorization": "Bearer sk-fid-use"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", headers=headers) as client:
+            return [
+                await client.post(f"/v1/secret/{ref}/mint", json={}),
+                await client.post(f"/v1/secret/{bearer}/proxy", json={"url": "http://169.254.169.254/"}),
+                await client.post(f"/v1/secret/{bearer}/proxy", json={"url": "https://example.com/"}),
+            ]
+
+    mint, refused_destination, offline = asyncio.run(scenario())
+    assert (mint.status_code, mint.json()) == (
+        500,
+        {"message": "Cannot find secret reference", "code": "GENERIC_ERROR"},
+    )
+    assert (refused_destination.status_code, refused_destination.json()) == (
+        400,
+        {"error": "invalid_destination", "message": "Destination host is not allowed"},
+    )
+    assert offline.status_code == 501 and offline.json()["code"] == "NOT_IMPLEMENTED"
