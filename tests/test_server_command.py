@@ -166,7 +166,9 @@ def test_local_personal_value_is_hidden_and_unusable_through_the_stand_in() -> N
         assert r.status_code == 200 and "own-personal-value" not in r.text
         assert httpx.post(f"{s.base_url}/v1/secret/{pid}/revoke", json={}, headers=h).status_code == 409
         mint = httpx.post(f"{s.base_url}/v1/secret/{pid}/mint", json={}, headers=h).json()
-        assert mint["error"] == "not_mintable"  # bearer: the type check comes first
+        # The platform resolves the value before the type: a personal secret has none without a contact.
+        assert mint["error"] == "authorization_required" and "url" not in mint
+        assert "own-personal-value" not in json.dumps(mint)
 
 
 def test_masked_client_secret_sent_back_keeps_the_stored_one() -> None:
@@ -266,8 +268,18 @@ def test_jwt_mint_without_pyjwt_is_501(monkeypatch: pytest.MonkeyPatch) -> None:
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    # A key the platform would sign with: what is missing is only the signing library.
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     with memory_vault() as v, StandInServer(v, token=TOKEN) as s:
-        sid = v.secret.create(type="jwt", value="-----BEGIN PRIVATE KEY-----").id
+        sid = v.secret.create(type="jwt", value=pem).id
         monkeypatch.setattr(builtins, "__import__", no_jwt)
         r = httpx.post(f"{s.base_url}/v1/secret/{sid}/mint", json={}, headers={"authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 501 and r.json()["code"] == "MISSING_DEPENDENCY"

@@ -11,10 +11,12 @@ Every choice where the cloud's behaviour is inferred or has no local meaning is 
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, NoReturn
 from urllib.parse import quote
 
 from . import _credentials, _rules
@@ -22,7 +24,7 @@ from ._records import Page, Secret
 from ._vault import Vault, raw_records
 from .errors import ConflictError, InvalidRequestError, MintRefusedError, NotFoundError, VaultError
 
-__all__ = ["JSON_NULL", "ListQuery", "SecretApi"]
+__all__ = ["JSON_NULL", "GenericError", "ListQuery", "SecretApi"]
 
 
 class _JsonNull:
@@ -41,11 +43,6 @@ JSON_NULL: Final = _JsonNull()
 _SYSTEM_ERROR: Final = "System error occurred"
 
 
-class _ServerError(VaultError):
-    """What the cloud answers when its lookup or database code throws: ``500 GENERIC_ERROR``."""
-
-    code = "GENERIC_ERROR"
-    status = 500
 
 
 def _stream_limit(value: object) -> int | None:
@@ -101,10 +98,10 @@ def _database_checks(fields: Mapping[str, Any]) -> None:
     """What the cloud's database refuses once every other check passed: a null ``name`` or
     ``description`` (NOT NULL columns, C9) and a value too long for its column (C12, inferred)."""
     if any(key in fields and fields[key] is None for key in _rules.CLOUD_TEXT_BYTES):
-        raise _ServerError(_SYSTEM_ERROR)
+        raise GenericError(_SYSTEM_ERROR)
     value = fields.get("value")
     if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) > _rules.CLOUD_VALUE_BYTES:
-        raise _ServerError(_SYSTEM_ERROR)
+        raise GenericError(_SYSTEM_ERROR)
 
 
 def _identifier(raw: object) -> str:
@@ -119,24 +116,24 @@ def _identifier(raw: object) -> str:
     if not ident:
         raise InvalidRequestError("Bad request")
     if ident.startswith("@@"):
-        raise _ServerError(
+        raise GenericError(
             "Parent ID is required for @@ identifier" if _rules.js_trim(ident[2:]) else "Alias is required"
         )
     if ident.startswith("@"):
         user, at, resource = ident[1:].partition("@")
         if at:
             if not _rules.js_trim(user):
-                raise _ServerError("User alias is required")
+                raise GenericError("User alias is required")
             if not _rules.js_trim(resource):
-                raise _ServerError("Resource alias is required")
-            raise _ServerError("Parent ID is required for @user@resource identifier")
+                raise GenericError("Resource alias is required")
+            raise GenericError("Parent ID is required for @user@resource identifier")
         if not _rules.js_trim(user):
-            raise _ServerError("Alias is required")
+            raise GenericError("Alias is required")
         return "@" + _rules.js_trim(user)
     if ident.startswith("(") and ident.endswith(")"):
         name = _rules.js_trim(ident[1:-1])
         if not name:
-            raise _ServerError("Name is required")
+            raise GenericError("Name is required")
         return f"({name})"
     return ident
 
@@ -174,7 +171,7 @@ def _check_filters(query: ListQuery) -> None:
         try:
             _rules.meta_path(key)
         except InvalidRequestError:
-            raise _ServerError(_SYSTEM_ERROR) from None
+            raise GenericError(_SYSTEM_ERROR) from None
 
 
 def _blank_is_none(text: str | None) -> str | None:
@@ -253,6 +250,7 @@ class SecretApi:
         self.vault = vault
         self.frontend_url = frontend_url.rstrip("/")
         self._for_use = _ForUse(vault)
+        self._state_key = secrets.token_bytes(32)  # signs the authorize URLs' state; never kept
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -336,9 +334,14 @@ class SecretApi:
             return raw_records(self.vault).lookup(identifier)
 
     def _get_for_use(self, secret_id: str) -> Secret:
-        # verify and mint act on the value itself (it never leaves the server), and only on a
-        # value written as the secret's current type.
-        return raw_records(self.vault).fetch_for_use(secret_id)
+        # verify, revoke and mint act on the value itself (it never leaves the server), and only
+        # on a value the platform would see: written as the secret's current type, never a
+        # personal secret's (``_ForUse``).
+        found = self._lookup(secret_id)
+        try:
+            return self._for_use.fetch(found.id)
+        except NotFoundError:
+            raise NotFoundError("Not found") from None
 
     # --- writes --------------------------------------------------------------------------
 
@@ -394,22 +397,61 @@ class SecretApi:
         with _not_found():
             return {"id": self.vault.secret.delete(stored.id).id}
 
-    # --- use-time routes -----------------------------------------------------------------------
+    # --- use-time routes ----------------------------------------------------------------------
+    #
+    # verify, authenticate, revoke, mint and proxy as SRV ``pages/api/v1/secret/[secretId]/*.js``
+    # answer them, deciding on the value the way ``secret.value.ts`` resolves it
+    # (``_credentials.use_value``). No answer holds a stored value.
 
     def authenticate_url(self, secret_id: str) -> str:
-        # The cloud's shape (<frontend>/secrets/<id>/manager/authenticate?...), without the signed state.
-        return f"{self.frontend_url}/secrets/{quote(secret_id, safe='')}/manager/authenticate?cbk=1&auth=1&unfurl=0"
+        """SRV ``secret.manager.ts`` ``getAuthURL``: ``<frontend>/secrets/<id>/manager/authenticate``
+        with ``state`` first, then ``cbk=1&auth=1&unfurl=0``, then ``#target=_popup&unfurl=0``.
+
+        The platform's ``state`` is a token it signs for 15 minutes; here it is an HS256 token
+        signed with a key made for this object and never kept, so nothing can redeem it."""
+        state = _credentials.signed_state(self._state_key, {"secretId": secret_id, "direct": {"id": secret_id}})
+        path = f"/secrets/{quote(secret_id, safe='')}/manager/authenticate"
+        return f"{self.frontend_url}{path}?state={state}&cbk=1&auth=1&unfurl=0#target=_popup&unfurl=0"
+
+    def _auth_url_for(self, secret: Secret) -> str | None:
+        # SRV ``secret.authorize.ts``: a url only where a secret manager exists (a shared secret).
+        return self.authenticate_url(secret.id) if secret.kind == "shared" else None
+
+    def _lookup(self, secret_id: str) -> Secret:
+        """The route's secret by its path identifier (as fetch finds it); the default ``404 Not found``."""
+        try:
+            return self._get(secret_id)
+        except NotFoundError:
+            raise NotFoundError("Not found") from None
+
+    def _usable(self, secret: Secret) -> _credentials.UsableValue | None:
+        """``use_value`` where the platform's own code throws (mint, revoke, proxy): its plain
+        ``Error`` is a ``500 GENERIC_ERROR`` with the message."""
+        try:
+            return _credentials.use_value(self._for_use, secret)
+        except _credentials.ResolutionError as exc:
+            raise GenericError(str(exc)) from None
 
     def verify(self, secret_id: str, body: object = None) -> dict[str, Any]:
-        """``{"id", "status"}``, plus ``action`` when unauthenticated. "Authenticated" means
-        the secret (after reference resolution) holds a value."""
+        """``{"id", "status"}``, plus ``action`` when unauthenticated.
+
+        "Authenticated" means the platform would find a usable value (after reference
+        resolution, per type). A resolution failure (missing reference target, unknown template,
+        a jwt that does not sign) is ``409`` with its message; a personal secret has no value
+        here and no authorize URL: ``409 Cannot verify secret for this secret configuration``.
+        """
         _empty_body(body)
         secret = self._get_for_use(secret_id)
-        if secret.kind == "personal":
-            raise ConflictError("Personal secrets can only be verified in the context of a contact")
-        effective = _credentials.resolve(self._for_use, secret)
-        if effective.value:
+        try:
+            usable = _credentials.use_value(self._for_use, secret)
+        except _credentials.ContextRequiredError:
+            usable = None
+        except _credentials.ResolutionError as exc:
+            raise ConflictError(str(exc)) from None
+        if usable is not None:
             return {"id": secret.id, "status": "authenticated"}
+        if secret.kind != "shared":
+            raise ConflictError("Cannot verify secret for this secret configuration")
         return {
             "id": secret.id,
             "status": "unauthenticated",
@@ -417,99 +459,265 @@ class SecretApi:
         }
 
     def authenticate(self, secret_id: str, body: object = None) -> dict[str, str]:
+        """``{"id", "url"}`` for a shared secret of any type; 409 for a personal one."""
         _empty_body(body)
-        secret = self._get(secret_id)
+        secret = self._lookup(secret_id)
         if secret.kind != "shared":
-            raise ConflictError("Only shared secrets can be authenticated without a contact")
+            raise ConflictError("Cannot authenticate secret for this secret configuration")
         return {"id": secret.id, "url": self.authenticate_url(secret.id)}
 
     def revoke(self, secret_id: str, body: object = None) -> dict[str, str]:
-        """Clear a shared secret's value (409 for personal, 404 when there is none); the row stays."""
+        """Clear a shared secret's own value; the row and its config stay.
+
+        ``409 Conflict`` for a personal secret; ``404 Not found`` when the *resolved* value is
+        none (so a reference whose target holds a value revokes, clearing only its own).
+        """
         _empty_body(body)
-        secret = self.vault.secret.fetch(secret_id)
+        secret = self._get_for_use(secret_id)
         if secret.kind != "shared":
-            raise ConflictError("Only shared secrets can be revoked")
-        if not secret.value:
-            raise NotFoundError("Secret value not found")
+            raise ConflictError("Conflict")
+        if self._usable(secret) is None:
+            raise NotFoundError("Not found")
         return {"id": self.vault.secret.update(secret.id, value=None).id}
 
     def mint(self, secret_id: str, body: object = None) -> dict[str, Any]:
         """``{"token", "expiresAt"}`` for jwt (signed locally) and oauth (the stored access token).
 
-        Refusals raise :class:`~vault.MintRefusedError`, whose ``to_dict()`` is the
-        mint route's ``{error, message, url?}`` shape. The request body is ignored, as on the cloud.
+        As SRV ``secret.mint.ts``: the value is resolved first (none: ``authorization_required``,
+        with the authorize URL for a shared secret), then only ``oauth`` and ``jwt`` base types
+        mint (others: ``not_mintable``). Refusals raise :class:`~vault.MintRefusedError`, whose
+        ``to_dict()`` is the mint route's ``{error, message, url?}``; a resolution failure is
+        :class:`GenericError`. The request body is ignored, as on the cloud.
         """
         secret = self._get_for_use(secret_id)
         try:
-            token, expires = _credentials.mint(secret, self._for_use)
-        except MintRefusedError as exc:
-            if exc.error == "authorization_required" and exc.url is None and secret.kind == "shared":
-                exc.url = self.authenticate_url(secret.id)
-            raise
-        return {"token": token, "expiresAt": expires}
+            usable = self._usable(secret)
+        except _credentials.ContextRequiredError as exc:
+            raise MintRefusedError("authorization_required", str(exc), url=self._auth_url_for(secret)) from None
+        if usable is None:
+            raise MintRefusedError("authorization_required", _NO_VALUE, url=self._auth_url_for(secret))
+        if usable.base_type not in _MINTABLE:
+            raise MintRefusedError(
+                "not_mintable",
+                f"Secrets of type '{usable.base_type}' cannot be minted for a token; use the egress proxy instead.",
+            )
+        return {"token": usable.token, "expiresAt": usable.expires_at}
 
     def proxy(self, secret_id: str, body: object = None) -> dict[str, Any]:
-        # Offline means no upstream: the cloud would forward the request to the internet.
+        """Everything SRV ``proxy.js`` and ``secret.proxy.ts`` decide before forwarding, then
+        ``501``: offline there is no upstream.
+
+        In order: the body schema (400, Joi's wording); the lookup (404); the destination
+        (``400 {"error":"invalid_destination"}`` for loopback, private, link-local, metadata
+        and ``.localhost/.internal/.local`` hosts, read as a WHATWG URL parser reads them);
+        the request headers (a name ``fetch`` cannot send: 500); the secret placeholders
+        (``${SECRET_DEFAULT}`` is injected as ``Authorization`` unless the caller sent one or
+        referenced a secret): a secret without a usable value is ``409 authorization_required``.
+        """
+        request = _proxy_request(body)
+        secret = self._lookup(secret_id)
+        if _credentials.destination_refused(request["url"]):
+            raise _DestinationRefusedError("Destination host is not allowed")
+        try:
+            headers = _credentials.outbound_headers(request.get("headers") or {})
+        except _credentials.ResolutionError as exc:
+            raise GenericError(str(exc)) from None
+        for name in _credentials.placeholder_names(headers):
+            self._swap(secret, name)
         raise _NotOffline("proxy forwards requests to the internet; the offline stand-in does not")
 
-    # --- contact-scoped routes and the platform catalogue (docs/FIDELITY.md J1-J4) -------------
-    # MINIMAL VERSIONS added with the stand-in's routing (branch fid-http) so the routes can be
-    # wired and tested. The use-time routes' work (branch fid-use) owns these five methods, with
-    # the same signatures: its versions replace these (they also check the contact identifier
-    # and the contact proxy's body, and the search body as Joi does).
+    def _swap(self, route_secret: Secret, name: str) -> None:
+        """SRV ``swapSecrets`` for one placeholder: the secret it names must have a usable value."""
+        target = self._secret_named(route_secret, name)
+        if target is None:
+            return  # no such secret: the placeholder is left as it is
+        try:
+            usable = self._usable(target)
+        except _credentials.ContextRequiredError as exc:
+            raise MintRefusedError("authorization_required", str(exc), url=self._auth_url_for(route_secret)) from None
+        if usable is None:
+            raise MintRefusedError("authorization_required", _LINKED_NO_VALUE, url=self._auth_url_for(route_secret))
+
+    def _secret_named(self, route_secret: Secret, name: str) -> Secret | None:
+        # SRV ``getUnsafeSecretInstance``: DEFAULT is the route's secret; any other name is the
+        # first of the caller's secrets whose name normalises to the same text.
+        try:
+            if name == "DEFAULT":
+                return self._for_use.fetch(route_secret.id)
+            wanted = _credentials.secret_name(name)
+            for item, _, _ in raw_records(self.vault).all():
+                if _credentials.secret_name(item.name) == wanted:
+                    return self._for_use.fetch(item.id)
+        except NotFoundError:
+            return None
+        return None
+
+    # --- contact-scoped routes (``/v1/contact/{contactId}/secret/...``) --------------------------
 
     def contact_list(self, contact_id: str, query: ListQuery) -> dict[str, Any]:
-        """``GET /v1/contact/{contactId}/secret/list``: no contacts offline, so ``404 Not found``."""
-        raise NotFoundError("Not found")
+        """``GET /v1/contact/{contactId}/secret/list``: offline there are no contacts, so ``404 Not
+        found`` (in every ``Accept`` format: the platform's lookup fails before the stream starts)."""
+        _no_contact(contact_id)
 
     def contact_use(self, contact_id: str, secret_id: str, action: str, body: object = None) -> dict[str, Any]:
-        """``POST /v1/contact/{contactId}/secret/{secretId}/{action}``: no contacts offline, so ``404``."""
-        raise NotFoundError("Not found")
+        """``POST /v1/contact/{contactId}/secret/{secretId}/{verify,authenticate,revoke,mint,proxy}``.
+
+        The contact is looked up first (``404 Not found`` offline, a ``500`` for identifiers the
+        platform's lookup throws on), except that proxy validates its body before anything.
+        """
+        if action == "proxy":
+            _proxy_request(body)
+        _no_contact(contact_id)
+
+    # --- the platform catalogue (``/v1/platform/secret/...``) ------------------------------------
 
     def catalogue_list(self, query: ListQuery) -> dict[str, Any]:
-        """``GET /v1/platform/secret/list``: the platform's template catalogue, empty offline."""
+        """``GET /v1/platform/secret/list``: the whole catalogue in one page, ``take`` ignored, any
+        cursor an empty page. No catalogue ships offline, so: ``{"items": []}``."""
         return {"items": []}
 
     def catalogue_stream(self, query: ListQuery) -> Iterator[dict[str, Any]]:
-        """The streamed form of :meth:`catalogue_list`: no events."""
+        """The JSONL form of :meth:`catalogue_list`: no lines (the platform sends an empty body)."""
         return iter(())
 
     def catalogue_search(self, body: object = None) -> dict[str, Any]:
-        """``POST /v1/platform/secret/search`` ``{search?, take?}``: validated, nothing found offline."""
+        """``POST /v1/platform/secret/search {"search", "take"}``: the body is validated as the
+        platform's schema does (``search`` a non-empty string, ``take`` an integer 1..100, default
+        10), and the answer is ``{"items": []}`` (an empty catalogue matches nothing)."""
         obj = _object_body(body)
-        search = obj.get("search")
-        if "search" in obj and not isinstance(search, str):
-            raise InvalidRequestError('"search" must be a string')
-        if search == "":
-            raise InvalidRequestError('"search" is not allowed to be empty')
+        if "search" in obj:
+            search = obj["search"]
+            if not isinstance(search, str):
+                raise InvalidRequestError('"search" must be a string')
+            if not search:
+                raise InvalidRequestError('"search" is not allowed to be empty')
         if "take" in obj:
-            take = obj["take"]
-            if isinstance(take, bool) or not isinstance(take, (int, float)):
-                raise InvalidRequestError('"take" must be a number')
-            if take != int(take):
-                raise InvalidRequestError('"take" must be an integer')
-            if take < 1:
-                raise InvalidRequestError('"take" must be greater than or equal to 1')
-            if take > 100:
-                raise InvalidRequestError('"take" must be less than or equal to 100')
-        unknown = [k for k in obj if k not in ("search", "take")]
-        if unknown:
-            raise InvalidRequestError(_joi_unknown(unknown[:1]))
+            _check_take(obj["take"])
+        _refuse_unknown(obj, ("search", "take"))
         return {"items": []}
 
 
 class _ForUse:
-    """The vault as the use-time routes see it: a reference's target, too, only with a value
-    written as its current type (``vault._raw.RawRecords.fetch_for_use``)."""
+    """The vault as the use-time routes see it: a value only when written as the secret's current
+    type (``vault._raw.RawRecords.fetch_for_use``), and never on a personal secret (the platform
+    keeps those per contact). Reference targets come from here too."""
 
     def __init__(self, vault: Vault) -> None:
         self.secret = self
         self._raw = raw_records(vault)
 
     def fetch(self, secret_id: str) -> Secret:
-        return self._raw.fetch_for_use(secret_id)
+        found = self._raw.fetch_for_use(secret_id)
+        if found.kind == "personal" and found.value is not None:
+            return replace(found, value=None)
+        return found
+
+
+class GenericError(VaultError):
+    """The platform's answer to a failure in its own code: ``500 {"message", "code":"GENERIC_ERROR"}``.
+
+    SRV ``packages/errors`` ``errorToErrorResponse`` keeps a plain ``Error``'s message and
+    ``lib/response.js`` ``genericError`` answers it with status 500. Raised where the platform
+    throws: mint, revoke and proxy when a value cannot be resolved (a missing reference target,
+    an unknown template, a jwt that does not sign), an identifier its lookup cannot read, a
+    request header ``fetch`` cannot send. The message never holds a value.
+    """
+
+    code = "GENERIC_ERROR"
+    status = 500
 
 
 class _NotOffline(VaultError):
     code = "NOT_IMPLEMENTED"
     status = 501
+
+
+class _DestinationRefusedError(VaultError):
+    """The proxy's refusal of a destination: ``400 {"error":"invalid_destination","message"}``."""
+
+    code = "INVALID_DESTINATION"
+    status = 400
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": "invalid_destination", "message": self.message}
+
+
+_NO_VALUE: Final = "The secret has no value; authenticate it first."
+_LINKED_NO_VALUE: Final = (
+    "A linked secret exists but has no value configured. Please authenticate or set up the secret value."
+)
+_MINTABLE: Final = frozenset({"oauth", "jwt"})
+
+
+def _no_contact(contact_id: str) -> NoReturn:
+    try:
+        _credentials.cloud_identifier(contact_id)
+    except _credentials.ResolutionError as exc:
+        raise GenericError(str(exc)) from None
+    raise NotFoundError("Not found")
+
+
+def _refuse_unknown(obj: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    # Joi checks unknown keys after every known one passed, and stops at the first.
+    unknown = [k for k in obj if k not in known]
+    if unknown:
+        raise InvalidRequestError(_joi_unknown(unknown[:1]))
+
+
+# --- the catalogue search body (SRV ``platform/secret/search.js`` ``bodySchema``) -----------------
+
+# Joi's number() reads a string that looks like a number, blanks around it allowed.
+_JOI_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _check_take(value: object) -> None:
+    number: float
+    if isinstance(value, bool) or value is None:
+        raise InvalidRequestError('"take" must be a number')
+    if isinstance(value, str):
+        text = _credentials.js_trim(value)
+        if not _JOI_NUMBER.fullmatch(text):
+            raise InvalidRequestError('"take" must be a number')
+        number = float(text)
+    elif isinstance(value, (int, float)):
+        number = value
+    else:
+        raise InvalidRequestError('"take" must be a number')
+    if not abs(number) <= 2**53 - 1:  # also NaN and the infinities
+        raise InvalidRequestError('"take" must be a safe number')
+    if number != int(number):
+        raise InvalidRequestError('"take" must be an integer')
+    if number < 1:
+        raise InvalidRequestError('"take" must be greater than or equal to 1')
+    if number > 100:
+        raise InvalidRequestError('"take" must be less than or equal to 100')
+
+
+# --- the proxy body (SRV ``proxy.js`` ``bodySchema``) -----------------------------------------
+
+_PROXY_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_PROXY_KEYS: Final = ("method", "url", "headers", "body")
+
+
+def _proxy_request(body: object) -> dict[str, Any]:
+    """The proxy body, checked in the schema's key order; Joi's first message wins."""
+    obj = _object_body(body)
+    if "method" in obj and not (isinstance(obj["method"], str) and obj["method"] in _PROXY_METHODS):
+        raise InvalidRequestError(f'"method" must be one of [{", ".join(_PROXY_METHODS)}]')
+    if "url" not in obj:
+        raise InvalidRequestError('"url" is required')
+    url = obj["url"]
+    if not isinstance(url, str):
+        raise InvalidRequestError('"url" must be a string')
+    if not url:
+        raise InvalidRequestError('"url" is not allowed to be empty')
+    if url in ("http:/", "https:/"):
+        raise InvalidRequestError('"url" must be a valid uri')
+    if not _credentials.is_http_uri(url):
+        raise InvalidRequestError('"url" must be a valid uri with a scheme matching the http|https pattern')
+    if "headers" in obj and not isinstance(obj["headers"], dict):
+        raise InvalidRequestError('"headers" must be of type object')
+    if "body" in obj and obj["body"] is not None and not isinstance(obj["body"], str):
+        raise InvalidRequestError('"body" must be a string')
+    _refuse_unknown(obj, _PROXY_KEYS)
+    return obj
