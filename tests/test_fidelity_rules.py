@@ -122,9 +122,6 @@ def test_a8_falsy_json_bodies_over_http(ticking: vault.Vault, content: bytes) ->
     assert post_raw(ticking, "/api/v1/secret/create", b"").status_code == 200  # empty body: {}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="vault/_asgi.py must hand SecretApi vault._api.JSON_NULL for a JSON null body (A8)"
-)
 def test_a8_a_json_null_body_over_http_is_bad_request(ticking: vault.Vault) -> None:
     r = post_raw(ticking, "/api/v1/secret/create", b"null")
     assert (r.status_code, r.json()) == bad(BAD_REQUEST)

@@ -136,12 +136,25 @@ def test_plugin_is_inert_for_tests_that_do_not_ask(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for name in ("cbk_vault", "cbk_server", "cbk_async_vault"):
         assert name in result.stdout
-    # A test that asks for no fixture gets no vault: nothing is created under the temp roots.
-    before = set(Path("/dev/shm").glob("cbk-vault-*")) if Path("/dev/shm").is_dir() else set()
+    # A test that asks for no fixture gets no vault. Watched from inside the inner run (a scan of
+    # the machine's temp roots would also see what other processes create).
+    marker = tmp_path / "vault-made"
+    (tmp_path / "conftest.py").write_text(
+        "import vault.testing\n"
+        "_init = vault.testing.init\n"
+        "def _spy(*args, **kwargs):\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "    return _init(*args, **kwargs)\n"
+        "vault.testing.init = _spy\n"
+    )
     plain = run_inner_pytest(tmp_path, "def test_plain():\n    assert True\n")
-    assert plain.returncode == 0
-    after = set(Path("/dev/shm").glob("cbk-vault-*")) if Path("/dev/shm").is_dir() else set()
-    assert after <= before
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert not marker.exists()
+    # The spy does see a test that asks for a vault.
+    asked = run_inner_pytest(tmp_path, "def test_asks(cbk_vault):\n    assert len(cbk_vault) == 0\n")
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert marker.exists()
+    (tmp_path / "conftest.py").unlink()
     # The entry point's name switches it off (trivially true until the entry point is installed).
     off = run_inner_pytest(tmp_path, "def test_x(cbk_vault):\n    pass\n", "-p", "no:vault.testing", plugin=False)
     assert off.returncode != 0 and "fixture 'cbk_vault' not found" in off.stdout

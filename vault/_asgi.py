@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
-from ._api import ListQuery, SecretApi
+from ._api import JSON_NULL, ListQuery, SecretApi
 from ._net import is_loopback
 from ._vault import Vault
 from .errors import InvalidRequestError, VaultError
@@ -297,9 +297,11 @@ def _parse_body(headers: _Headers, raw: bytes) -> Any:
     if not text:
         return {}  # an empty JSON body is {} ("a common client-side mistake")
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_js_float)
+        parsed = json.loads(text, parse_constant=_no_constant, parse_float=_js_float)
     except (ValueError, RecursionError):  # deep nesting is RecursionError
         raise _ParserError(400, "Invalid JSON") from None
+    # JSON's null and "no body" both parse to None; the routes answer them differently (A7, A8).
+    return JSON_NULL if parsed is None else parsed
 
 
 class StandInApp:
