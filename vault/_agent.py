@@ -62,6 +62,8 @@ HARD_MAX: Final = 7 * 24 * 3600.0
 _GROUP_LIMIT: Final = 512
 #: Seconds a client may stay silent inside a batch before it is rolled back and disconnected.
 BATCH_IDLE: Final = 30.0
+#: Seconds a batch may last in all: it holds every other client's writes meanwhile.
+BATCH_MAX: Final = 120.0
 #: An agent that was started but never handed a vault exits after this many seconds.
 _IDLE_START: Final = 60.0
 
@@ -114,7 +116,9 @@ class _Write:
 class _Held:
     """One unlocked vault: its handle, the file it is, its key slots at unlock, its deadlines."""
 
-    def __init__(self, v: Vault, ident: tuple[int, int], slots: bytes, idle: float, hard: float) -> None:
+    def __init__(
+        self, v: Vault, ident: tuple[int, int], slots: tuple[int, bytes, bytes] | None, idle: float, hard: float
+    ) -> None:
         self.vault = v
         self.ident = ident
         self.slots = slots
@@ -159,10 +163,19 @@ class _Held:
                     except VaultError as exc:
                         txn.rollback_to(mark)
                         write.error = exc
-                    except (TypeError, ValueError, KeyError) as exc:
+                    except Exception as exc:
                         # A malformed call (bad arguments) fails alone, not the others in its group.
                         txn.rollback_to(mark)
                         write.error = InvalidRequestError(f"malformed request ({type(exc).__name__})")
+        except InvalidRequestError:
+            if len(group) > 1:
+                # Too large for one frame together: each on its own, so size alone fails nobody.
+                for write in group:
+                    write.error = write.result = None
+                for write in group:
+                    self._commit([write])
+                return
+            group[0].error, group[0].result = InvalidRequestError("the change is too large for one commit"), None
         except VaultError as exc:
             for write in group:  # the frame did not commit: none of them is acknowledged
                 if write.error is None:
@@ -199,6 +212,7 @@ class _Held:
 
     def close(self) -> None:
         with self.state:
+            self.closed = True  # a batch in progress rolls back at its next message
             self.queue.put(None)
         try:
             keys = engine_of(self.vault).keys()
@@ -241,9 +255,11 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def unlock(self, path: str, passphrase: str, fd: int, idle: float, hard: float) -> dict[str, Any]:
         ident = _file_ident(fd, path, write=True)
+        if not os.path.isabs(path) or ident != _file_ident_of_path(path):
+            raise InvalidRequestError("unlock names a vault by its absolute path and sends that file")
         v = open_vault(path, passphrase)
         engine_of(v).keys().lock_in_memory()
-        slots = os.pread(fd, _format.LOG_START - _format.SLOT_OFFSETS[0], _format.SLOT_OFFSETS[0])
+        slots = _live_slot(fd)
         with self.lock:
             old = self.held.pop(path, None)
             self.held[path] = _Held(v, ident, slots, idle, hard)
@@ -279,13 +295,13 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             held = self.held.get(path)
             if held is None or time.monotonic() >= held.deadline():
                 raise NotUnlockedError(f"vault {path} is not unlocked: run `cbk-vault unlock`")
-            held.last_used = time.monotonic()
         if _file_ident(fd, path, write=write) != _file_ident_of_path(path):
             raise InvalidRequestError("the descriptor sent is not the vault file")
-        slots = os.pread(fd, len(held.slots), _format.SLOT_OFFSETS[0])
-        if slots != held.slots:
+        if _live_slot(fd) != held.slots:
             self.lock_vault(path)
             raise NotUnlockedError(f"the key slots of {path} changed since it was unlocked: unlock it again")
+        with self.lock:
+            held.last_used = time.monotonic()  # only a client that passed the checks keeps it unlocked
         return held
 
     def expire(self) -> None:
@@ -299,6 +315,16 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self.stopping.set()
 
 
+def _live_slot(fd: int) -> tuple[int, bytes, bytes] | None:
+    """The key slot that opens the vault (generation, salt, wrapped key): what a passphrase change
+    or re-key alters. Compaction may move it from slot B to slot A; that is no change."""
+    try:
+        _index, slot = _format.choose_slot(os.pread(fd, _format.LOG_START, 0))
+    except VaultError:
+        return None
+    return slot.generation, slot.salt, slot.wrapped
+
+
 def _file_ident_of_path(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_dev, st.st_ino
@@ -308,7 +334,10 @@ def _file_ident(fd: int, path: str, *, write: bool) -> tuple[int, int]:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise InvalidRequestError("the descriptor sent is not a regular file")
-    mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if flags & getattr(os, "O_PATH", 0) or flags & os.O_ACCMODE == os.O_WRONLY:
+        raise InvalidRequestError("the descriptor sent cannot read the vault file")
+    mode = flags & os.O_ACCMODE
     if write and mode != os.O_RDWR:
         raise InsecureFileError(f"this client cannot write {path}: the agent will not write it for it")
     return st.st_dev, st.st_ino
@@ -328,13 +357,18 @@ class _Handler(socketserver.BaseRequestHandler):
                     for fd in fds:
                         os.close(fd)
 
+    _request_id: Any = None
+
     def _reply(self, result: Any = None, error: VaultError | None = None) -> None:
+        # The request's id goes back with its answer: a client never takes one answer for another.
         if error is not None:
-            send_message(self.request, {"error": {"code": error.code, "message": error.message}})
+            answer = {"id": self._request_id, "error": {"code": error.code, "message": error.message}}
+            send_message(self.request, answer)
         else:
-            send_message(self.request, {"ok": _encode(result)})
+            send_message(self.request, {"id": self._request_id, "ok": _encode(result)})
 
     def _answer(self, message: dict[str, Any], fds: list[int]) -> None:
+        self._request_id = message.get("id")
         try:
             result = self._dispatch(message, fds)
         except _Answered:
@@ -399,19 +433,26 @@ class _Handler(socketserver.BaseRequestHandler):
         return run()
 
     def _batch(self, held: _Held, path: str) -> None:
-        self._reply(None)  # begun; the client's calls follow on this connection
-        # A batch holds the vault's writer lock: a client that goes quiet inside one must not hold
-        # every other client's writes (and reads) for ever. It is rolled back instead.
+        # A batch holds the vault's writer lock: it is bounded by an idle time (a client that goes
+        # quiet) and a total time (one that keeps talking), and ends when the vault locks.
         self.request.settimeout(BATCH_IDLE)
+        deadline = time.monotonic() + BATCH_MAX
         try:
             with held.vault.batch():
+                self._reply(None)  # begun: entering the transaction succeeded; the client's calls follow
                 while True:
                     message, fds = recv_message(self.request, with_fds=True)
                     try:
+                        self._request_id = message.get("id")
                         method = message.get("method")
-                        if message.get("op") == "call" and message.get("target") == "vault" and method == "commit":
+                        is_vault = message.get("op") == "call" and message.get("target") == "vault"
+                        if held.closed:
+                            raise NotUnlockedError(f"{path} was locked during the batch; nothing of it was written")
+                        if time.monotonic() > deadline:
+                            raise InvalidRequestError(f"a batch may last at most {BATCH_MAX:.0f} s; it was rolled back")
+                        if is_vault and method == "commit":
                             break
-                        if message.get("op") == "call" and message.get("target") == "vault" and method == "rollback":
+                        if is_vault and method == "rollback":
                             raise _Rollback
                         self._answer_in_batch(message, fds)
                     finally:
@@ -422,7 +463,8 @@ class _Handler(socketserver.BaseRequestHandler):
         except TimeoutError:
             raise ConnectionResetError("batch idle too long; rolled back") from None
         except VaultError as exc:
-            # The commit failed: nothing of the batch was written.
+            # Entering the transaction failed (no "begun" was sent), or the commit did, or the batch
+            # ended early: the one answer pending is this error; nothing of the batch was written.
             self._reply(error=exc)
             raise _Answered from None
         finally:
@@ -430,6 +472,7 @@ class _Handler(socketserver.BaseRequestHandler):
         return None
 
     def _answer_in_batch(self, message: dict[str, Any], fds: list[int]) -> None:
+        self._request_id = message.get("id")
         try:
             if message.get("op") != "call":
                 raise InvalidRequestError("only calls on the vault inside a batch")

@@ -289,7 +289,7 @@ def _parse_body(headers: _Headers, raw: bytes) -> Any:
     media, parameters = _parsed_content_type(headers.get("content-type"))
     try:
         text = raw.decode(parameters.get("charset") or "utf-8", "replace")
-    except LookupError:  # a charset the decoder does not know (or a bytes-to-bytes codec)
+    except (LookupError, UnicodeError, TypeError):  # a charset the decoder does not know, or cannot use
         raise _ParserError(400, "Invalid body") from None
     text = text.removeprefix("\ufeff")  # the decoder strips a byte order mark
     if media not in ("application/json", "application/ld+json"):

@@ -37,11 +37,22 @@ log = logging.getLogger("vault")
 Clock = Callable[[], int]
 
 _COMPACT_CHUNK: Final = 2048
+#: A compacted frame is closed once its records reach about this many bytes (frames max 64 MiB).
+_COMPACT_BYTES: Final = 16 << 20
 _LOAD_CHUNK: Final = 4 << 20
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _json_copy(obj: Any) -> Any:
+    # A copy the caller cannot change after the commit (tuples become lists, as msgpack reads them).
+    if isinstance(obj, dict):
+        return {k: _json_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_copy(v) for v in obj]
+    return obj
 
 
 def _encode_op(op: tuple[Any, ...]) -> list[Any]:
@@ -92,6 +103,18 @@ class Txn:
         self._apply((OP_DELETE, record_id))
 
     def set_setting(self, key: str, value: Any) -> None:
+        # Settings are decoded by the reader like records: a key that is not text, or a value msgpack
+        # or JSON cannot carry, would make every later open fail.
+        if type(key) is not str or not key or len(key) > _format.MAX_ID:
+            raise InvalidRequestError(f"a setting's key must be text of 1 to {_format.MAX_ID} characters")
+        if value is not None:
+            if not _format.json_depth_ok(value):
+                raise InvalidRequestError(f"setting {key!r} must be JSON (string keys, finite numbers)")
+            value = _json_copy(value)
+            try:
+                _format.packb(value)
+            except (TypeError, ValueError, OverflowError):
+                raise InvalidRequestError(f"setting {key!r} must be JSON") from None
         self._apply((OP_SETTING, key, value))
 
     def savepoint(self) -> int:
@@ -244,11 +267,10 @@ class Engine:
         """Take in what other processes committed since we last looked."""
         keys = self.keys()
         store = self._store
-        if store.replaced():
-            store.reopen()
-            self.load()
-            return
-        if self._must_load:
+        if store.replaced() or self._must_load:
+            if store.replaced():
+                store.reopen()
+            self._must_load = True  # until a load succeeds: a swapped or damaged file stays refused
             self.load()
             return
         if store.size() == self._size_seen:
@@ -259,6 +281,7 @@ class Engine:
             if store.size() < self._end:
                 # Shorter than what we took in: we opened (lock-free) while a writer's frame was on
                 # disk that its failed fsync then cut off, or the file was cut. Re-verify from scratch.
+                self._must_load = True
                 self.load()
                 return
             data = store.read(self._end)
@@ -337,8 +360,8 @@ class Engine:
                 with self._store.locked(exclusive=True, timeout=self._lock_timeout):
                     self._refresh()
                     self._compact_locked()
-        except StorageError as exc:
-            log.warning("vault housekeeping failed and will be retried: %s", exc)
+        except Exception as exc:  # the write is durable already: its caller must hear success
+            log.warning("vault housekeeping failed and will be retried: %s", type(exc).__name__)
 
     # --- compaction and key slots --------------------------------------------------------
 
@@ -363,13 +386,28 @@ class Engine:
         parts: list[bytes] = []
         ops: list[list[Any]] = [[OP_SETTING, k, v] for k, v in sorted(self._index.settings.items())]
         seq = 0
+        size = sum(len(_format.packb(op)) for op in ops)
         for entry in entries:
-            ops.append([OP_PUT, entry.to_list()])
+            op = [OP_PUT, entry.to_list()]
+            # A frame holds at most MAX_SEALED bytes: close it by size as well as by count, or a vault
+            # of large values could never be compacted or re-keyed.
+            grow = len(entry.value_box or b"") + 4 * (len(entry.name) + len(entry.description)) + 512
+            if entry.meta:
+                grow += len(_format.packb(entry.meta))
+            if entry.config:
+                grow += len(_format.packb(entry.config))
+            if ops and size + grow > _COMPACT_BYTES:
+                frame, tag = seal_frame(keys.keys, tag, epoch, seq, ops, self.rng)
+                parts.append(frame)
+                seq += 1
+                ops, size = [], 0
+            ops.append(op)
+            size += grow
             if len(ops) >= _COMPACT_CHUNK:
                 frame, tag = seal_frame(keys.keys, tag, epoch, seq, ops, self.rng)
                 parts.append(frame)
                 seq += 1
-                ops = []
+                ops, size = [], 0
         if ops:
             frame, tag = seal_frame(keys.keys, tag, epoch, seq, ops, self.rng)
             parts.append(frame)

@@ -14,7 +14,7 @@ from typing import Any
 from . import _rules
 from ._engine import Engine
 from ._records import Secret, secret_from_entry
-from .errors import NotFoundError
+from .errors import InvalidRequestError, NotFoundError
 
 __all__ = ["RawRecords"]
 
@@ -72,6 +72,8 @@ class RawRecords:
         """
         if record_id is not None:
             _rules.check_record_id(record_id)
+        if not isinstance(fields, Mapping):
+            raise InvalidRequestError("fields must be a mapping")
         checked = _rules.check_fields(_rules.normalize_fields(None, fields))
         ext_map = None if ext is None else _rules.check_field("meta", ext)
         with self._engine.transaction() as txn:

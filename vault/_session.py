@@ -14,12 +14,14 @@ agent acts only on a file the client could open itself, read-write for writes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import socket
 import stat
 import struct
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,21 +134,20 @@ def recv_message(sock: socket.socket, *, with_fds: bool = False) -> tuple[dict[s
             head += _recv_exact(sock, _LENGTH.size - len(head))
     else:
         head = _recv_exact(sock, _LENGTH.size)
-    (length,) = _LENGTH.unpack(head)
-    if length > MAX_MESSAGE:
-        for fd in fds:
-            os.close(fd)
-        raise InvalidRequestError("message too large")
     try:
-        obj = json.loads(_recv_exact(sock, length))
-    except ValueError:
-        for fd in fds:
+        (length,) = _LENGTH.unpack(head)
+        if length > MAX_MESSAGE:
+            raise InvalidRequestError("message too large")
+        try:
+            obj = json.loads(_recv_exact(sock, length))
+        except (ValueError, RecursionError):
+            raise InvalidRequestError("malformed message") from None
+        if not isinstance(obj, dict):
+            raise InvalidRequestError("malformed message")
+    except BaseException:
+        for fd in fds:  # the descriptors of a message that never arrived whole
             os.close(fd)
-        raise InvalidRequestError("malformed message") from None
-    if not isinstance(obj, dict):
-        for fd in fds:
-            os.close(fd)
-        raise InvalidRequestError("malformed message")
+        raise
     return obj, fds
 
 
@@ -201,6 +202,12 @@ def _connect(path: Path | None = None) -> socket.socket:
         if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
             raise NotUnlockedError("no unlock agent is running: run `cbk-vault unlock`") from None
         raise NotUnlockedError(f"cannot reach the unlock agent ({exc.strerror or exc})") from None
+    # Whatever the path checks said (a directory can be swapped between check and connect), the
+    # process at the other end must be ours before it is sent a passphrase or a descriptor.
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    if struct.unpack("3i", creds)[1] != os.geteuid():
+        sock.close()
+        raise InsecureFileError(f"{target} is served by another user's process")
     return sock
 
 
@@ -229,21 +236,20 @@ class AgentBackend:
     """A vault served by the unlock agent: one connection, calls forwarded, the key never here."""
 
     def __init__(self, path: Path, sock_path: Path | None = None) -> None:
-        self._path = path
+        self._path = Path(os.path.abspath(path))
+        # One request and its answer at a time on the connection, and a whole batch at a time: a
+        # handle shared by threads (vault.aio runs calls in an executor) must never read another
+        # request's answer.
+        self._lock = threading.RLock()
+        self._next_id = 0
         self._sock: socket.socket | None = _connect(sock_path)
         self._fd = -1
-        self._writable = False
         self._depth = 0
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-            self._writable = True
-        except PermissionError:
-            self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+            self._fd = _open_vault_fd(self._path)
+        except BaseException:
             self._sock.close()
-            from .errors import VaultNotFoundError
-
-            raise VaultNotFoundError(f"no vault at {path}") from None
+            raise
         self.secret: SecretClient = _AgentSecretClient(self)
         self.raw: RawRecords = _AgentRawRecords(self)
         try:
@@ -253,32 +259,57 @@ class AgentBackend:
             raise NotUnlockedError("the unlock agent stopped: run `cbk-vault unlock`") from None
         self._kdf = _crypto.KdfParams(info["kdf"][0], info["kdf"][1])
 
-    def call(self, target: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        sock = self._sock
-        if sock is None:
-            raise VaultClosedError("the vault is closed")
+    def _current_fd(self) -> int:
+        # After a compaction (or re-key) the path names a new inode: send that one, as a fresh
+        # open by this client proves it may still open the file.
         try:
-            send_message(
-                sock,
-                {
-                    "op": "call",
-                    "path": str(self._path),
-                    "target": target,
-                    "method": method,
-                    "args": args,
-                    "kwargs": kwargs,
-                },
-                [self._fd],
-            )
-            answer, _ = recv_message(sock)
-        except (ConnectionResetError, BrokenPipeError, OSError) as exc:
-            self.close()
-            # The agent died mid-request: a write either committed (one frame, synced) or not.
-            raise VaultClosedError(
-                "the unlock agent went away during the call; it may or may not have been applied "
-                f"(run the read again to see): {type(exc).__name__}"
-            ) from None
-        return _raise_for(answer)
+            st = os.stat(self._path)
+        except OSError:
+            return self._fd
+        fst = os.fstat(self._fd)
+        if (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino):
+            fresh = _open_vault_fd(self._path)
+            os.close(self._fd)
+            self._fd = fresh
+        return self._fd
+
+    def call(self, target: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                raise VaultClosedError("the vault is closed")
+            self._next_id += 1
+            request_id = self._next_id
+            try:
+                send_message(
+                    sock,
+                    {
+                        "op": "call",
+                        "id": request_id,
+                        "path": str(self._path),
+                        "target": target,
+                        "method": method,
+                        "args": args,
+                        "kwargs": kwargs,
+                    },
+                    [self._current_fd()],
+                )
+                answer, _ = recv_message(sock)
+                if answer.get("id") != request_id:
+                    raise ConnectionResetError("an answer to another request")
+            except OSError as exc:
+                self.close()
+                # The agent died mid-request: a write either committed (one frame, synced) or not.
+                raise VaultClosedError(
+                    "the unlock agent went away during the call; it may or may not have been applied "
+                    f"(run the read again to see): {type(exc).__name__}"
+                ) from None
+            except BaseException:
+                # Interrupted between sending and reading (a signal, a timeout): the answer still in
+                # the socket would be read as the next request's. This connection is done.
+                self.close()
+                raise
+            return _raise_for(answer)
 
     @property
     def path(self) -> Path:
@@ -300,7 +331,8 @@ class AgentBackend:
         if sock is not None:
             sock.close()
         if self._fd >= 0:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
             self._fd = -1
 
     def count(self) -> int:
@@ -308,6 +340,12 @@ class AgentBackend:
 
     @contextmanager
     def transaction(self) -> Iterator[object]:
+        # Other threads' calls wait for the batch, as on a local handle.
+        with self._lock, self._batch() as txn:
+            yield txn
+
+    @contextmanager
+    def _batch(self) -> Iterator[object]:
         if self._depth:
             self._depth += 1
             try:
@@ -462,9 +500,13 @@ def start_agent(sock_path: Path | None = None, *, wait: float = 10.0) -> Path:
             time.sleep(0.01)
 
 
-def _vault_fd(path: Path) -> int:
+def _open_vault_fd(path: Path) -> int:
+    """The vault file opened by this process: read-write where it may write, else read-only."""
     try:
-        return os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            return os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except PermissionError:
+            return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         from .errors import VaultNotFoundError
 
@@ -480,10 +522,10 @@ def unlock(
     sock_path: Path | None = None,
 ) -> dict[str, Any]:
     """Start the agent if needed and have it unlock the vault; it keeps the key, not the passphrase."""
-    target = resolve_path(path)
+    target = Path(os.path.abspath(resolve_path(path)))
     text = passphrase.decode("utf-8", "surrogateescape") if isinstance(passphrase, bytes) else passphrase
     sock = start_agent(sock_path)
-    fd = _vault_fd(target)
+    fd = _open_vault_fd(target)
     try:
         result: dict[str, Any] = request(
             "unlock", sock_path=sock, fds=[fd], path=str(target), passphrase=text, idle=idle, max=hard
@@ -499,7 +541,7 @@ def lock(
     """Have the agent forget one vault (or all); the paths it forgot. No agent: nothing to forget."""
     try:
         found: list[str] = request(
-            "lock", sock_path=sock_path, path=None if everything else str(resolve_path(path))
+            "lock", sock_path=sock_path, path=None if everything else os.path.abspath(resolve_path(path))
         )
     except NotUnlockedError:
         return []

@@ -350,7 +350,9 @@ class Store:
             yield
         finally:
             self._lock_depth = 0
-            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+            # The handle may have closed itself inside (a re-key elsewhere): closing dropped the lock.
+            if self.lock_fd >= 0:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
     # --- writing (caller holds the exclusive lock) -------------------------------------
 
