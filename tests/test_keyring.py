@@ -8,6 +8,7 @@ for each call, and through the unlock agent.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -144,7 +145,8 @@ def test_lookup_is_exact_and_needs_the_marker() -> None:
 
 
 def test_get_credential_without_username_gives_the_oldest() -> None:
-    with memory_vault() as v:
+    ticks = itertools.count(1_700_000_000_000)  # one millisecond apart: "oldest" is then well defined
+    with memory_vault(clock=lambda: next(ticks)) as v:
         kr = VaultKeyring(vault=v)
         kr.set_password("svc", "first", "1")
         kr.set_password("svc", "second", "2")
