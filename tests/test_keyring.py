@@ -168,7 +168,8 @@ def test_a_secret_made_by_hand_with_the_marker_is_found() -> None:
 
 
 def test_delete_removes_every_duplicate() -> None:
-    with memory_vault() as v:
+    ticks = itertools.count(1_700_000_000_000)
+    with memory_vault(clock=lambda: next(ticks)) as v:
         marker = {"keyring": {"service": "s", "username": "u"}}
         for value in ('{"username":"u","password":"a"}', '{"username":"u","password":"b"}'):
             v.secret.create(name="s", type="basic", value=value, meta=marker)
