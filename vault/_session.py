@@ -519,6 +519,7 @@ def open(
     lock_timeout: float = 10.0,
     _rng: _crypto.RandomSource | None = None,
     _io: IO | None = None,
+    _version: int | None = None,
 ) -> Vault:
     """Unlock the vault at ``path`` (None: the default path).
 
@@ -529,6 +530,10 @@ def open(
     """
     if passphrase is None:
         return open_unlocked(path)
+    if _version is not None:  # the frozen v1 writer, for golden-file and test-vector generators
+        return _vault.open(
+            path, passphrase, clock=clock, lock_timeout=lock_timeout, _rng=_rng, _io=_io, _version=_version
+        )
     return _vault.open(path, passphrase, clock=clock, lock_timeout=lock_timeout, _rng=_rng, _io=_io)
 
 

@@ -223,12 +223,18 @@ def init(
     lock_timeout: float = 10.0,
     _rng: _crypto.RandomSource | None = None,
     _io: IO | None = None,
+    _version: int = _format.VERSION,
 ) -> Vault:
-    """Create a new, empty vault at ``path`` (None: the default path) and return it unlocked."""
+    """Create a new, empty vault at ``path`` (None: the default path) and return it unlocked.
+
+    ``_version=1`` writes the frozen format version 1 (golden-file and test-vector generators only).
+    """
     target = resolve_path(path)
     params = _crypto.resolve_kdf(kdf)
     secret = _crypto.normalize_passphrase(passphrase)
-    prefix, keys = _keys.create(secret, params, _rng or _crypto.random_bytes)
+    if _version not in _format.VERSIONS:
+        raise InvalidRequestError(f"format version {_version} cannot be written")
+    prefix, keys = _keys.create(secret, params, _rng or _crypto.random_bytes, version=_version)
     io = _io or IO()
     create_file(target, prefix, io)
     try:
@@ -238,7 +244,16 @@ def init(
         target.unlink(missing_ok=True)
         raise
     try:
-        engine = Engine(store, keys, params, generation=1, clock=clock, rng=_rng, lock_timeout=lock_timeout)
+        engine = Engine(
+            store,
+            keys,
+            params,
+            generation=1,
+            clock=clock,
+            rng=_rng,
+            lock_timeout=lock_timeout,
+            write_version=_version,
+        )
         engine.load()
     except BaseException:
         store.close()
@@ -255,8 +270,15 @@ def open(
     lock_timeout: float = 10.0,
     _rng: _crypto.RandomSource | None = None,
     _io: IO | None = None,
+    _version: int = _format.VERSION,
 ) -> Vault:
-    """Unlock the vault at ``path`` (None: the default path)."""
+    """Unlock the vault at ``path`` (None: the default path).
+
+    A version-1 file is read as it is; its first write rewrites it as version 2 (``_version=1``
+    keeps writing version 1: golden-file and test-vector generators only).
+    """
+    if _version not in _format.VERSIONS:
+        raise InvalidRequestError(f"format version {_version} cannot be written")
     target = resolve_path(path)
     secret = _crypto.normalize_passphrase(passphrase)
     store = Store(target, _io)
@@ -279,6 +301,7 @@ def open(
             clock=clock,
             rng=_rng,
             lock_timeout=lock_timeout,
+            write_version=_version,
         )
         engine.load()
         engine.stale_slot = unlocked.stale_slot

@@ -255,7 +255,8 @@ def build_vault(directory: Path, name: str, seed: int, passphrase: str = PASSPHR
     """The reference: create alpha, beta, gamma (no value); update alpha's value; delete gamma."""
     path = directory / name
     states: list[Content] = []
-    with vault.init(path, passphrase, kdf=FAST, clock=Clock(), _rng=SeededRng(seed)) as v:
+    # These vectors are format version 1 (frozen): the v1 writer makes the reference.
+    with vault.init(path, passphrase, kdf=FAST, clock=Clock(), _rng=SeededRng(seed), _version=1) as v:
         states.append(content_of(v))
         a = v.secret.create(name="alpha", value="alpha-1", alias="alpha", meta={"env": "prod"})
         states.append(content_of(v))
@@ -313,10 +314,10 @@ def build_cases(work: Path) -> list[Case]:
 
     # -- success -------------------------------------------------------------------------
     ok("ok-reference", data, "three creates, an update and a delete (5 frames)", final)
-    with vault.init(work / "empty0.cbkv", PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(5)):
+    with vault.init(work / "empty0.cbkv", PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(5), _version=1):
         pass
     ok("ok-empty-vault", (work / "empty0.cbkv").read_bytes(), "a new vault: header, slot A, no frames", [])
-    with vault.open(work / "ref.cbkv", PASSPHRASE, clock=Clock(), _rng=SeededRng(6)) as v:
+    with vault.open(work / "ref.cbkv", PASSPHRASE, clock=Clock(), _rng=SeededRng(6), _version=1) as v:
         v.compact()
     compacted = (work / "ref.cbkv").read_bytes()
     (work / "ref.cbkv").write_bytes(data)
@@ -431,7 +432,7 @@ def build_cases(work: Path) -> list[Case]:
         )
 
     # -- unsupported version -------------------------------------------------------------------
-    for version in (0, 2, 255):
+    for version in (0, 3, 255):
         bad(
             f"header-version-{version}",
             put(data, 8, bytes([version])),
@@ -491,6 +492,12 @@ def build_cases(work: Path) -> list[Case]:
         put(data, 32, (1).to_bytes(8, "big")),
         "header fails its integrity",
         "the header tag covers the epoch",
+    )
+    corrupt(
+        "header-version-2-on-v1-file",
+        put(data, 8, b"\x02"),
+        "header fails its integrity",
+        "a v1 file relabelled v2: the header tag covers the version byte",
     )
     corrupt("header-tag-first-byte", flip(data, 40), "header fails its integrity", "header tag byte 0")
     corrupt("header-tag-last-byte", flip(data, 71), "header fails its integrity", "header tag byte 31")
