@@ -66,6 +66,7 @@ _IDLE_START: Final = 60.0
 _READS: Final = {
     ("secret", "fetch"),
     ("secret", "list"),
+    ("secret", "history"),
     ("raw", "all"),
     ("raw", "lookup"),
     ("raw", "fetch"),
@@ -78,6 +79,9 @@ _WRITES: Final = {
     ("secret", "create"),
     ("secret", "update"),
     ("secret", "delete"),
+    ("secret", "restore"),
+    ("secret", "undelete"),
+    ("secret", "purge"),
     ("raw", "put"),
     ("raw", "delete"),
     ("raw", "set_setting"),

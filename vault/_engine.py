@@ -324,8 +324,8 @@ class Engine:
                 self._refresh()
             yield self._index
 
-    def open_value(self, entry: Entry) -> str | None:
-        """Decrypt one record's value (None when it holds none)."""
+    def open_value(self, entry: Entry, *, operation: str = "fetch") -> str | None:
+        """Decrypt one record's value (None when it holds none); ``operation`` names the read for the access log."""
         return self.keys().open_value(entry)
 
     # --- writing ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ agent acts only on a file the client could open itself, read-write for writes.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import json
 import os
@@ -151,7 +152,8 @@ def recv_message(sock: socket.socket, *, with_fds: bool = False) -> tuple[dict[s
 
 
 def encode_secret(secret: Secret) -> dict[str, Any]:
-    return secret.to_dict(reveal=True)
+    # The cloud's item plus what the vault adds (revision, deletedAt), which the item leaves out.
+    return {**secret.to_dict(reveal=True), "revision": secret.revision, "deletedAt": secret.deleted_at}
 
 
 def decode_secret(obj: Mapping[str, Any]) -> Secret:
@@ -169,6 +171,8 @@ def decode_secret(obj: Mapping[str, Any]) -> Secret:
         meta=obj["meta"],
         config=obj["config"],
         value=obj.get("value"),
+        revision=int(obj.get("revision") or 0),
+        deleted_at=obj.get("deletedAt"),
     )
 
 
@@ -343,8 +347,10 @@ class _AgentSecretClient(SecretClient):
     def create(self, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
         return decode_secret(self._backend.call("secret", "create", _plain(request), **_plain(fields)))
 
-    def fetch(self, secret_id: str) -> Secret:
-        return decode_secret(self._backend.call("secret", "fetch", secret_id))
+    def fetch(self, secret_id: str, *, revision: int | None = None) -> Secret:
+        if revision is None:
+            return decode_secret(self._backend.call("secret", "fetch", secret_id))
+        return decode_secret(self._backend.call("secret", "fetch", secret_id, revision=revision))
 
     def list(
         self,
@@ -354,17 +360,33 @@ class _AgentSecretClient(SecretClient):
         take: int | str | None = 100,
         cursor: str | None = None,
         meta: Mapping[str, Any] | None = None,
+        deleted: bool = False,
     ) -> Page:
+        extra = {"deleted": deleted} if deleted is not False else {}
         page = self._backend.call(
-            "secret", "list", _plain(request), order=order, take=take, cursor=cursor, meta=_plain(meta)
+            "secret", "list", _plain(request), order=order, take=take, cursor=cursor, meta=_plain(meta), **extra
         )
         return Page(items=[decode_secret(i) for i in page["items"]], cursor=page.get("cursor"))
 
     def update(self, secret_id: str, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
         return decode_secret(self._backend.call("secret", "update", secret_id, _plain(request), **_plain(fields)))
 
-    def delete(self, secret_id: str) -> Secret:
-        return decode_secret(self._backend.call("secret", "delete", secret_id))
+    def delete(self, secret_id: str, *, purge: bool = False) -> Secret:
+        if purge is False:
+            return decode_secret(self._backend.call("secret", "delete", secret_id))
+        return decode_secret(self._backend.call("secret", "delete", secret_id, purge=purge))
+
+    def history(self, secret_id: str) -> builtins.list[Secret]:
+        return [decode_secret(s) for s in self._backend.call("secret", "history", secret_id)]
+
+    def restore(self, secret_id: str, revision: int) -> Secret:
+        return decode_secret(self._backend.call("secret", "restore", secret_id, revision))
+
+    def undelete(self, secret_id: str) -> Secret:
+        return decode_secret(self._backend.call("secret", "undelete", secret_id))
+
+    def purge(self, secret_id: str) -> Secret:
+        return decode_secret(self._backend.call("secret", "purge", secret_id))
 
 
 class _AgentRawRecords(RawRecords):
@@ -401,8 +423,11 @@ class _AgentRawRecords(RawRecords):
             )
         )
 
-    def delete(self, record_id: str) -> None:
-        self._backend.call("raw", "delete", record_id)
+    def delete(self, record_id: str, *, purge: bool = False) -> None:
+        if purge is False:
+            self._backend.call("raw", "delete", record_id)
+        else:
+            self._backend.call("raw", "delete", record_id, purge=purge)
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self._backend.call("raw", "setting", key, default)

@@ -15,8 +15,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
-from . import _crypto, _format, _keys
+from . import _crypto, _format, _history, _keys
 from ._engine import Clock, Engine
+from ._history import Retention
 from ._raw import RawRecords
 from ._secret_client import SecretClient
 from ._store import IO, Store, create_file, resolve_path
@@ -156,6 +157,22 @@ class Vault:
     def compact(self) -> None:
         """Rewrite the file with only live records (temp file, fsync, atomic rename)."""
         self._backend.compact()
+
+    def retention(self) -> Retention:
+        """What this vault keeps: past revisions, the trash, the access log (defaults: :class:`Retention`)."""
+        return Retention.from_setting(self._backend.raw.setting(_history.SETTING))
+
+    def set_retention(self, retention: Retention | None = None, **changes: object) -> Retention:
+        """Change what the vault keeps (one commit); returns the new retention.
+
+        ``v.set_retention(history=0)`` turns history off, ``v.set_retention(access_log=False)`` the
+        access log. Compaction applies it: revisions and trashed secrets outside it are dropped then
+        (and reads stop showing them at once).
+        """
+        with self._backend.transaction():
+            new = (retention or self.retention()).changed(**changes)
+            self._backend.raw.set_setting(_history.SETTING, new.to_setting())
+        return new
 
     def change_passphrase(
         self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None, rekey: bool = False
