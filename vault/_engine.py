@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _crypto, _format, _keys
+from ._accesslog import AccessKeys, AccessLog, AccessRecord
 from ._format import OP_DELETE, OP_PUT, OP_REVISION, OP_SETTING, OP_TRASH, OP_TRASHED, Entry
 from ._index import Index, Undo
 from ._keys import VaultKeys
@@ -181,6 +182,8 @@ class Engine:
         #: generators ask for a version-1 writer (``_version=1``).
         self.version = write_version
         self.write_version = write_version
+        self.access = AccessLog(store.path)
+        self._access_keys: tuple[VaultKeys, AccessKeys] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -208,6 +211,8 @@ class Engine:
             self._keys = None
             self._index = Index()
             self._store.close()
+            self._access_keys = None
+            self.access.close()
             hooks, self._close_hooks = self._close_hooks, []
         for hook in hooks:
             hook()
@@ -325,8 +330,34 @@ class Engine:
             yield self._index
 
     def open_value(self, entry: Entry, *, operation: str = "fetch") -> str | None:
-        """Decrypt one record's value (None when it holds none); ``operation`` names the read for the access log."""
-        return self.keys().open_value(entry)
+        """Decrypt one record's value (None when it holds none) and record the read in the access log.
+
+        ``operation`` names the read (an enclosing ``access_context`` may rename it). The record is
+        written (no fsync) before the value is returned; when it cannot be written, neither is the value.
+        """
+        keys = self.keys()
+        value = keys.open_value(entry)
+        if value is not None and self._index.retention.access_log:
+            self.access.append(self.access_keys(keys), entry.id, operation, entry.rev, _now_ms())
+        return value
+
+    def access_keys(self, keys: VaultKeys | None = None) -> AccessKeys:
+        keys = keys or self.keys()
+        cached = self._access_keys
+        if cached is None or cached[0] is not keys:
+            cached = self._access_keys = (keys, AccessKeys(keys.data_key, keys.vault_id))
+        return cached[1]
+
+    def access_log(self, secret_id: str | None = None, since: int | None = None) -> list[AccessRecord]:
+        """The access log's records (oldest first), verified, optionally of one secret id and from ``since`` (ms)."""
+        with self._mutex:
+            keys = self.access_keys()
+        records = self.access.read(keys)
+        return [
+            r
+            for r in records
+            if (secret_id is None or r.secret_id == secret_id) and (since is None or r.at >= since)
+        ]
 
     # --- writing ---------------------------------------------------------------------
 
@@ -555,6 +586,7 @@ class Engine:
                     self.stale_slot = None
                     self._must_load = True
 
+                old_access = self.access_keys(old)
                 try:
                     self._store.replace_with(prefix + b"".join(frames), on_replaced=committed)
                 except StorageError as exc:
@@ -563,4 +595,10 @@ class Engine:
                     # Renamed but the directory sync or reopen failed: the re-key happened (a crash
                     # now leaves the old file or the new one, both whole), so it is not undone.
                     log.warning("vault re-keyed; syncing its directory failed: %s", exc)
+                try:
+                    # The access log is sealed under the data key too: seal it again under the new one.
+                    # If this fails (or a crash comes first), the next read sets the old log aside.
+                    self.access.reseal(old_access, self.access_keys(new))
+                except (StorageError, CorruptVaultError) as exc:
+                    log.warning("vault re-keyed; the access log could not be resealed: %s", exc)
                 self._refresh()

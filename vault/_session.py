@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _crypto, _vault
+from ._accesslog import AccessRecord, current_context
 from ._engine import Clock
 from ._raw import RawRecords
 from ._records import Page, Secret
@@ -176,6 +177,20 @@ def decode_secret(obj: Mapping[str, Any]) -> Secret:
     )
 
 
+def decode_access(obj: Mapping[str, Any]) -> AccessRecord:
+    return AccessRecord(
+        seq=int(obj["seq"]),
+        at=int(obj["at"]),
+        secret_id=str(obj["secretId"]),
+        operation=str(obj["operation"]),
+        revision=obj.get("revision"),
+        pid=int(obj["pid"]),
+        exe=str(obj["exe"]),
+        peer_pid=obj.get("peerPid"),
+        peer_exe=obj.get("peerExe"),
+    )
+
+
 # --- the client ------------------------------------------------------------------------------------
 
 
@@ -257,19 +272,21 @@ class AgentBackend:
         sock = self._sock
         if sock is None:
             raise VaultClosedError("the vault is closed")
+        message: dict[str, Any] = {
+            "op": "call",
+            "path": str(self._path),
+            "target": target,
+            "method": method,
+            "args": args,
+        }
+        message["kwargs"] = kwargs
+        access = current_context()
+        if access:
+            # How this client reads (vault.access_context), for the agent's access log; the agent
+            # itself records our pid and executable from the socket.
+            message["access"] = access
         try:
-            send_message(
-                sock,
-                {
-                    "op": "call",
-                    "path": str(self._path),
-                    "target": target,
-                    "method": method,
-                    "args": args,
-                    "kwargs": kwargs,
-                },
-                [self._fd],
-            )
+            send_message(sock, message, [self._fd])
             answer, _ = recv_message(sock)
         except (ConnectionResetError, BrokenPipeError, OSError) as exc:
             self.close()
@@ -333,6 +350,9 @@ class AgentBackend:
     def change_passphrase(self, passphrase: bytes, params: _crypto.KdfParams | None, *, rekey: bool) -> None:
         kdf = None if params is None else [params.opslimit, params.memlimit]
         self.call("vault", "change_passphrase", passphrase.decode("utf-8", "surrogateescape"), kdf, rekey)
+
+    def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]:
+        return [decode_access(r) for r in self.call("vault", "access_log", secret, since)]
 
 
 class _AgentSecretClient(SecretClient):

@@ -9,13 +9,16 @@ one named seam, :func:`raw_records`, never through the handle's attributes.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
 from . import _crypto, _format, _history, _keys
+from ._accesslog import AccessRecord
 from ._engine import Clock, Engine
 from ._history import Retention
 from ._raw import RawRecords
@@ -57,6 +60,8 @@ class Backend(Protocol):
     def compact(self) -> None: ...
 
     def change_passphrase(self, passphrase: bytes, params: _crypto.KdfParams | None, *, rekey: bool) -> None: ...
+
+    def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]: ...
 
 
 class LocalBackend:
@@ -100,6 +105,17 @@ class LocalBackend:
             self.engine.rekey(passphrase, params)
         else:
             self.engine.change_passphrase(passphrase, params)
+
+    def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]:
+        secret_id = None
+        if secret is not None:
+            with self.engine.reading() as index:
+                held = index.trashed(secret)
+                if held is not None or index.id_taken(secret) or _format.ID_RE.fullmatch(secret):
+                    secret_id = secret  # an exact id, even of a secret long purged
+                else:
+                    secret_id = index.resolve(secret).id
+        return self.engine.access_log(secret_id, since)
 
 
 class Vault:
@@ -174,6 +190,19 @@ class Vault:
             self._backend.raw.set_setting(_history.SETTING, new.to_setting())
         return new
 
+    def access_log(
+        self, secret: str | None = None, since: int | _dt.datetime | _dt.timedelta | None = None
+    ) -> list[AccessRecord]:
+        """Who read which secret's value, when: the sealed access log's records, oldest first.
+
+        ``secret`` keeps one secret's (an id, ``@alias`` or ``(name)``); ``since`` keeps records from
+        a time on (epoch milliseconds, a ``datetime``, or a ``timedelta`` back from now). The whole
+        log is verified first: a removed or edited record raises :class:`~vault.CorruptVaultError`.
+        """
+        if secret is not None and (type(secret) is not str or not secret):
+            raise InvalidRequestError("secret must be a non-empty string")
+        return self._backend.access_log(secret, _since_ms(since))
+
     def change_passphrase(
         self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None, rekey: bool = False
     ) -> None:
@@ -213,6 +242,18 @@ class Vault:
         from .sync import sync
 
         return sync(self, remote, direction=direction, dry_run=dry_run, prefer=prefer)
+
+
+def _since_ms(since: object) -> int | None:
+    if since is None:
+        return None
+    if isinstance(since, _dt.timedelta):
+        return time.time_ns() // 1_000_000 - int(since.total_seconds() * 1000)
+    if isinstance(since, _dt.datetime):
+        return int(since.timestamp() * 1000)
+    if type(since) is int and since >= 0:
+        return since
+    raise InvalidRequestError("since must be epoch milliseconds, a datetime or a timedelta")
 
 
 def engine_of(v: Vault) -> Engine:
