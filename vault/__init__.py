@@ -13,7 +13,9 @@ The public API is exactly the names in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
+from ._accesslog import AccessRecord, access_context
 from ._crypto import KdfParams
+from ._history import Retention
 from ._records import Page, Secret
 from ._secret_client import SecretClient
 from ._session import open
@@ -49,6 +51,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessRecord",
     "ConflictError",
     "CorruptVaultError",
     "InsecureFileError",
@@ -68,6 +71,7 @@ __all__ = [
     "RemoteNotFoundError",
     "RemoteProtocolError",
     "RemoteUnavailableError",
+    "Retention",
     "Secret",
     "SecretClient",
     "StorageError",
@@ -79,6 +83,7 @@ __all__ = [
     "VaultNotFoundError",
     "WrongPassphraseError",
     "__version__",
+    "access_context",
     "default_path",
     "init",
     "open",
