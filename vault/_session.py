@@ -265,7 +265,11 @@ class AgentBackend:
             raise VaultNotFoundError(f"no vault at {path}") from None
         self.secret: SecretClient = _AgentSecretClient(self)
         self.raw: RawRecords = _AgentRawRecords(self)
-        info = self.call("vault", "info")
+        try:
+            info = self.call("vault", "info")
+        except VaultClosedError:
+            # The agent hung up before its first answer: it was exiting (nothing left unlocked).
+            raise NotUnlockedError("the unlock agent stopped: run `cbk-vault unlock`") from None
         self._kdf = _crypto.KdfParams(info["kdf"][0], info["kdf"][1])
 
     def call(self, target: str, method: str, *args: Any, **kwargs: Any) -> Any:
