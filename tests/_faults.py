@@ -386,6 +386,17 @@ def _delete(v: vault.Vault, s: dict[str, Any]) -> None:
     v.secret.delete(_id(v, "beta"))
 
 
+def _undelete(v: vault.Vault, s: dict[str, Any]) -> None:
+    # beta went to the trash in the step before: it comes back as a new revision.
+    (beta,) = [t for t in v.secret.list(deleted=True).items if t.name == "beta"]
+    v.secret.undelete(beta.id)
+
+
+def _restore(v: vault.Vault, s: dict[str, Any]) -> None:
+    # alpha's revision 1 (value alpha-v1, meta without "m") becomes current again.
+    v.secret.restore(_id(v, "alpha"), 1)
+
+
 def _batch(v: vault.Vault, s: dict[str, Any]) -> None:
     gamma = _id(v, "gamma")
     with v.batch():
@@ -427,6 +438,9 @@ SCENARIO: list[Step] = [
     Step("create", _create),
     Step("update", _update),
     Step("delete", _delete),
+    Step("undelete", _undelete),
+    Step("restore", _restore),
+    Step("delete-again", _delete),
     Step("batch", _batch),
     Step("compact", _compact),
     Step("change_passphrase", _change_passphrase, NEW_PASSPHRASE),

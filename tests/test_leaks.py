@@ -168,7 +168,8 @@ def test_markers_never_leak_anywhere(tmp_path: Path, logs: Capture) -> None:
     checked = 0
     names = sorted(p.name for p in tmp_path.iterdir())
     # No temp file left behind: only the vaults and their lock files.
-    assert names == ["damaged.cbkv", "damaged.cbkv.lock", "leak.cbkv", "leak.cbkv.lock"], names
+    # (leak.cbkv.access: the sealed access log of the reads above, checked for markers too.)
+    assert names == ["damaged.cbkv", "damaged.cbkv.lock", "leak.cbkv", "leak.cbkv.access", "leak.cbkv.lock"], names
     for p in tmp_path.iterdir():
         checked += assert_absent(p.read_bytes(), IN_FILE, p.name)
     record_figure(

@@ -1080,7 +1080,7 @@ def stored(v: vault.Vault, rid: str) -> tuple[dict[str, Any], str | None]:
     """What a vault holds for one record (the cloud item without identity, and the value); then removes it."""
     raw = raw_records(v)
     secret, _ = raw.fetch(rid)
-    raw.delete(rid)
+    raw.delete(rid, purge=True)  # for good: a later example may reuse the id
     return without_identity(secret.to_dict()), secret.value
 
 
@@ -1147,7 +1147,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[vault.Vault]:
 def clear(v: vault.Vault) -> None:
     raw = raw_records(v)
     for secret, _, _ in raw.all():
-        raw.delete(secret.id)
+        raw.delete(secret.id, purge=True)  # gone for good: a later example may reuse the id
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,8 +13,10 @@ The public API is exactly the names in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
+from ._accesslog import AccessRecord, access_context
 from ._crypto import KdfParams
 from ._dotenv import load_env
+from ._history import Retention
 from ._records import Page, Secret
 from ._refs import SecretRef, inject_refs, parse_ref, read, ref_resolver, resolve_refs
 from ._secret_client import SecretClient
@@ -51,6 +53,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessRecord",
     "ConflictError",
     "CorruptVaultError",
     "InsecureFileError",
@@ -70,6 +73,7 @@ __all__ = [
     "RemoteNotFoundError",
     "RemoteProtocolError",
     "RemoteUnavailableError",
+    "Retention",
     "Secret",
     "SecretClient",
     "SecretRef",
@@ -82,6 +86,7 @@ __all__ = [
     "VaultNotFoundError",
     "WrongPassphraseError",
     "__version__",
+    "access_context",
     "default_path",
     "init",
     "inject_refs",

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _crypto, _format
+from ._accesslog import AccessRecord, access_context, exe_of
 from ._records import Page, Secret
 from ._session import check_private_dir, encode_secret, recv_message, send_message
 from ._vault import Vault, engine_of, raw_records
@@ -70,6 +71,7 @@ _IDLE_START: Final = 60.0
 _READS: Final = {
     ("secret", "fetch"),
     ("secret", "list"),
+    ("secret", "history"),
     ("raw", "all"),
     ("raw", "lookup"),
     ("raw", "fetch"),
@@ -77,11 +79,15 @@ _READS: Final = {
     ("raw", "setting"),
     ("vault", "len"),
     ("vault", "info"),
+    ("vault", "access_log"),
 }
 _WRITES: Final = {
     ("secret", "create"),
     ("secret", "update"),
     ("secret", "delete"),
+    ("secret", "restore"),
+    ("secret", "undelete"),
+    ("secret", "purge"),
     ("raw", "put"),
     ("raw", "delete"),
     ("raw", "set_setting"),
@@ -98,6 +104,8 @@ def _encode(result: Any) -> Any:
         return encode_secret(result)
     if isinstance(result, Page):
         return {"items": [encode_secret(s) for s in result.items], "cursor": result.cursor}
+    if isinstance(result, AccessRecord):
+        return result.to_dict()
     if isinstance(result, tuple):
         return [_encode(r) for r in result]
     if isinstance(result, list):
@@ -223,10 +231,15 @@ class _Held:
             keys.wipe()
 
 
-def _peer_uid(sock: socket.socket) -> int:
+def _peer_creds(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    return _peer_creds(sock)[1]
 
 
 class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -346,8 +359,13 @@ def _file_ident(fd: int, path: str, *, write: bool) -> tuple[int, int]:
 class _Handler(socketserver.BaseRequestHandler):
     server: AgentServer
     request: socket.socket
+    peer: tuple[int, str | None] = (0, None)
 
     def handle(self) -> None:
+        # Every value this connection reads is logged as read by its peer: the pid comes from the
+        # kernel (SO_PEERCRED), not from anything the client says.
+        peer_pid, _uid = _peer_creds(self.request)
+        self.peer = (peer_pid, exe_of(peer_pid))
         with contextlib.suppress(ConnectionResetError, BrokenPipeError, OSError):
             while not self.server.stopping.is_set():
                 message, fds = recv_message(self.request, with_fds=True)
@@ -369,8 +387,15 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def _answer(self, message: dict[str, Any], fds: list[int]) -> None:
         self._request_id = message.get("id")
+        access = message.get("access")
+        operation = access.get("operation") if isinstance(access, dict) else None
         try:
-            result = self._dispatch(message, fds)
+            with access_context(
+                operation if isinstance(operation, str) and 0 < len(operation) <= 64 else None,
+                peer_pid=self.peer[0] if self.peer[0] > 0 else None,
+                peer_exe=self.peer[1],
+            ):
+                result = self._dispatch(message, fds)
         except _Answered:
             return
         except VaultError as exc:
@@ -414,6 +439,9 @@ class _Handler(socketserver.BaseRequestHandler):
             return {"kdf": [v.kdf.opslimit, v.kdf.memlimit]}
         if key == ("vault", "len"):
             return len(v)
+        if key == ("vault", "access_log"):
+            secret, since = args
+            return v.access_log(secret, since)
         if key == ("vault", "compact"):
             v.compact()
             return None
@@ -476,7 +504,8 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             if message.get("op") != "call":
                 raise InvalidRequestError("only calls on the vault inside a batch")
-            result = self._call(message, fds, in_batch=True)
+            with access_context(peer_pid=self.peer[0] if self.peer[0] > 0 else None, peer_exe=self.peer[1]):
+                result = self._call(message, fds, in_batch=True)
         except VaultError as exc:
             self._reply(error=exc)
         except (KeyError, TypeError, ValueError) as exc:

@@ -211,6 +211,11 @@ class Keys:
         raise TypeError("vault keys cannot be pickled")
 
 
+def subkey(data_key: bytes, label: bytes) -> bytes:
+    """A purpose-bound subkey of a data key: keyed BLAKE2b with ``label`` as personalisation (<= 16 bytes)."""
+    return hashlib.blake2b(b"", key=data_key, digest_size=KEY_SIZE, person=label).digest()
+
+
 _BYTES_HEADER: Final = sys.getsizeof(b"") - 1
 
 

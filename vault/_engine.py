@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _crypto, _format, _keys
-from ._format import OP_DELETE, OP_PUT, OP_SETTING, Entry
+from ._accesslog import AccessKeys, AccessLog, AccessRecord
+from ._format import OP_DELETE, OP_PUT, OP_REVISION, OP_SETTING, OP_TRASH, OP_TRASHED, Entry
 from ._index import Index, Undo
 from ._keys import VaultKeys
 from ._log import LogRead, iter_log, read_log, seal_frame
@@ -40,6 +41,15 @@ _COMPACT_CHUNK: Final = 2048
 #: A compacted frame is closed once its records reach about this many bytes (frames max 64 MiB).
 _COMPACT_BYTES: Final = 16 << 20
 _LOAD_CHUNK: Final = 4 << 20
+_VALUE_BOX: Final = _format.ENTRY_FIELDS.index("value_box")
+
+
+class _Committed(Exception):
+    """A whole-file rewrite was renamed into place (committed) and then a later step failed."""
+
+    def __init__(self, error: StorageError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _now_ms() -> int:
@@ -55,9 +65,23 @@ def _json_copy(obj: Any) -> Any:
     return obj
 
 
+def _op_size(op: list[Any]) -> int:
+    """About how many packed bytes an op of a compacted log takes (a record's value box dominates)."""
+    record = op[1] if len(op) > 1 and type(op[1]) is list else None
+    if record is None or len(record) < len(_format.ENTRY_FIELDS):
+        return 64
+    box, name, description, meta, config = record[14], record[4], record[5], record[10], record[11]
+    grow = len(box or b"") + 4 * (len(name) + len(description)) + 512
+    if meta:
+        grow += len(_format.packb(meta))
+    if config:
+        grow += len(_format.packb(config))
+    return grow
+
+
 def _encode_op(op: tuple[Any, ...]) -> list[Any]:
-    if op[0] == OP_PUT:
-        return [OP_PUT, op[1].to_list()]
+    if op[0] in (OP_PUT, OP_REVISION, OP_TRASHED):
+        return [op[0], op[1].to_list(), *op[2:]]
     return list(op)
 
 
@@ -91,16 +115,41 @@ class Txn:
         return self._engine.keys().seal_value(record_id, value_rev, value, self._engine.rng)
 
     def put(self, entry: Entry) -> None:
+        """Create or replace a record; the next revision of a trashed record takes it out of the trash."""
         try:
             _format.check_entry(entry)
         except CorruptVaultError:
             raise InvalidRequestError(f"secret {entry.id[:64]!r} is outside the vault format's limits") from None
-        if entry.id not in self.index.entries and len(self.index.entries) >= _format.MAX_RECORDS:
+        index = self.index
+        old = index.entries.get(entry.id)
+        if old is None and entry.id in index.trash:
+            old = index.trash[entry.id][0]
+        if old is not None and entry.rev != old.rev + 1:
+            # The reader refuses a revision out of sequence: never commit one.
+            raise InvalidRequestError(f"secret {entry.id[:64]!r} changed revision out of sequence")
+        if entry.id not in index.entries and len(index.entries) >= _format.MAX_RECORDS:
             raise InvalidRequestError(f"a vault holds at most {_format.MAX_RECORDS} secrets")
         self._apply((OP_PUT, entry))
 
     def delete(self, record_id: str) -> None:
+        """Purge a record, live or trashed, with its past revisions (no way back)."""
         self._apply((OP_DELETE, record_id))
+
+    @property
+    def keeps_trash(self) -> bool:
+        """Whether this transaction writes format version 2 (with the trash); a version-1 writer purges."""
+        return self._engine.write_version >= 2
+
+    def trash(self, record_id: str) -> None:
+        """Move a live record to the trash, recoverable until compaction drops it (retention)."""
+        if not self.keeps_trash:
+            raise InvalidRequestError("this vault is written as format version 1, which has no trash")
+        at = self.now()
+        try:
+            _format.check_entry(self.index.entries[record_id], deleted_at=at)
+        except CorruptVaultError:
+            raise InvalidRequestError(f"secret {record_id[:64]!r} is outside the vault format's limits") from None
+        self._apply((OP_TRASH, record_id, at))
 
     def set_setting(self, key: str, value: Any) -> None:
         # Settings are decoded by the reader like records: a key that is not text, or a value msgpack
@@ -145,6 +194,7 @@ class Engine:
         clock: Clock | None,
         rng: _crypto.RandomSource | None,
         lock_timeout: float,
+        write_version: int = _format.VERSION,
     ) -> None:
         self._store = store
         self._keys: VaultKeys | None = keys
@@ -164,6 +214,13 @@ class Engine:
         self.stale_slot: int | None = None
         self._must_load = False
         self._close_hooks: list[Callable[[], None]] = []
+        #: The format version of the file as it is, and the one this engine writes. A version-1
+        #: file is rewritten as version 2 by its first commit; only golden-file and test-vector
+        #: generators ask for a version-1 writer (``_version=1``).
+        self.version = write_version
+        self.write_version = write_version
+        self.access = AccessLog(store.path)
+        self._access_keys: tuple[VaultKeys, AccessKeys] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -191,6 +248,8 @@ class Engine:
             self._keys = None
             self._index = Index()
             self._store.close()
+            self._access_keys = None
+            self.access.close()
             hooks, self._close_hooks = self._close_hooks, []
         for hook in hooks:
             hook()
@@ -243,7 +302,7 @@ class Engine:
                 at_eof = len(chunk) < want
                 result = LogRead(end=0, tag=tag, seq=seq)
                 for ops in iter_log(keys.keys, chunk, header.epoch, result):
-                    index.apply_logged(ops, bulk=True)
+                    index.apply_logged(ops, bulk=True, version=header.version)
                 pos, tag, seq = pos + result.end, result.tag, result.seq
                 if at_eof:
                     break  # whatever is left past ``pos`` is a torn append
@@ -255,8 +314,13 @@ class Engine:
         finally:
             if pause_gc:
                 gc.enable()
+        if header.version > self.write_version:
+            raise InvalidRequestError(
+                f"a version-{self.write_version} writer cannot open a version-{header.version} vault"
+            )
         self._index = index
         self._must_load = False
+        self.version = header.version
         self._epoch = header.epoch
         self._end = pos
         self._tag = tag
@@ -287,7 +351,7 @@ class Engine:
             data = store.read(self._end)
         result = read_log(keys.keys, data, 0, self._tag, self._epoch, self._seq)
         for ops in result.frames:
-            self._index.apply_logged(ops, bulk=False)
+            self._index.apply_logged(ops, bulk=False, version=self.version)
         self._end += result.end
         self._tag = result.tag
         self._seq = result.seq
@@ -302,9 +366,35 @@ class Engine:
                 self._refresh()
             yield self._index
 
-    def open_value(self, entry: Entry) -> str | None:
-        """Decrypt one record's value (None when it holds none)."""
-        return self.keys().open_value(entry)
+    def open_value(self, entry: Entry, *, operation: str = "fetch") -> str | None:
+        """Decrypt one record's value (None when it holds none) and record the read in the access log.
+
+        ``operation`` names the read (an enclosing ``access_context`` may rename it). The record is
+        written (no fsync) before the value is returned; when it cannot be written, neither is the value.
+        """
+        keys = self.keys()
+        value = keys.open_value(entry)
+        if value is not None and self._index.retention.access_log:
+            self.access.append(self.access_keys(keys), entry.id, operation, entry.rev, _now_ms())
+        return value
+
+    def access_keys(self, keys: VaultKeys | None = None) -> AccessKeys:
+        keys = keys or self.keys()
+        cached = self._access_keys
+        if cached is None or cached[0] is not keys:
+            cached = self._access_keys = (keys, AccessKeys(keys.data_key, keys.vault_id))
+        return cached[1]
+
+    def access_log(self, secret_id: str | None = None, since: int | None = None) -> list[AccessRecord]:
+        """The access log's records (oldest first), verified, optionally of one secret id and from ``since`` (ms)."""
+        with self._mutex:
+            keys = self.access_keys()
+        records = self.access.read(keys)
+        return [
+            r
+            for r in records
+            if (secret_id is None or r.secret_id == secret_id) and (since is None or r.at >= since)
+        ]
 
     # --- writing ---------------------------------------------------------------------
 
@@ -326,6 +416,10 @@ class Engine:
                 try:
                     yield txn
                     self._commit(txn)
+                except _Committed as done:
+                    # The new file is in place (renamed) but its directory sync failed: the index
+                    # already matches the file, so nothing is undone.
+                    raise done.error from None
                 except BaseException:
                     self._index.undo(txn.undo)
                     raise
@@ -335,6 +429,12 @@ class Engine:
 
     def _commit(self, txn: Txn) -> None:
         if not txn.ops:
+            return
+        if self.version < self.write_version:
+            # The first write to a version-1 file upgrades it: the whole state, this transaction
+            # included, is written as a version-2 file through compaction's crash-safe path.
+            # The rename is the commit point (a crash leaves the old file or the new one, whole).
+            self._compact_locked()
             return
         keys = self.keys()
         try:
@@ -348,7 +448,6 @@ class Engine:
         self._size_seen = self._end
         self._tag = tag
         self._seq += 1
-        self._index.dead += Index.superseded(txn.undo, txn.ops)
 
     def _after_commit(self) -> None:
         """Housekeeping that must never fail a write that is already durable."""
@@ -360,6 +459,8 @@ class Engine:
                 with self._store.locked(exclusive=True, timeout=self._lock_timeout):
                     self._refresh()
                     self._compact_locked()
+        except _Committed as done:
+            log.warning("vault housekeeping: compacted, but syncing the directory failed: %s", done.error)
         except Exception as exc:  # the write is durable already: its caller must hear success
             log.warning("vault housekeeping failed and will be retried: %s", type(exc).__name__)
 
@@ -373,12 +474,15 @@ class Engine:
                 raise InvalidRequestError("compact() cannot run inside a batch")
             with self._store.locked(exclusive=True, timeout=self._lock_timeout):
                 self._refresh()
-                self._compact_locked()
+                try:
+                    self._compact_locked()
+                except _Committed as done:
+                    raise done.error from None
 
     def _sealed_records(
-        self, keys: VaultKeys, tag: bytes, epoch: int, entries: Iterator[Entry]
+        self, keys: VaultKeys, tag: bytes, epoch: int, ops_in: Iterator[list[Any]]
     ) -> tuple[list[bytes], bytes, int]:
-        """Frames holding the settings and ``entries``, chained from ``tag``: a compacted log.
+        """Frames holding the settings and ``ops_in``, chained from ``tag``: a compacted log.
 
         Sealed a chunk at a time, so a 100k-secret vault never holds every op list at once.
         Returns the frames, the last chain tag and the number of frames.
@@ -387,15 +491,10 @@ class Engine:
         ops: list[list[Any]] = [[OP_SETTING, k, v] for k, v in sorted(self._index.settings.items())]
         seq = 0
         size = sum(len(_format.packb(op)) for op in ops)
-        for entry in entries:
-            op = [OP_PUT, entry.to_list()]
+        for op in ops_in:
             # A frame holds at most MAX_SEALED bytes: close it by size as well as by count, or a vault
             # of large values could never be compacted or re-keyed.
-            grow = len(entry.value_box or b"") + 4 * (len(entry.name) + len(entry.description)) + 512
-            if entry.meta:
-                grow += len(_format.packb(entry.meta))
-            if entry.config:
-                grow += len(_format.packb(entry.config))
+            grow = _op_size(op)
             if ops and size + grow > _COMPACT_BYTES:
                 frame, tag = seal_frame(keys.keys, tag, epoch, seq, ops, self.rng)
                 parts.append(frame)
@@ -415,19 +514,37 @@ class Engine:
         return parts, tag, seq
 
     def _compact_locked(self) -> None:
+        """Rewrite the file (in the version this engine writes) with what the retention keeps.
+
+        Raises :class:`_Committed` when the new file was renamed into place but a later step
+        (the directory sync) failed: the rewrite happened, and the caller must not undo it.
+        """
         keys = self.keys()
         epoch = self._epoch + 1
-        prefix, tag = _keys.compacted_head(self._store.read(0, _format.LOG_START), keys, epoch)
-        frames, tag, seq = self._sealed_records(keys, tag, epoch, self._index.iter_live())
+        version = self.write_version
+        now = self.clock()
+        prefix, tag = _keys.compacted_head(self._store.read(0, _format.LOG_START), keys, epoch, version=version)
+        frames, tag, seq = self._sealed_records(keys, tag, epoch, self._index.compacted(now, version=version))
         data = prefix + b"".join(frames)
-        self._store.replace_with(data)
-        self._epoch = epoch
-        self._end = self._size_seen = len(data)
-        self._tag = tag
-        self._seq = seq
-        self._index.dead = 0
-        self._index.gone.clear()
-        self.stale_slot = None
+        replaced = False
+
+        def committed() -> None:
+            nonlocal replaced
+            replaced = True
+            self._index.prune(now, version=version)
+            self.version = version
+            self._epoch = epoch
+            self._end = self._size_seen = len(data)
+            self._tag = tag
+            self._seq = seq
+            self.stale_slot = None
+
+        try:
+            self._store.replace_with(data, on_replaced=committed)
+        except StorageError as exc:
+            if replaced:
+                raise _Committed(exc) from None
+            raise
 
     def _erase_stale_slot(self) -> None:
         with self._store.locked(exclusive=True, timeout=self._lock_timeout):
@@ -480,17 +597,25 @@ class Engine:
                 self._refresh()
                 new = VaultKeys(self.rng(_crypto.KEY_SIZE), old.vault_id)
                 epoch = self._epoch + 1
+                version = self.write_version
                 prefix, tag, generation = _keys.rekeyed_head(
-                    self._store.read(0, _format.LOG_START), new, wrapping, epoch, self.rng
+                    self._store.read(0, _format.LOG_START), new, wrapping, epoch, self.rng, version=version
                 )
+                now = self.clock()
 
-                def resealed() -> Iterator[Entry]:
-                    for entry in self._index.iter_live():
-                        value = old.open_value(entry)
-                        if value is not None:
-                            entry = entry.copy()
-                            entry.value_box = new.seal_value(entry.id, entry.value_rev, value, self.rng)
-                        yield entry
+                def resealed() -> Iterator[list[Any]]:
+                    # Every record the compacted file holds (past revisions and the trash too),
+                    # each value box sealed again under the new key, bound as before.
+                    for op in self._index.compacted(now, version=version):
+                        record = op[1]
+                        if record[_VALUE_BOX] is not None:
+                            entry = _format.decode_entry(record)
+                            value = old.open_value(entry)
+                            assert value is not None
+                            record = list(record)
+                            record[_VALUE_BOX] = new.seal_value(entry.id, entry.value_rev, value, self.rng)
+                            op = [op[0], record, *op[2:]]
+                        yield op
 
                 frames, _tag, _seq = self._sealed_records(new, tag, epoch, resealed())
 
@@ -501,12 +626,14 @@ class Engine:
                     # the old value boxes, so the next read reloads.
                     nonlocal replaced
                     replaced = True
+                    self.version = version
                     self._keys = new
                     self._kdf = params
                     self._generation = generation
                     self.stale_slot = None
                     self._must_load = True
 
+                old_access = self.access_keys(old)
                 try:
                     self._store.replace_with(prefix + b"".join(frames), on_replaced=committed)
                 except StorageError as exc:
@@ -515,4 +642,10 @@ class Engine:
                     # Renamed but the directory sync or reopen failed: the re-key happened (a crash
                     # now leaves the old file or the new one, both whole), so it is not undone.
                     log.warning("vault re-keyed; syncing its directory failed: %s", exc)
+                try:
+                    # The access log is sealed under the data key too: seal it again under the new one.
+                    # If this fails (or a crash comes first), the next read sets the old log aside.
+                    self.access.reseal(old_access, self.access_keys(new))
+                except (StorageError, CorruptVaultError) as exc:
+                    log.warning("vault re-keyed; the access log could not be resealed: %s", exc)
                 self._refresh()

@@ -1,4 +1,4 @@
-"""The on-disk format, version 1: bytes <-> structures, limits, framing. No I/O, no keys.
+"""The on-disk format, versions 1 and 2: bytes <-> structures, limits, framing. No I/O, no keys.
 
 The normative description is docs/FORMAT.md; the constants and layouts here follow it
 field for field. Layout of a vault file::
@@ -30,7 +30,11 @@ from . import _crypto
 from .errors import CorruptVaultError, KdfParamsError, UnsupportedVersionError
 
 MAGIC: Final = b"CBKVAULT"
-VERSION: Final = 1
+#: The version this build writes. Version 2 adds the trash and revision-history operations
+#: (OP_TRASH, OP_REVISION, OP_TRASHED); a version-1 file is read as it is and upgraded
+#: (rewritten as version 2) by its first write.
+VERSION: Final = 2
+VERSIONS: Final = (1, 2)
 
 HEADER_SIZE: Final = 40
 HEADER_TAG_OFFSET: Final = 40
@@ -73,6 +77,13 @@ ID_RE: Final = re.compile(r"[a-z][a-z0-9]{23}|c[a-z0-9]{24}")
 OP_PUT: Final = 1
 OP_DELETE: Final = 2
 OP_SETTING: Final = 3
+#: Version 2: ``[4, id, deletedAt]`` moves a live record to the trash.
+OP_TRASH: Final = 4
+#: Version 2: ``[5, record]`` a past revision of a record that follows (compacted files).
+OP_REVISION: Final = 5
+#: Version 2: ``[6, record, deletedAt]`` a record in the trash (compacted files).
+OP_TRASHED: Final = 6
+V2_OPS: Final = frozenset({OP_TRASH, OP_REVISION, OP_TRASHED})
 
 
 def corrupt(what: str) -> CorruptVaultError:
@@ -121,9 +132,10 @@ _HEADER: Final = struct.Struct(">8sB7s16sQ")
 class Header:
     vault_id: bytes
     epoch: int
+    version: int = VERSION
 
     def encode(self) -> bytes:
-        return _HEADER.pack(MAGIC, VERSION, bytes(7), self.vault_id, self.epoch)
+        return _HEADER.pack(MAGIC, self.version, bytes(7), self.vault_id, self.epoch)
 
 
 def decode_header(data: bytes) -> Header:
@@ -134,13 +146,13 @@ def decode_header(data: bytes) -> Header:
     magic, version, reserved, vault_id, epoch = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise corrupt("not a cbk-vault file")
-    if version != VERSION:
+    if version not in VERSIONS:
         raise UnsupportedVersionError(
-            f"vault format version {version} is not supported by this build (it reads version {VERSION})"
+            f"vault format version {version} is not supported by this build (it reads versions 1 and 2)"
         )
     if reserved != bytes(7):
         raise corrupt("reserved header bytes are not zero")
-    return Header(vault_id=vault_id, epoch=epoch)
+    return Header(vault_id=vault_id, epoch=epoch, version=version)
 
 
 def header_mac_input(header: bytes) -> bytes:
@@ -414,13 +426,23 @@ def decode_entry(fields: object) -> Entry:
     return Entry(rid, rev, ca, ua, name, desc, kind, typ, vis, alias, meta, config, bp, vrev, vbox, ext)
 
 
-def check_entry(entry: Entry) -> None:
+def decode_time(value: object) -> int:
+    """A ``deletedAt`` (epoch milliseconds) of a trash operation."""
+    if type(value) is not int or not 0 <= value <= _U63:
+        raise corrupt("malformed trash operation")
+    return value
+
+
+def check_entry(entry: Entry, *, deleted_at: int | None = None) -> None:
     """Refuse a record the reader would refuse: the writer runs the reader's own check.
 
-    Whatever reaches a commit (the API, a sync pull, an import, the stand-in) passes here,
-    so no write can produce a file that ``decode_entry`` later rejects as corrupt.
+    Whatever reaches a commit (the API, a sync pull, an import, the stand-in, a restore or
+    undelete) passes here, so no write can produce a file that ``decode_entry`` later rejects
+    as corrupt. ``deleted_at`` is checked too for the record of a trash operation.
     """
     decode_entry(entry.to_list())
+    if deleted_at is not None:
+        decode_time(deleted_at)
 
 
 def encode_frame_plaintext(epoch: int, seq: int, ops: list[list[Any]]) -> bytes:

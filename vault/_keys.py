@@ -111,11 +111,13 @@ class Wrapping:
         raise TypeError("key material cannot be pickled")
 
 
-def create(passphrase: bytes, params: _crypto.KdfParams, rng: _crypto.RandomSource) -> tuple[bytes, VaultKeys]:
+def create(
+    passphrase: bytes, params: _crypto.KdfParams, rng: _crypto.RandomSource, *, version: int = _format.VERSION
+) -> tuple[bytes, VaultKeys]:
     """The first LOG_START bytes of a new, empty vault (header, tag, slot A, empty slot B) and its keys."""
     vault_id = rng(16)
     keys = VaultKeys(rng(_crypto.KEY_SIZE), vault_id)
-    header = _format.Header(vault_id, 0).encode()
+    header = _format.Header(vault_id, 0, version).encode()
     slot = Wrapping(passphrase, params, rng).slot(keys, 1, rng)
     return header + keys.header_tag(header) + slot + _format.EMPTY_SLOT, keys
 
@@ -176,7 +178,13 @@ def current_generation(head: bytes) -> int:
 
 
 def rekeyed_head(
-    head: bytes, new_keys: VaultKeys, wrapping: Wrapping, epoch: int, rng: _crypto.RandomSource
+    head: bytes,
+    new_keys: VaultKeys,
+    wrapping: Wrapping,
+    epoch: int,
+    rng: _crypto.RandomSource,
+    *,
+    version: int = _format.VERSION,
 ) -> tuple[bytes, bytes, int]:
     """The prefix of a re-keyed file: header and tag under the new keys, one new slot, one empty slot.
 
@@ -185,18 +193,21 @@ def rekeyed_head(
     tampering. Returns the prefix, the header tag and the new generation.
     """
     generation = current_generation(head) + 1
-    header = _format.Header(new_keys.vault_id, epoch).encode()
+    header = _format.Header(new_keys.vault_id, epoch, version).encode()
     tag = new_keys.header_tag(header)
     return header + tag + wrapping.slot(new_keys, generation, rng) + _format.EMPTY_SLOT, tag, generation
 
 
-def compacted_head(head: bytes, keys: VaultKeys, epoch: int) -> tuple[bytes, bytes]:
+def compacted_head(
+    head: bytes, keys: VaultKeys, epoch: int, *, version: int = _format.VERSION
+) -> tuple[bytes, bytes]:
     """The prefix of a compacted file: the new epoch's header and tag, the current slot, an empty slot.
 
+    ``version`` is the format the new file is written in (compacting a version-1 file upgrades it).
     Returns the prefix and the header tag the new file's chain starts from.
     """
     index, _slot = _format.choose_slot(head)
     offset = _format.SLOT_OFFSETS[index]
-    header = _format.Header(keys.vault_id, epoch).encode()
+    header = _format.Header(keys.vault_id, epoch, version).encode()
     tag = keys.header_tag(header)
     return header + tag + head[offset : offset + _format.SLOT_SIZE] + _format.EMPTY_SLOT, tag

@@ -4,6 +4,10 @@ They need what ``v.secret`` deliberately hides: exact ids and timestamps, the ex
 (sync's links), vault settings, metadata without decrypting a value. Every write still goes
 through ``_rules`` field validation and the engine's one transaction path, so nothing that
 enters here can break the file. Get one with ``vault._vault.raw_records(v)``.
+
+Like the cloud-shaped API, the seam sees only live records: a secret in the trash and past
+revisions are invisible here (``all``, ``lookup``, ``fetch`` and ``fetch_for_use`` answer as
+if it were deleted), so the stand-in, sync and import treat a trashed secret as deleted.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ class RawRecords:
             entry = index.entries.get(record_id)
             if entry is None:
                 raise NotFoundError(f"secret {record_id!r} not found")
-            return secret_from_entry(entry, self._engine.open_value(entry)), _rules.json_copy(entry.ext)
+            return secret_from_entry(entry, self._engine.open_value(entry, operation="fetch")), _rules.json_copy(
+                entry.ext
+            )
 
     def fetch_for_use(self, identifier: str) -> Secret:
         """The secret as the cloud's use-time routes (verify, revoke, mint) see it.
@@ -53,7 +59,7 @@ class RawRecords:
         """
         with self._engine.reading() as index:
             entry = index.resolve(identifier)
-            value = self._engine.open_value(entry) if _rules.value_usable(entry) else None
+            value = self._engine.open_value(entry, operation="use") if _rules.value_usable(entry) else None
             return secret_from_entry(entry, value)
 
     def put(
@@ -78,7 +84,9 @@ class RawRecords:
         ext_map = None if ext is None else _rules.check_field("meta", ext)
         with self._engine.transaction() as txn:
             rid = txn.new_id() if record_id is None else record_id
-            old = txn.index.entries.get(rid) or _rules.new_entry(rid, txn.now())
+            held = txn.index.trashed(rid)
+            # An id in the trash comes back as the next revision of the trashed record (undelete).
+            old = txn.index.entries.get(rid) or (held[0] if held is not None else _rules.new_entry(rid, txn.now()))
             new = _rules.apply_fields(old, checked, txn.index, txn.seal, merge=False)
             if created_at is not None:
                 new.created_at = created_at
@@ -89,11 +97,15 @@ class RawRecords:
             txn.put(new)
         return secret_from_entry(new)
 
-    def delete(self, record_id: str) -> None:
+    def delete(self, record_id: str, *, purge: bool = False) -> None:
+        """Delete a live record: to the trash (like ``v.secret.delete``), or for good with ``purge``."""
         with self._engine.transaction() as txn:
             if record_id not in txn.index.entries:
                 raise NotFoundError(f"secret {record_id!r} not found")
-            txn.delete(record_id)
+            if purge or not txn.keeps_trash:
+                txn.delete(record_id)
+            else:
+                txn.trash(record_id)
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A vault setting (sync's configuration and link index), as a copy."""

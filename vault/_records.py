@@ -42,6 +42,11 @@ class Secret:
     meta: dict[str, Any] | None = None
     config: dict[str, Any] | None = field(default=None, compare=True)
     value: str | None = None
+    #: The stored revision this describes (1 for a new secret, +1 at every change; 0: not from a vault).
+    #: Not part of the cloud's item shape: ``to_dict()`` leaves it out.
+    revision: int = 0
+    #: When the secret was moved to the trash (epoch ms); None for a live secret or a past revision.
+    deleted_at: int | None = None
 
     def __repr__(self) -> str:
         value = "None" if self.value is None else "<hidden>"
@@ -77,7 +82,7 @@ class Secret:
         return _credentials.authorization_header(self, vault)
 
 
-def secret_from_entry(entry: Entry, value: str | None = None) -> Secret:
+def secret_from_entry(entry: Entry, value: str | None = None, *, deleted_at: int | None = None) -> Secret:
     """The API's view of a stored record; ``value`` only when the caller opened it."""
     return Secret(
         id=entry.id,
@@ -93,6 +98,8 @@ def secret_from_entry(entry: Entry, value: str | None = None) -> Secret:
         meta=json_copy(entry.meta),
         config=json_copy(entry.config),
         value=value,
+        revision=entry.rev,
+        deleted_at=deleted_at,
     )
 
 

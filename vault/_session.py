@@ -14,6 +14,7 @@ agent acts only on a file the client could open itself, read-write for writes.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import json
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import _crypto, _vault
+from ._accesslog import AccessRecord, current_context
 from ._engine import Clock
 from ._raw import RawRecords
 from ._records import Page, Secret
@@ -152,7 +154,8 @@ def recv_message(sock: socket.socket, *, with_fds: bool = False) -> tuple[dict[s
 
 
 def encode_secret(secret: Secret) -> dict[str, Any]:
-    return secret.to_dict(reveal=True)
+    # The cloud's item plus what the vault adds (revision, deletedAt), which the item leaves out.
+    return {**secret.to_dict(reveal=True), "revision": secret.revision, "deletedAt": secret.deleted_at}
 
 
 def decode_secret(obj: Mapping[str, Any]) -> Secret:
@@ -170,6 +173,22 @@ def decode_secret(obj: Mapping[str, Any]) -> Secret:
         meta=obj["meta"],
         config=obj["config"],
         value=obj.get("value"),
+        revision=int(obj.get("revision") or 0),
+        deleted_at=obj.get("deletedAt"),
+    )
+
+
+def decode_access(obj: Mapping[str, Any]) -> AccessRecord:
+    return AccessRecord(
+        seq=int(obj["seq"]),
+        at=int(obj["at"]),
+        secret_id=str(obj["secretId"]),
+        operation=str(obj["operation"]),
+        revision=obj.get("revision"),
+        pid=int(obj["pid"]),
+        exe=str(obj["exe"]),
+        peer_pid=obj.get("peerPid"),
+        peer_exe=obj.get("peerExe"),
     )
 
 
@@ -280,6 +299,7 @@ class AgentBackend:
                 raise VaultClosedError("the vault is closed")
             self._next_id += 1
             request_id = self._next_id
+            access = current_context()
             try:
                 send_message(
                     sock,
@@ -291,6 +311,9 @@ class AgentBackend:
                         "method": method,
                         "args": args,
                         "kwargs": kwargs,
+                        # How this client reads (vault.access_context), for the agent's access log;
+                        # the agent itself records our pid and executable from the socket.
+                        **({"access": access} if access else {}),
                     },
                     [self._current_fd()],
                 )
@@ -372,6 +395,9 @@ class AgentBackend:
         kdf = None if params is None else [params.opslimit, params.memlimit]
         self.call("vault", "change_passphrase", passphrase.decode("utf-8", "surrogateescape"), kdf, rekey)
 
+    def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]:
+        return [decode_access(r) for r in self.call("vault", "access_log", secret, since)]
+
 
 class _AgentSecretClient(SecretClient):
     """``v.secret`` through the agent: the same calls, answered by the agent's open vault."""
@@ -385,8 +411,10 @@ class _AgentSecretClient(SecretClient):
     def create(self, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
         return decode_secret(self._backend.call("secret", "create", _plain(request), **_plain(fields)))
 
-    def fetch(self, secret_id: str) -> Secret:
-        return decode_secret(self._backend.call("secret", "fetch", secret_id))
+    def fetch(self, secret_id: str, *, revision: int | None = None) -> Secret:
+        if revision is None:
+            return decode_secret(self._backend.call("secret", "fetch", secret_id))
+        return decode_secret(self._backend.call("secret", "fetch", secret_id, revision=revision))
 
     def list(
         self,
@@ -396,17 +424,33 @@ class _AgentSecretClient(SecretClient):
         take: int | str | None = 100,
         cursor: str | None = None,
         meta: Mapping[str, Any] | None = None,
+        deleted: bool = False,
     ) -> Page:
+        extra = {"deleted": deleted} if deleted is not False else {}
         page = self._backend.call(
-            "secret", "list", _plain(request), order=order, take=take, cursor=cursor, meta=_plain(meta)
+            "secret", "list", _plain(request), order=order, take=take, cursor=cursor, meta=_plain(meta), **extra
         )
         return Page(items=[decode_secret(i) for i in page["items"]], cursor=page.get("cursor"))
 
     def update(self, secret_id: str, request: Mapping[str, Any] | None = None, **fields: Any) -> Secret:
         return decode_secret(self._backend.call("secret", "update", secret_id, _plain(request), **_plain(fields)))
 
-    def delete(self, secret_id: str) -> Secret:
-        return decode_secret(self._backend.call("secret", "delete", secret_id))
+    def delete(self, secret_id: str, *, purge: bool = False) -> Secret:
+        if purge is False:
+            return decode_secret(self._backend.call("secret", "delete", secret_id))
+        return decode_secret(self._backend.call("secret", "delete", secret_id, purge=purge))
+
+    def history(self, secret_id: str) -> builtins.list[Secret]:
+        return [decode_secret(s) for s in self._backend.call("secret", "history", secret_id)]
+
+    def restore(self, secret_id: str, revision: int) -> Secret:
+        return decode_secret(self._backend.call("secret", "restore", secret_id, revision))
+
+    def undelete(self, secret_id: str) -> Secret:
+        return decode_secret(self._backend.call("secret", "undelete", secret_id))
+
+    def purge(self, secret_id: str) -> Secret:
+        return decode_secret(self._backend.call("secret", "purge", secret_id))
 
 
 class _AgentRawRecords(RawRecords):
@@ -443,8 +487,11 @@ class _AgentRawRecords(RawRecords):
             )
         )
 
-    def delete(self, record_id: str) -> None:
-        self._backend.call("raw", "delete", record_id)
+    def delete(self, record_id: str, *, purge: bool = False) -> None:
+        if purge is False:
+            self._backend.call("raw", "delete", record_id)
+        else:
+            self._backend.call("raw", "delete", record_id, purge=purge)
 
     def setting(self, key: str, default: Any = None) -> Any:
         return self._backend.call("raw", "setting", key, default)
@@ -565,6 +612,7 @@ def open(
     lock_timeout: float = 10.0,
     _rng: _crypto.RandomSource | None = None,
     _io: IO | None = None,
+    _version: int | None = None,
 ) -> Vault:
     """Unlock the vault at ``path`` (None: the default path).
 
@@ -575,6 +623,10 @@ def open(
     """
     if passphrase is None:
         return open_unlocked(path)
+    if _version is not None:  # the frozen v1 writer, for golden-file and test-vector generators
+        return _vault.open(
+            path, passphrase, clock=clock, lock_timeout=lock_timeout, _rng=_rng, _io=_io, _version=_version
+        )
     return _vault.open(path, passphrase, clock=clock, lock_timeout=lock_timeout, _rng=_rng, _io=_io)
 
 

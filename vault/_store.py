@@ -27,7 +27,7 @@ from .errors import (
     VaultNotFoundError,
 )
 
-__all__ = ["IO", "Store", "create_file", "default_path", "resolve_path"]
+__all__ = ["IO", "AccessFile", "Store", "create_file", "default_path", "resolve_path"]
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -451,3 +451,174 @@ class Store:
                 with suppress(OSError):
                     self.io.close(fd)
         self.fd = self.lock_fd = -1
+
+
+class AccessFile:
+    """The access log's sidecar files: ``<vault>.access`` (appended in place) and ``<vault>.access.old``.
+
+    Appends are one ``pwrite`` each, without fsync: a read of a value must stay a read. The
+    current file's inode never changes (rotation copies it aside and truncates it), so every
+    process appends to the same file under its ``flock``. Not thread-safe; the caller serialises.
+    """
+
+    def __init__(self, vault_path: Path) -> None:
+        self.path = vault_path.with_name(vault_path.name + ".access")
+        self.old_path = vault_path.with_name(vault_path.name + ".access.old")
+        self.damaged_path = vault_path.with_name(vault_path.name + ".access.damaged")
+        self.fd = -1
+        self._pid = os.getpid()
+        #: Whether our open created the current file (it did not exist: a new log, or one removed).
+        self.created = False
+
+    def open(self) -> None:
+        """Open (creating 0600) the current file, checked like the lock file; again after a fork."""
+        if self.fd >= 0 and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self.fd = -1  # a forked child's copy of the parent's descriptor shares its flock: never use it
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | _O_CLOEXEC)
+                self.created = False
+            except FileNotFoundError:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | _O_CLOEXEC, 0o600)
+                self.created = True
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InsecureFileError(f"access log {self.path} is a symbolic link") from None
+            raise _storage_error("open the access log", exc) from exc
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "is not a regular file"
+        elif st.st_uid != os.geteuid():
+            problem = "is owned by another user"
+        elif st.st_mode & 0o022:
+            problem = "is writable by other users"
+        if problem is not None:
+            os.close(fd)
+            raise InsecureFileError(f"access log {self.path} {problem}")
+        self.fd = fd
+
+    @contextmanager
+    def locked(self, *, exclusive: bool) -> Iterator[None]:
+        self.lock(exclusive=exclusive)
+        try:
+            yield
+        finally:
+            self.unlock()
+
+    def lock(self, *, exclusive: bool = True) -> None:
+        self.open()
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError as exc:
+            raise _storage_error("lock the access log", exc) from exc
+
+    def unlock(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def ends_with(self, end: int, tag: bytes) -> bool:
+        """Whether the file ends at ``end`` with ``tag``: one pread says nobody appended or rotated since."""
+        try:
+            return os.pread(self.fd, len(tag) + 1, end - len(tag)) == tag
+        except OSError:
+            return False
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the inherited descriptor shares the parent's flock; open our own when needed."""
+        with suppress(OSError):
+            if self.fd >= 0:
+                os.close(self.fd)
+        self.fd = -1
+        self._pid = os.getpid()
+
+    def stat(self) -> tuple[int, int]:
+        """(size, ctime in ns): a change of either means another process wrote or rotated the file."""
+        st = os.fstat(self.fd)
+        return st.st_size, st.st_ctime_ns
+
+    def read(self, offset: int = 0) -> bytes:
+        try:
+            size = os.fstat(self.fd).st_size
+            return os.pread(self.fd, max(0, size - offset), offset) if size > offset else b""
+        except OSError as exc:
+            raise _storage_error("read the access log", exc) from exc
+
+    def read_old(self) -> bytes | None:
+        """The previous segment, or None when there is none."""
+        try:
+            fd = os.open(self.old_path, os.O_RDONLY | os.O_NOFOLLOW | _O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error("read the access log", exc) from exc
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return f.read()
+        finally:
+            os.close(fd)
+
+    def append(self, data: bytes, at: int, *, cut: bool = False) -> None:
+        """Write ``data`` at ``at`` (with ``cut``, cutting a torn tail first); on failure cut it back. No fsync."""
+        try:
+            if cut:
+                os.ftruncate(self.fd, at)
+            view = memoryview(data)
+            offset = at
+            while view:
+                n = os.pwrite(self.fd, view, offset)
+                if n <= 0:
+                    raise OSError(errno.EIO, "short write")
+                view = view[n:]
+                offset += n
+        except OSError as exc:
+            with suppress(OSError):
+                os.ftruncate(self.fd, at)
+            raise _storage_error("write to the access log", exc) from exc
+
+    def rewrite(self, data: bytes) -> None:
+        """Replace the current file's content in place (rotation: a new segment's header) and sync it."""
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            raise _storage_error("rotate the access log", exc) from exc
+
+    def write_old(self, data: bytes) -> None:
+        """Make ``data`` the previous segment: temp file, fsync, rename, directory fsync."""
+        io = IO()
+        try:
+            tmp = _write_temp(io, self.old_path, data)
+            try:
+                os.replace(tmp, self.old_path)
+            except OSError:
+                _unlink_quietly(io, tmp)
+                raise
+            _fsync_dir(io, self.path.parent)
+        except OSError as exc:
+            raise _storage_error("rotate the access log", exc) from exc
+
+    def set_aside(self) -> None:
+        """Keep a damaged current file as ``.access.damaged`` (evidence) and start an empty one in its place."""
+        try:
+            data = self.read()
+            tmp = _write_temp(IO(), self.damaged_path, data)
+            os.replace(tmp, self.damaged_path)
+            os.ftruncate(self.fd, 0)
+        except OSError as exc:
+            raise _storage_error("set the damaged access log aside", exc) from exc
+
+    def sync(self) -> None:
+        if self.fd >= 0 and self._pid == os.getpid():
+            try:
+                os.fdatasync(self.fd)
+            except OSError as exc:
+                raise _storage_error("sync the access log", exc) from exc
+
+    def close(self) -> None:
+        if self.fd >= 0 and self._pid == os.getpid():
+            with suppress(OSError):
+                os.close(self.fd)
+        self.fd = -1

@@ -9,14 +9,18 @@ one named seam, :func:`raw_records`, never through the handle's attributes.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
-from . import _crypto, _format, _keys
+from . import _crypto, _format, _history, _keys
+from ._accesslog import AccessRecord
 from ._engine import Clock, Engine
+from ._history import Retention
 from ._raw import RawRecords
 from ._secret_client import SecretClient
 from ._store import IO, Store, create_file, resolve_path
@@ -56,6 +60,8 @@ class Backend(Protocol):
     def compact(self) -> None: ...
 
     def change_passphrase(self, passphrase: bytes, params: _crypto.KdfParams | None, *, rekey: bool) -> None: ...
+
+    def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]: ...
 
 
 class LocalBackend:
@@ -99,6 +105,17 @@ class LocalBackend:
             self.engine.rekey(passphrase, params)
         else:
             self.engine.change_passphrase(passphrase, params)
+
+    def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]:
+        secret_id = None
+        if secret is not None:
+            with self.engine.reading() as index:
+                held = index.trashed(secret)
+                if held is not None or index.id_taken(secret) or _format.ID_RE.fullmatch(secret):
+                    secret_id = secret  # an exact id, even of a secret long purged
+                else:
+                    secret_id = index.resolve(secret).id
+        return self.engine.access_log(secret_id, since)
 
 
 class Vault:
@@ -157,6 +174,35 @@ class Vault:
         """Rewrite the file with only live records (temp file, fsync, atomic rename)."""
         self._backend.compact()
 
+    def retention(self) -> Retention:
+        """What this vault keeps: past revisions, the trash, the access log (defaults: :class:`Retention`)."""
+        return Retention.from_setting(self._backend.raw.setting(_history.SETTING))
+
+    def set_retention(self, retention: Retention | None = None, **changes: object) -> Retention:
+        """Change what the vault keeps (one commit); returns the new retention.
+
+        ``v.set_retention(history=0)`` turns history off, ``v.set_retention(access_log=False)`` the
+        access log. Compaction applies it: revisions and trashed secrets outside it are dropped then
+        (and reads stop showing them at once).
+        """
+        with self._backend.transaction():
+            new = (retention or self.retention()).changed(**changes)
+            self._backend.raw.set_setting(_history.SETTING, new.to_setting())
+        return new
+
+    def access_log(
+        self, secret: str | None = None, since: int | _dt.datetime | _dt.timedelta | None = None
+    ) -> list[AccessRecord]:
+        """Who read which secret's value, when: the sealed access log's records, oldest first.
+
+        ``secret`` keeps one secret's (an id, ``@alias`` or ``(name)``); ``since`` keeps records from
+        a time on (epoch milliseconds, a ``datetime``, or a ``timedelta`` back from now). The whole
+        log is verified first: a removed or edited record raises :class:`~vault.CorruptVaultError`.
+        """
+        if secret is not None and (type(secret) is not str or not secret):
+            raise InvalidRequestError("secret must be a non-empty string")
+        return self._backend.access_log(secret, _since_ms(since))
+
     def change_passphrase(
         self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None, rekey: bool = False
     ) -> None:
@@ -198,6 +244,18 @@ class Vault:
         return sync(self, remote, direction=direction, dry_run=dry_run, prefer=prefer)
 
 
+def _since_ms(since: object) -> int | None:
+    if since is None:
+        return None
+    if isinstance(since, _dt.timedelta):
+        return time.time_ns() // 1_000_000 - int(since.total_seconds() * 1000)
+    if isinstance(since, _dt.datetime):
+        return int(since.timestamp() * 1000)
+    if type(since) is int and since >= 0:
+        return since
+    raise InvalidRequestError("since must be epoch milliseconds, a datetime or a timedelta")
+
+
 def engine_of(v: Vault) -> Engine:
     """The storage engine behind a handle opened in this process (vault.testing's clean-up hook, bench/)."""
     backend = v._backend
@@ -223,12 +281,18 @@ def init(
     lock_timeout: float = 10.0,
     _rng: _crypto.RandomSource | None = None,
     _io: IO | None = None,
+    _version: int = _format.VERSION,
 ) -> Vault:
-    """Create a new, empty vault at ``path`` (None: the default path) and return it unlocked."""
+    """Create a new, empty vault at ``path`` (None: the default path) and return it unlocked.
+
+    ``_version=1`` writes the frozen format version 1 (golden-file and test-vector generators only).
+    """
     target = resolve_path(path)
     params = _crypto.resolve_kdf(kdf)
     secret = _crypto.normalize_passphrase(passphrase)
-    prefix, keys = _keys.create(secret, params, _rng or _crypto.random_bytes)
+    if _version not in _format.VERSIONS:
+        raise InvalidRequestError(f"format version {_version} cannot be written")
+    prefix, keys = _keys.create(secret, params, _rng or _crypto.random_bytes, version=_version)
     io = _io or IO()
     create_file(target, prefix, io)
     try:
@@ -238,7 +302,16 @@ def init(
         target.unlink(missing_ok=True)
         raise
     try:
-        engine = Engine(store, keys, params, generation=1, clock=clock, rng=_rng, lock_timeout=lock_timeout)
+        engine = Engine(
+            store,
+            keys,
+            params,
+            generation=1,
+            clock=clock,
+            rng=_rng,
+            lock_timeout=lock_timeout,
+            write_version=_version,
+        )
         engine.load()
     except BaseException:
         store.close()
@@ -255,8 +328,15 @@ def open(
     lock_timeout: float = 10.0,
     _rng: _crypto.RandomSource | None = None,
     _io: IO | None = None,
+    _version: int = _format.VERSION,
 ) -> Vault:
-    """Unlock the vault at ``path`` (None: the default path)."""
+    """Unlock the vault at ``path`` (None: the default path).
+
+    A version-1 file is read as it is; its first write rewrites it as version 2 (``_version=1``
+    keeps writing version 1: golden-file and test-vector generators only).
+    """
+    if _version not in _format.VERSIONS:
+        raise InvalidRequestError(f"format version {_version} cannot be written")
     target = resolve_path(path)
     secret = _crypto.normalize_passphrase(passphrase)
     store = Store(target, _io)
@@ -279,6 +359,7 @@ def open(
             clock=clock,
             rng=_rng,
             lock_timeout=lock_timeout,
+            write_version=_version,
         )
         engine.load()
         engine.stale_slot = unlocked.stale_slot

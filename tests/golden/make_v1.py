@@ -36,7 +36,8 @@ def seeded(seed: int) -> tuple[Callable[[int], bytes], Callable[[], int]]:
 
 def build(path: Path, *, compact: bool, passwd: bool) -> dict[str, Any]:
     rng, clock = seeded(2026)
-    with vault.init(path, PASSPHRASE, kdf=KDF, clock=clock, _rng=rng) as v:
+    # _version=1: the frozen v1 writer (the default writer is v2 since the trash and history).
+    with vault.init(path, PASSPHRASE, kdf=KDF, clock=clock, _rng=rng, _version=1) as v:
         pay = v.secret.create(
             name="PaymentAPIKey",
             type="bearer",

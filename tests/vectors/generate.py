@@ -255,7 +255,8 @@ def build_vault(directory: Path, name: str, seed: int, passphrase: str = PASSPHR
     """The reference: create alpha, beta, gamma (no value); update alpha's value; delete gamma."""
     path = directory / name
     states: list[Content] = []
-    with vault.init(path, passphrase, kdf=FAST, clock=Clock(), _rng=SeededRng(seed)) as v:
+    # These vectors are format version 1 (frozen): the v1 writer makes the reference.
+    with vault.init(path, passphrase, kdf=FAST, clock=Clock(), _rng=SeededRng(seed), _version=1) as v:
         states.append(content_of(v))
         a = v.secret.create(name="alpha", value="alpha-1", alias="alpha", meta={"env": "prod"})
         states.append(content_of(v))
@@ -313,10 +314,10 @@ def build_cases(work: Path) -> list[Case]:
 
     # -- success -------------------------------------------------------------------------
     ok("ok-reference", data, "three creates, an update and a delete (5 frames)", final)
-    with vault.init(work / "empty0.cbkv", PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(5)):
+    with vault.init(work / "empty0.cbkv", PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(5), _version=1):
         pass
     ok("ok-empty-vault", (work / "empty0.cbkv").read_bytes(), "a new vault: header, slot A, no frames", [])
-    with vault.open(work / "ref.cbkv", PASSPHRASE, clock=Clock(), _rng=SeededRng(6)) as v:
+    with vault.open(work / "ref.cbkv", PASSPHRASE, clock=Clock(), _rng=SeededRng(6), _version=1) as v:
         v.compact()
     compacted = (work / "ref.cbkv").read_bytes()
     (work / "ref.cbkv").write_bytes(data)
@@ -431,7 +432,7 @@ def build_cases(work: Path) -> list[Case]:
         )
 
     # -- unsupported version -------------------------------------------------------------------
-    for version in (0, 2, 255):
+    for version in (0, 3, 255):
         bad(
             f"header-version-{version}",
             put(data, 8, bytes([version])),
@@ -491,6 +492,12 @@ def build_cases(work: Path) -> list[Case]:
         put(data, 32, (1).to_bytes(8, "big")),
         "header fails its integrity",
         "the header tag covers the epoch",
+    )
+    corrupt(
+        "header-version-2-on-v1-file",
+        put(data, 8, b"\x02"),
+        "header fails its integrity",
+        "a v1 file relabelled v2: the header tag covers the version byte",
     )
     corrupt("header-tag-first-byte", flip(data, 40), "header fails its integrity", "header tag byte 0")
     corrupt("header-tag-last-byte", flip(data, 71), "header fails its integrity", "header tag byte 31")
@@ -835,6 +842,140 @@ def build_cases(work: Path) -> list[Case]:
         ref.with_entry(1, value_box=value_box(_format.pad(b"\xc1", 256))),
         "undecodable record",
         "0xc1 inside the value box",
+    )
+    cases.extend(build_v2_cases(work, ref))
+    return cases
+
+
+def build_v2_cases(work: Path, v1: Ref) -> list[Case]:
+    """Format version 2: the trash and past-revision operations (4 TRASH, 5 REVISION, 6 TRASHED)."""
+    path = work / "ref2.cbkv"
+    with vault.init(path, PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(21)) as v:
+        a = v.secret.create(name="alpha", value="alpha-1", alias="alpha")  # frame 0
+        v.secret.update(a.id, value="alpha-2")  # frame 1
+        b = v.secret.create(name="beta", value="beta-1", alias="beta")  # frame 2
+        v.secret.delete(b.id)  # frame 3: TRASH
+        final = content_of(v)
+    ref = load_ref(path, [])
+    assert len(ref.frames) == 4 and ref.header[8] == 2 and ref.plaintext(3)[2][0][0] == _format.OP_TRASH
+    alpha1, alpha2, beta1 = ref.entry(0), ref.entry(1), ref.entry(2)
+    at = ref.plaintext(3)[2][0][2]
+    cases: list[Case] = []
+
+    def ok(name: str, blob: bytes, comment: str, content: Content) -> None:
+        cases.append(Case(name, blob, "success", comment, content=content))
+
+    def corrupt(name: str, blob: bytes, error: str, comment: str) -> None:
+        cases.append(Case(name, blob, "corrupt", comment, error=error))
+
+    def v2_file(*ops_frames: list[list[Any]]) -> bytes:
+        return ref.assemble([ref.body_for([0, i, ops]) for i, ops in enumerate(ops_frames)])
+
+    ok("v2-ok-reference", ref.data, "v2: create, update, create, delete to the trash (TRASH op)", final)
+    with vault.open(path, PASSPHRASE, clock=Clock(), _rng=SeededRng(22)) as v:
+        v.compact()
+    ok("v2-ok-compacted", path.read_bytes(), "v2 compacted: REVISION, PUT, TRASHED", final)
+    ok(
+        "v2-ok-undelete",
+        v2_file([[1, alpha1]], [[1, beta1]], [[4, beta1[0], at]], [[1, [beta1[0], 2, *beta1[2:]]]]),
+        "a PUT of the next revision takes a record out of the trash",
+        sorted([["alpha", "alpha-1", ""], ["beta", "beta-1", ""]]),
+    )
+    ok(
+        "v2-ok-purge-trashed",
+        v2_file([[1, alpha1]], [[1, beta1]], [[4, beta1[0], at]], [[2, beta1[0]]]),
+        "a DELETE purges a trashed record",
+        [["alpha", "alpha-1", ""]],
+    )
+    ok(
+        "v2-ok-revisions-then-trashed",
+        v2_file([[5, alpha1], [6, alpha2, at], [1, beta1]]),
+        "a past revision, then the record in the trash (compacted form); its alias is not claimed",
+        [["beta", "beta-1", ""]],
+    )
+    corrupt(
+        "v2-trash-in-v1-file",
+        v1.with_op(1, [_format.OP_TRASH, v1.entry(1)[0], at]),
+        "unknown operation",
+        "a version-1 file cannot hold a TRASH op",
+    )
+    corrupt(
+        "v2-revision-in-v1-file",
+        v1.with_op(1, [_format.OP_REVISION, v1.entry(1)]),
+        "unknown operation",
+        "a version-1 file cannot hold a REVISION op",
+    )
+    corrupt(
+        "v2-trash-unknown",
+        v2_file([[1, alpha1]], [[4, "b" * 24, at]]),
+        "trash of an unknown secret",
+        "TRASH of an id never created",
+    )
+    corrupt(
+        "v2-trash-twice",
+        v2_file([[1, alpha1]], [[4, alpha1[0], at]], [[4, alpha1[0], at]]),
+        "trash of an unknown secret",
+        "TRASH of a record already in the trash",
+    )
+    corrupt(
+        "v2-trash-time-negative",
+        v2_file([[1, alpha1]], [[4, alpha1[0], -1]]),
+        "malformed trash operation",
+        "deletedAt below zero",
+    )
+    corrupt(
+        "v2-trash-arity",
+        v2_file([[1, alpha1]], [[4, alpha1[0]]]),
+        "unknown operation",
+        "TRASH without deletedAt",
+    )
+    corrupt(
+        "v2-undelete-rev-skips",
+        v2_file([[1, alpha1]], [[4, alpha1[0], at]], [[1, [alpha1[0], 3, *alpha1[2:]]]]),
+        "revision out of sequence",
+        "a PUT of a trashed record must be its revision + 1",
+    )
+    corrupt(
+        "v2-revision-of-live",
+        v2_file([[1, alpha1]], [[5, alpha1]]),
+        "revision out of sequence",
+        "a REVISION of a live record",
+    )
+    corrupt(
+        "v2-revision-gap",
+        v2_file([[5, alpha1], [5, [alpha1[0], 3, *alpha1[2:]]]]),
+        "revision out of sequence",
+        "past revisions 1 then 3",
+    )
+    corrupt(
+        "v2-put-after-revision-skips",
+        v2_file([[5, alpha1], [1, [alpha1[0], 3, *alpha1[2:]]]]),
+        "revision out of sequence",
+        "the PUT after past revision 1 must be revision 2",
+    )
+    corrupt(
+        "v2-trashed-of-live",
+        v2_file([[1, alpha1]], [[6, alpha1, at]]),
+        "revision out of sequence",
+        "a TRASHED record that is live",
+    )
+    corrupt(
+        "v2-trashed-arity",
+        v2_file([[6, alpha1]]),
+        "unknown operation",
+        "TRASHED without deletedAt",
+    )
+    corrupt(
+        "v2-revision-malformed",
+        v2_file([[5, alpha1[:-1]]]),
+        "malformed record",
+        "a REVISION whose record has 15 fields",
+    )
+    corrupt(
+        "v2-delete-after-purge",
+        v2_file([[1, alpha1]], [[4, alpha1[0], at]], [[2, alpha1[0]]], [[2, alpha1[0]]]),
+        "delete of an unknown secret",
+        "a purged record cannot be deleted again",
     )
     return cases
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from .. import _session
+from .._accesslog import AccessRecord, access_context
 from .._records import Secret
 from .._store import resolve_path
 from .._vault import Vault, raw_records
@@ -817,6 +818,212 @@ def _import_one(v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: 
     return new_id
 
 
+# --- versions, the trash and the access log --------------------------------------------------------
+
+
+def _show_fetched(ctx: Context, args: argparse.Namespace, s: Secret) -> int:
+    if args.reveal:
+        if s.value is None:
+            raise NotFoundError(f"secret {s.id} has no value")
+        if ctx.json:
+            ctx.emit(s.to_dict(reveal=True))
+        else:
+            ctx.out.write(s.value + ("" if args.no_newline else "\n"))
+        return 0
+    if ctx.json:
+        ctx.emit({**s.to_dict(), "revision": s.revision})
+    else:
+        _describe(ctx, s, has_value=s.value is not None)
+        ctx.say(f"{'revision':<12} {s.revision}")
+    return 0
+
+
+def cmd_fetch_any(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault fetch [--revision N]``: the current secret (``cmd_fetch``) or a past revision."""
+    if getattr(args, "revision", None) is None:
+        return cmd_fetch(ctx, args)
+    with ctx.open_vault() as v:
+        s = v.secret.fetch(resolve_ref(v, args.ref), revision=args.revision)
+    return _show_fetched(ctx, args, s)
+
+
+def _confirm(ctx: Context, args: argparse.Namespace, question: str) -> bool:
+    if args.yes or not sys.stdin.isatty():
+        return True
+    ctx.err.write(question + " [y/N] ")
+    ctx.err.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def cmd_delete_any(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault delete [--purge]``: to the trash (``cmd_delete``), or for good with --purge."""
+    if not getattr(args, "purge", False):
+        return cmd_delete(ctx, args)
+    with ctx.open_vault() as v:
+        ref = resolve_ref(v, args.ref)
+        s = raw_records(v).lookup(ref)
+        label = for_terminal(f"{s.id} ({s.name})" if s.name else s.id)
+        if not _confirm(ctx, args, f"Delete secret {label} for good, with its past revisions?"):
+            if ctx.json:
+                ctx.emit({"id": s.id, "deleted": False})
+            else:
+                ctx.note("Not deleted.")
+            return 0
+        deleted = v.secret.delete(ref, purge=True)
+    if ctx.json:
+        ctx.emit(deleted.to_dict())
+    else:
+        ctx.say(f"Purged secret {deleted.id}" + (f" ({deleted.name})" if deleted.name else ""))
+    return 0
+
+
+def cmd_run_logged(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault run``: its reads are logged as ``run`` in the access log."""
+    with access_context("run"):
+        return cmd_run(ctx, args)
+
+
+def cmd_export_logged(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault export``: its reads are logged as ``export`` in the access log."""
+    with access_context("export"):
+        return cmd_export(ctx, args)
+
+
+def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault history REF``: the revisions the vault keeps, newest first (never values)."""
+    with ctx.open_vault() as v:
+        revisions = v.secret.history(resolve_ref(v, args.ref))
+    if ctx.json:
+        ctx.emit({"items": [{**s.to_dict(), "revision": s.revision} for s in revisions]})
+        return 0
+    rows = [["REVISION", "UPDATED", "NAME", "TYPE", "ALIAS"]]
+    for i, s in enumerate(revisions):
+        current = " (current)" if i == 0 and s.deleted_at is None else (" (deleted)" if i == 0 else "")
+        rows.append(
+            [f"{s.revision}{current}", _when(s.updated_at), _short(for_terminal(s.name), 40) or "-", s.type,
+             "@" + s.alias if s.alias else "-"]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        ctx.say("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_restore(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault restore REF N``: revision N becomes current again, as a new revision."""
+    with ctx.open_vault() as v:
+        restored = v.secret.restore(resolve_ref(v, args.ref), args.revision)
+    if ctx.json:
+        ctx.emit({**restored.to_dict(), "revision": restored.revision})
+    else:
+        ctx.say(f"Restored secret {restored.id} to revision {args.revision} (now revision {restored.revision})")
+    return 0
+
+
+def cmd_trash(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault trash [list | restore ID | purge ID]``."""
+    action = args.action or "list"
+    if action != "list" and not args.id:
+        raise UsageError(f"trash {action} needs the deleted secret's ID (see: cbk-vault trash list)")
+    if action == "list" and args.id:
+        raise UsageError("trash list takes no ID")
+    with ctx.open_vault() as v:
+        if action == "list":
+            items: list[Secret] = []
+            cursor: str | None = None
+            while True:
+                page = v.secret.list(order="desc", take=100, cursor=cursor, deleted=True)
+                items.extend(page.items)
+                if page.cursor is None or len(page.items) < 100:
+                    break
+                cursor = page.cursor
+        elif action == "restore":
+            back = v.secret.undelete(args.id)
+        else:
+            shown = for_terminal(args.id)
+            if not _confirm(ctx, args, f"Purge deleted secret {shown} for good?"):
+                if ctx.json:
+                    ctx.emit({"id": args.id, "purged": False})
+                else:
+                    ctx.note("Not purged.")
+                return 0
+            if not _in_trash(v, args.id):
+                raise NotFoundError(f"no secret {shown!r} in the trash")
+            gone = v.secret.purge(args.id)
+    if action == "list":
+        if ctx.json:
+            ctx.emit({"items": [{**s.to_dict(), "deletedAt": s.deleted_at} for s in items]})
+        elif not items:
+            ctx.say("The trash is empty.")
+        else:
+            rows = [["ID", "NAME", "TYPE", "DELETED"]]
+            rows += [
+                [s.id, _short(for_terminal(s.name), 40) or "-", s.type, _when(s.deleted_at or 0)] for s in items
+            ]
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for r in rows:
+                ctx.say("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    elif action == "restore":
+        if ctx.json:
+            ctx.emit({**back.to_dict(), "revision": back.revision})
+        else:
+            ctx.say(f"Restored secret {back.id}" + (f" ({back.name})" if back.name else "") + " from the trash")
+    elif ctx.json:
+        ctx.emit(gone.to_dict())
+    else:
+        ctx.say(f"Purged secret {gone.id}" + (f" ({gone.name})" if gone.name else ""))
+    return 0
+
+
+def _in_trash(v: Vault, secret_id: str) -> bool:
+    try:
+        revisions = v.secret.history(secret_id)
+    except NotFoundError:
+        return False
+    return bool(revisions) and revisions[0].deleted_at is not None
+
+
+def _since(text: str | None) -> int | None:
+    """``30m``/``2h``/``7d`` ago, an ISO date or date-time (local time), or epoch milliseconds."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    if len(text) >= 2 and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return int((time.time() - float(text[:-1]) * units[text[-1]]) * 1000)
+    try:
+        return int(_dt.datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        raise UsageError(f"--since {text[:64]!r}: give 30m, 2h, 7d, an ISO date/time or epoch milliseconds") from None
+
+
+def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault log [REF] [--since WHEN]``: the access log, verified, oldest first."""
+    since = _since(args.since)
+    with ctx.open_vault() as v:
+        records: list[AccessRecord] = v.access_log(args.ref, since)
+    if ctx.json:
+        ctx.emit({"items": [r.to_dict() for r in records]})
+        return 0
+    if not records:
+        ctx.say("No reads recorded.")
+        return 0
+    rows = [["TIME", "SECRET", "REV", "OPERATION", "PID", "PROCESS", "PEER"]]
+    for r in records:
+        when = _dt.datetime.fromtimestamp(r.at / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        peer = "-" if r.peer_pid is None else f"{r.peer_pid} {os.path.basename(r.peer_exe or '?')}"
+        rows.append(
+            [when, r.secret_id or "-", "-" if r.revision is None else str(r.revision), r.operation, str(r.pid),
+             for_terminal(os.path.basename(r.exe)), for_terminal(peer)]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        ctx.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 #: Command name -> the function that runs it (serve, sync, completion and demo live in their own modules).
 HANDLERS: Final[dict[str, Callable[[Context, argparse.Namespace], int]]] = {
     "init": cmd_init,
@@ -825,11 +1032,15 @@ HANDLERS: Final[dict[str, Callable[[Context, argparse.Namespace], int]]] = {
     "lock": cmd_lock,
     "status": cmd_status,
     "create": cmd_create,
-    "fetch": cmd_fetch,
+    "fetch": cmd_fetch_any,
     "list": cmd_list,
     "update": cmd_update,
-    "delete": cmd_delete,
-    "run": cmd_run,
-    "export": cmd_export,
+    "delete": cmd_delete_any,
+    "run": cmd_run_logged,
+    "export": cmd_export_logged,
     "import": cmd_import,
+    "history": cmd_history,
+    "restore": cmd_restore,
+    "trash": cmd_trash,
+    "log": cmd_log,
 }

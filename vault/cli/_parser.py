@@ -358,6 +358,7 @@ COMMANDS: Final = (
             _REF,
             Arg(("--reveal",), "print the value (only the value) to stdout", action="store_true"),
             Arg(("-n", "--no-newline"), "with --reveal: no newline after the value", action="store_true"),
+            Arg(("--revision",), "a past revision (see: cbk-vault history REF)", metavar="N", type=int),
         ),
     ),
     Command(
@@ -393,7 +394,51 @@ COMMANDS: Final = (
         "delete a secret",
         "Delete a secret (asks first on a terminal, also with --json, unless --yes; declining exits 0).",
         "  cbk-vault delete @payments\n  cbk-vault delete m2q1x0c3v4b5n6m7a8s9d0f1 --yes --json",
-        (_REF, Arg(("-y", "--yes"), "do not ask for confirmation", action="store_true")),
+        (
+            _REF,
+            Arg(("-y", "--yes"), "do not ask for confirmation", action="store_true"),
+            Arg(("--purge",), "delete for good, past revisions too (default: to the trash)", action="store_true"),
+        ),
+    ),
+    Command(
+        "history",
+        "list the revisions the vault keeps of a secret (never values)",
+        "List a secret's revisions, newest (the current one) first. Fetch one with fetch --revision N,\n"
+        "make one current again with restore.",
+        "  cbk-vault history @payments\n  cbk-vault fetch @payments --revision 3 --reveal\n"
+        "  cbk-vault restore @payments 3",
+        (_REF,),
+    ),
+    Command(
+        "restore",
+        "make a past revision of a secret current again",
+        "Make revision N of a secret current again, as a new revision (fields and value).",
+        "  cbk-vault restore @payments 3",
+        (_REF, Arg(("revision",), "the revision to restore (see: cbk-vault history REF)", metavar="N", type=int)),
+    ),
+    Command(
+        "trash",
+        "list, restore or purge deleted secrets",
+        "Deleted secrets stay in the trash until its retention runs out (30 days by default).\n"
+        "restore takes one back; purge deletes it for good.",
+        "  cbk-vault trash list\n  cbk-vault trash restore m2q1x0c3v4b5n6m7a8s9d0f1\n"
+        "  cbk-vault trash purge m2q1x0c3v4b5n6m7a8s9d0f1 --yes",
+        (
+            Arg(("action",), "list (default), restore or purge", choices=("list", "restore", "purge"), nargs="?"),
+            Arg(("id",), "the deleted secret's id (restore, purge)", metavar="ID", nargs="?"),
+            Arg(("-y", "--yes"), "purge: do not ask for confirmation", action="store_true"),
+        ),
+    ),
+    Command(
+        "log",
+        "show who read which secret's value, when (the sealed access log)",
+        "Show the access log: every read of a value, with its time, secret, revision, operation\n"
+        "and process. The whole log is verified first; a removed or edited record is an error.",
+        "  cbk-vault log\n  cbk-vault log @payments --since 2d\n  cbk-vault log --since 2026-05-01 --json",
+        (
+            Arg(("ref",), "only this secret's reads (id, @alias, (name))", metavar="REF", nargs="?"),
+            Arg(("--since",), "from this time: 30m, 2h, 7d ago, an ISO date/time, or epoch ms", metavar="WHEN"),
+        ),
     ),
     Command(
         "run",
