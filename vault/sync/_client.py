@@ -26,7 +26,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeGuard
 
 import httpx
 
@@ -47,9 +47,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_URL",
     "MARKER_KEY",
+    "MAX_REMOTE_ID",
     "TOKEN_ALIAS",
     "TOKEN_ENV",
     "ChatBotKitRemote",
+    "remote_id_ok",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.chatbotkit.com"
@@ -58,6 +60,9 @@ TOKEN_ENV: Final = "CHATBOTKIT_API_TOKEN"  # noqa: S105 - a variable name, not a
 TOKEN_ALIAS: Final = "chatbotkit-api-token"  # noqa: S105 - an alias, not a token
 #: The meta key a pushed secret carries in the cloud: "<vault ref>:<local id>".
 MARKER_KEY: Final = "cbkVaultRef"
+
+#: The longest cloud id taken (the cloud's are 25-character cuids): it goes into URL paths, links and the index.
+MAX_REMOTE_ID: Final = 128
 
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_ITEMS: Final = 1_000_000  # the vault's own record cap; a listing longer than this is a runaway server
@@ -200,8 +205,8 @@ class ChatBotKitRemote:
                 return items
             for item in page:
                 item_id = item.get("id") if isinstance(item, dict) else None
-                if not isinstance(item_id, str) or not item_id:
-                    raise RemoteProtocolError("a listed secret has no id")
+                if not remote_id_ok(item_id):
+                    raise RemoteProtocolError("a listed secret has no id, or one that is not a plain path segment")
                 if item_id in seen:
                     raise RemoteProtocolError("the listing repeated a secret (the cursor did not advance)")
                 seen.add(item_id)
@@ -374,11 +379,26 @@ def _retry_after(raw: str) -> float | None:
     return max(0.0, seconds)
 
 
+def remote_id_ok(value: object) -> TypeGuard[str]:
+    """A cloud id sync can use: 1..128 printable ASCII characters that cannot change a URL path.
+
+    Ids travel in request paths and are kept in the vault (links, the link index), so anything
+    that could change the path (``/ ? # % \\``, ``..``, spaces, controls) is refused, not escaped.
+    The one rule for ids we send and ids the cloud sends.
+    """
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_REMOTE_ID
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and not any(c in value for c in "/?#%\\")
+        and ".." not in value
+    )
+
+
 def _segment(secret_id: str) -> str:
-    # Ids travel in the path: anything that could change the path is refused, not escaped.
-    if not isinstance(secret_id, str) or not secret_id or any(c in secret_id for c in "/?#%\\") or ".." in secret_id:
-        raise InvalidRequestError("a remote secret id must be a plain path segment")
-    if not secret_id.isprintable() or any(c.isspace() for c in secret_id):
+    if not remote_id_ok(secret_id):
         raise InvalidRequestError("a remote secret id must be a plain path segment")
     return secret_id
 
@@ -404,7 +424,7 @@ def _json_body(response: httpx.Response) -> Any:
 
 
 def _id_of(body: Any) -> str:
-    if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
-        raise RemoteProtocolError("the response has no secret id")
+    if not isinstance(body, dict) or not remote_id_ok(body.get("id")):
+        raise RemoteProtocolError("the response has no secret id, or one that is not a plain path segment")
     result: str = body["id"]
     return result

@@ -39,7 +39,7 @@ from ..errors import (
     StorageError,
     VaultError,
 )
-from ._client import MARKER_KEY, TOKEN_ALIAS
+from ._client import MARKER_KEY, TOKEN_ALIAS, remote_id_ok
 from ._plan import (
     Action,
     Adopt,
@@ -77,6 +77,10 @@ INDEX_SETTING: Final = "cbkSyncIndex"
 EXT_KEY: Final = "cbkSync"
 #: meta flag that keeps a local secret out of the cloud.
 LOCAL_ONLY_META: Final = "cbkVaultLocalOnly"
+
+#: The longest marker a link keeps. Ours are "<16 hex>:<local id>"; a longer one is not a marker
+#: of any vault, and keeping it would let the cloud grow a record's link past the vault's limits.
+_MAX_REF: Final = 256
 
 _FATAL: Final = (RemoteAuthError, RemoteUnavailableError, RemoteProtocolError, StorageError, LockTimeoutError)
 
@@ -240,15 +244,23 @@ def _secret_fields(sec: Secret) -> dict[str, Any]:
     return {snake: getattr(sec, snake) for _, snake in _FIELDS}
 
 
-def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecord, dict[str, Any]]:
-    """A cloud list item -> (RemoteRecord, snake_case fields as the vault would store them).
+def _parse_item(
+    item: object, fp: _Fingerprints, expect_id: str | None = None
+) -> tuple[RemoteRecord, dict[str, Any]]:
+    """A cloud item -> (RemoteRecord, snake_case fields as the vault would store them).
 
-    Untrusted input: every field goes through the vault's own validation. A malformed item
-    stops the sync, because skipping it would make a linked secret look deleted.
+    Untrusted input: every field goes through the vault's own validation, the times through
+    the reader's range, the id through the one remote-id rule, so nothing parsed here can
+    make a write the reader would refuse. A malformed item stops the sync, because skipping
+    it would make a linked secret look deleted. ``expect_id``: the id asked for (a fetch).
     """
+    if not isinstance(item, Mapping):
+        raise RemoteProtocolError("a cloud secret is not a JSON object")
     rid = item.get("id")
-    if not isinstance(rid, str) or not rid:
-        raise RemoteProtocolError("a cloud secret has no id")
+    if not remote_id_ok(rid):
+        raise RemoteProtocolError("a cloud secret has no id, or one that is not a plain path segment")
+    if expect_id is not None and rid != expect_id:
+        raise RemoteProtocolError(f"fetching cloud secret {expect_id!r} returned another secret")
     fields: dict[str, Any] = {}
     try:
         for wire, snake in _FIELDS:
@@ -256,12 +268,10 @@ def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecor
             if raw is None and snake in ("name", "description", "kind", "type", "visibility"):
                 raw = _rules.DEFAULTS[snake]
             fields[snake] = _rules.check_field(snake, raw)
+        created_at = _rules.check_timestamp("createdAt", item.get("createdAt"))
+        updated_at = _rules.check_timestamp("updatedAt", item.get("updatedAt"))
     except InvalidRequestError as exc:
-        raise RemoteProtocolError(f"cloud secret {rid[:64]!r} is malformed: {exc.message}") from None
-    stamps = [item.get("createdAt"), item.get("updatedAt")]
-    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s == s for s in stamps):
-        raise RemoteProtocolError(f"cloud secret {rid[:64]!r} has no numeric createdAt/updatedAt")
-    created_at, updated_at = (int(s) for s in stamps)  # type: ignore[arg-type]
+        raise RemoteProtocolError(f"cloud secret {rid!r} is malformed: {exc.message}") from None
     meta = fields["meta"]
     ref = meta.get(MARKER_KEY) if meta is not None else None
     fields["meta"] = _strip_marker(meta)
@@ -271,11 +281,36 @@ def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecor
         updated_at=updated_at,
         alias=fields["alias"],
         name=fields["name"],
-        ref=ref if isinstance(ref, str) else None,
+        ref=ref if isinstance(ref, str) and len(ref) <= _MAX_REF else None,
         created_at=created_at,
         item=fields,
     )
     return record, fields
+
+
+def _listing(items: object) -> list[Mapping[str, Any]]:
+    """The remote's listing, checked for the shape the planner relies on (any ``Remote`` may be hostile)."""
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        raise RemoteProtocolError("the cloud's listing is not a list of secrets")
+    ids = [i.get("id") for i in items if isinstance(i.get("id"), str)]
+    if len(set(ids)) != len(ids):
+        raise RemoteProtocolError("the cloud's listing holds one secret twice")
+    return items
+
+
+def _check_capacity(p: Plan, held: int) -> None:
+    """Refuse, before the first write, a pull that would take the vault past its record cap.
+
+    The engine refuses the one record too many anyway; this makes a hostile (or huge) listing
+    fail as one clean error instead of a million small commits and then a wall of per-secret ones.
+    """
+    pulls = sum(1 for a in p.actions if a.op == "pull-new")
+    drops = sum(1 for a in p.actions if a.op == "delete-local")
+    if pulls and held + pulls - drops > _format.MAX_RECORDS:
+        raise RemoteProtocolError(
+            f"the cloud lists {pulls} secrets the vault does not have; with the {held} it holds, "
+            f"that is more than the {_format.MAX_RECORDS} a vault can hold"
+        )
 
 
 def _base_to_json(base: Base) -> list[Any]:
@@ -394,7 +429,7 @@ def _local_records(
     return out
 
 
-def _confirm_missing(v: Vault, remote: Remote, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _confirm_missing(v: Vault, remote: Remote, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Fetch every secret the vault knows by remote id that the listing did not return.
 
     The cloud's cursor is the last item's id: when that row is deleted between two page
@@ -414,7 +449,7 @@ def _confirm_missing(v: Vault, remote: Remote, items: list[dict[str, Any]]) -> l
             item = remote.fetch(rid)
         except RemoteNotFoundError:
             continue
-        if item.get("id") != rid:
+        if not isinstance(item, Mapping) or item.get("id") != rid:
             raise RemoteProtocolError(f"fetching cloud secret {rid[:64]!r} returned another secret")
         out.append(item)
     return out
@@ -446,7 +481,9 @@ class _Runner:
         send_value = sec.kind == "shared" and sec.value is not None
         body = _body(sec, marker, send_value=send_value)
         rid = self.remote.create(body, marker=marker)
-        record, _ = _parse_item(self.remote.fetch(rid), self.fp)
+        if not remote_id_ok(rid):
+            raise RemoteProtocolError("the cloud answered a create with an id that is not a plain path segment")
+        record, _ = _parse_item(self.remote.fetch(rid), self.fp, expect_id=rid)
         base = self._pushed_base(sec, send_value, None, record.updated_at)
         self._save_link(sec.id, ext, Link(rid, base, marker))
         old = _link_from_json(ext.get(EXT_KEY))
@@ -462,7 +499,7 @@ class _Runner:
         intended = self._pushed_base(sec, send_value, a.prior, None)
         self._save_link(sec.id, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
         self.remote.update(a.remote_id, body)
-        record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp)
+        record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp, expect_id=a.remote_id)
         sec2, ext2 = self.raw.fetch(a.local_id)
         self._save_link(sec2.id, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
         self.done["updated_remote"].append(Change(sec.id, a.remote_id, sec.name))
@@ -663,13 +700,14 @@ def sync(
     if dry_run not in (True, False):
         raise InvalidRequestError("dry_run must be a bool")
     # The cloud first: a wrong token or an unreachable cloud must leave the vault untouched.
-    items = _confirm_missing(v, remote, remote.list_all())
+    items = _confirm_missing(v, remote, _listing(remote.list_all()))
     cfg = _load_config(v, create=not dry_run)
     fp = _Fingerprints(cfg.key)
     remote_records = [_parse_item(item, fp)[0] for item in items]
     local_records = _local_records(v, fp, *_token_check(remote))
     index = _load_index(v)
     p = plan(SyncState(cfg.ref, index), local_records, remote_records, direction=direction, prefer=prefer)
+    _check_capacity(p, len(local_records))
     if dry_run:
         return _report(p, _planned(p), (), True)
     runner = _Runner(v, remote, fp, cfg, progress)

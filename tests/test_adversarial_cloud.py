@@ -1,0 +1,428 @@
+"""Adversarial suite, trust boundary: the cloud.
+
+Every byte the ChatBotKit cloud sends is attacker-controlled: a compromised workspace, a
+hostile endpoint behind ``--base-url``, or a proxy in between. The cloud here is a real HTTP
+server on 127.0.0.1 (:class:`HostileCloud`) that answers each request from a per-test
+*script*; whatever the script leaves alone is answered honestly by ``tests/fakecloud.py``'s
+model of the API, so a test can push and pull normally and then turn hostile at one exact
+request. The server can send anything: wrong shapes, huge or slow bodies, slow headers,
+bad timestamps, kind flips, cursor games, 429/Retry-After abuse, redirects, broken HTTP.
+It is bounded (no reply runs longer than ``REPLY_LIMIT`` seconds or past the test) and
+stops itself when the test ends.
+
+Every test ends with :meth:`Witness.assert_intact`: the vault still opens from disk with a
+fresh handle, and every local write the vault acknowledged is still there, value included.
+
+What the cloud can and cannot do is written down in docs/SYNC.md ("A hostile cloud") and
+SECURITY.md; each claim there names the tests below that show it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+
+import vault  # noqa: E402
+from tests.conftest import PASSPHRASE  # noqa: E402
+from tests.fakecloud import FakeCloud, Request  # noqa: E402
+from vault.sync import (  # noqa: E402
+    ChatBotKitRemote,
+    RemoteProtocolError,
+    SyncReport,
+    sync,
+)
+
+#: No scripted reply (a trickle, a huge body) runs longer than this, whatever the client does.
+REPLY_LIMIT = 20.0
+TOKEN = "sk-hostile-test-token"
+MARKER = "cbkVaultRef"
+
+
+# --- the hostile cloud -------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """One scripted answer.
+
+    ``body``: bytes as they are, an iterator of byte chunks (streamed), or anything else as JSON.
+    ``length``: the Content-Length header (None: the real length; -1: none, the body ends when
+    the connection closes). ``trickle``: seconds between single body bytes. ``raw``: these exact
+    bytes instead of an HTTP response (status line and all), then the connection closes.
+    ``head_trickle``: seconds between single bytes of the status line and headers.
+    """
+
+    status: int = 200
+    body: Any = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    length: int | None = None
+    trickle: float | None = None
+    head_trickle: float | None = None
+    raw: bytes | None = None
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    raw_body: bytes
+
+
+Script = Callable[[Request, FakeCloud], "Reply | None"]
+
+
+class HostileCloud:
+    """A ChatBotKit cloud that answers from ``script`` (None from the script: the honest answer)."""
+
+    def __init__(self) -> None:
+        self.cloud = FakeCloud(token=TOKEN)
+        self.script: Script | None = None
+        self.seen: list[Seen] = []
+        self.stop = threading.Event()
+        self.url = ""
+
+    def answer(self, script: Script | None) -> None:
+        self.script = script
+
+    def bodies(self) -> bytes:
+        """Every request body the cloud received, joined (to search for things that must never arrive)."""
+        return b"\n".join(s.raw_body for s in self.seen)
+
+    def count(self, path_end: str) -> int:
+        return sum(1 for s in self.seen if s.path.endswith(path_end))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hostile: HostileCloud
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        split = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(min(length, 8 << 20)) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        h = self.hostile
+        h.seen.append(Seen(self.command, split.path, query, headers, raw))
+        req = Request(self.command, split.path, query, headers, body if raw else _no_body())
+        reply = h.script(req, h.cloud) if h.script is not None else None
+        if reply is None:
+            status, extra, payload = h.cloud.handle(req)
+            reply = Reply(status, payload, extra)
+        self.close_connection = True
+        try:
+            self._send(reply)
+        except OSError:
+            pass  # the client hung up: that is its right
+
+    def _send(self, reply: Reply) -> None:
+        deadline = time.monotonic() + REPLY_LIMIT
+        if reply.raw is not None:
+            self.wfile.write(reply.raw)
+            return
+        if isinstance(reply.body, (bytes, bytearray)):
+            chunks: Iterable[bytes] = [bytes(reply.body)]
+            size: int | None = len(reply.body)
+        elif isinstance(reply.body, Iterator):
+            chunks, size = reply.body, None
+        else:
+            data = json.dumps(reply.body).encode()
+            chunks, size = [data], len(data)
+        head = [f"HTTP/1.1 {reply.status} X\r\n", "content-type: application/json\r\n", "connection: close\r\n"]
+        length = size if reply.length is None else reply.length
+        if length is not None and length >= 0:
+            head.append(f"content-length: {length}\r\n")
+        head += [f"{k}: {v}\r\n" for k, v in reply.headers.items()]
+        head.append("\r\n")
+        head_bytes = "".join(head).encode("latin-1")
+        if reply.head_trickle is not None:
+            for i in range(len(head_bytes)):
+                if time.monotonic() > deadline or self.hostile.stop.wait(reply.head_trickle):
+                    return
+                self.wfile.write(head_bytes[i : i + 1])
+                self.wfile.flush()
+        else:
+            self.wfile.write(head_bytes)
+        for chunk in chunks:
+            if reply.trickle is None:
+                self.wfile.write(chunk)
+                if time.monotonic() > deadline or self.hostile.stop.is_set():
+                    return
+                continue
+            for i in range(len(chunk)):
+                if time.monotonic() > deadline or self.hostile.stop.wait(reply.trickle):
+                    return
+                self.wfile.write(chunk[i : i + 1])
+                self.wfile.flush()
+
+    do_GET = _serve
+    do_POST = _serve
+
+
+def _no_body() -> Any:
+    from tests import fakecloud
+
+    return fakecloud._NO_BODY
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileCloud]:
+    h = HostileCloud()
+    handler = type("Handler", (_Handler,), {"hostile": h})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    h.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield h
+    finally:
+        h.stop.set()  # ends every trickle and stream at once
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def remote(h: HostileCloud, **kw: Any) -> ChatBotKitRemote:
+    kw.setdefault("sleep", Sleeps())
+    kw.setdefault("max_backoff", 0.5)
+    kw.setdefault("max_retries", 2)
+    kw.setdefault("max_total", 10.0)
+    kw.setdefault("timeout", 5.0)
+    return ChatBotKitRemote(TOKEN, h.url, **kw)
+
+
+def run(v: vault.Vault, h: HostileCloud, direction: str = "both", **kw: Any) -> SyncReport:
+    opts = {k: kw.pop(k) for k in list(kw) if k not in ("prefer", "dry_run")}
+    with remote(h, **opts) as r:
+        return sync(v, r, direction=direction, **kw)  # type: ignore[arg-type]
+
+
+# --- the witness: the vault opens and every acknowledged write is intact ---------------------
+
+
+class Witness:
+    """Records every local write the vault acknowledged, and checks them from a fresh handle."""
+
+    def __init__(self, v: vault.Vault, path: Path) -> None:
+        self.v, self.path = v, path
+        self.values: dict[str, str | None] = {}
+
+    def create(self, **fields: Any) -> vault.Secret:
+        s = self.v.secret.create(**fields)
+        self.values[s.id] = self.v.secret.fetch(s.id).value
+        return s
+
+    def update(self, secret_id: str, **fields: Any) -> None:
+        self.v.secret.update(secret_id, **fields)
+        self.values[secret_id] = self.v.secret.fetch(secret_id).value
+
+    def snapshot(self) -> bytes:
+        return self.path.read_bytes()
+
+    def assert_intact(self) -> None:
+        """The vault opens from disk, every record reads, and every acknowledged value is there."""
+        with vault.open(self.path, PASSPHRASE) as again:
+            for s in again.secret.list(take=100):
+                again.secret.fetch(s.id)  # every value box still opens
+            for sid, value in self.values.items():
+                assert again.secret.fetch(sid).value == value, f"acknowledged write {sid} lost"
+
+
+@pytest.fixture
+def w(v: vault.Vault, vault_path: Path) -> Witness:
+    return Witness(v, vault_path)
+
+
+def item(**over: Any) -> dict[str, Any]:
+    """A well-formed cloud list item (the fields the cloud returns), with ``over`` applied."""
+    base: dict[str, Any] = {
+        "id": "hostile00000000000000001",
+        "alias": None,
+        "name": "planted",
+        "description": "",
+        "blueprintId": None,
+        "kind": "shared",
+        "type": "plain",
+        "config": None,
+        "visibility": "private",
+        "meta": None,
+        "createdAt": 1_700_000_000_000,
+        "updatedAt": 1_700_000_000_000,
+    }
+    base.update(over)
+    return base
+
+
+def raw_json_page(item_text: str) -> bytes:
+    return b'{"items": [' + item_text.encode() + b"]}"
+
+
+def on_first_list(reply: Reply) -> Script:
+    """Answer the first list request with ``reply``, everything else honestly (an empty page after it)."""
+    sent = [False]
+
+    def script(req: Request, cloud: FakeCloud) -> Reply | None:
+        if req.path.endswith("/list") and not sent[0]:
+            sent[0] = True
+            return reply
+        return None
+
+    return script
+
+
+# --- 1. a hostile cloud cannot brick the vault ------------------------------------------------
+
+BAD_STAMPS = [
+    "-1",  # the reader refuses negative times: this once bricked the vault
+    "1e30",  # escaped as a raw OverflowError... or a huge int the reader refuses
+    "1e400",  # inf after JSON parsing
+    "9223372036854775808",  # 2**63, one past the reader's range
+    "1.5",  # not a whole millisecond
+    "true",
+    '"1700000000000"',
+    "null",
+    "[]",
+]
+
+
+@pytest.mark.parametrize("stamp", BAD_STAMPS)
+@pytest.mark.parametrize("which", ["createdAt", "updatedAt"])
+def test_a_bad_timestamp_in_a_listing_stops_the_sync_and_writes_nothing(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, stamp: str, which: str
+) -> None:
+    w.create(name="mine", value="local-value")
+    w.create(name="personal", kind="personal", value="owner-only")
+    run(v, hostile)  # an honest first sync: links saved
+    before = w.snapshot()
+    text = json.dumps(item())[:-1] + f', "{which}": {stamp}}}'
+    hostile.answer(on_first_list(Reply(body=raw_json_page(text))))
+    with pytest.raises(RemoteProtocolError) as info:
+        run(v, hostile)
+    assert which in info.value.message or "timestamp" in info.value.message
+    assert w.snapshot() == before  # the cloud is read before the vault is touched
+    w.assert_intact()
+
+
+@pytest.mark.parametrize("stamp", ["0", "1700000000000.0", "9223372036854775807"])
+def test_timestamps_in_the_readers_range_are_pulled(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, stamp: str
+) -> None:
+    text = json.dumps(item())[:-1] + f', "createdAt": {stamp}, "updatedAt": {stamp}}}'
+    hostile.answer(on_first_list(Reply(body=raw_json_page(text))))
+    report = run(v, hostile, "pull")
+    assert [c.remote_id for c in report.pulled] == ["hostile00000000000000001"] and report.ok
+    assert v.secret.fetch("hostile00000000000000001").created_at == int(stamp.split(".")[0])
+    w.assert_intact()
+
+
+def test_a_bad_timestamp_on_the_fetch_after_a_push_stops_the_sync(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    a = w.create(name="a", value="va")
+
+    def script(req: Request, cloud: FakeCloud) -> Reply | None:
+        if req.path.endswith("/fetch"):
+            status, _, payload = cloud.handle(req)
+            return Reply(status, {**payload, "updatedAt": -5})
+        return None
+
+    hostile.answer(script)
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile, "push")
+    w.assert_intact()
+    # The link was never saved with the bad time; an honest cloud re-links the create by its marker.
+    hostile.answer(None)
+    report = run(v, hostile)
+    assert report.ok and not report.created_remote
+    assert [r["meta"][MARKER].split(":")[1] for r in hostile.cloud.secrets.values()] == [a.id]
+    w.assert_intact()
+
+
+@pytest.mark.parametrize(
+    "rid",
+    ["../../secret/list", "a/b", "a b", "x" * 129, "", "a?b", "%2e%2e", "\u0085"],
+)
+def test_a_cloud_id_that_is_not_a_plain_short_segment_is_refused(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, rid: str
+) -> None:
+    w.create(name="mine", value="local-value")
+    before = w.snapshot()
+    hostile.answer(on_first_list(Reply(body={"items": [item(id=rid)]})))
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile, "pull")
+    assert w.snapshot() == before
+    w.assert_intact()
+
+
+def test_a_create_answered_with_a_path_breaking_id_is_refused(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    w.create(name="a", value="va")
+
+    def script(req: Request, cloud: FakeCloud) -> Reply | None:
+        if req.path.endswith("/create"):
+            return Reply(body={"id": "../../secret/list"})
+        return None
+
+    hostile.answer(script)
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile, "push")
+    assert hostile.count("/fetch") == 0  # the id never went into a path
+    w.assert_intact()
+
+
+def test_an_oversized_marker_is_not_kept_in_the_link(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    # meta stays under the 64 KiB cap, but a marker this long would not fit the record's link.
+    planted = item(meta={MARKER: "m" * 65_500})
+    hostile.answer(on_first_list(Reply(body={"items": [planted]})))
+    report = run(v, hostile, "pull")
+    assert report.ok and len(report.pulled) == 1
+    w.assert_intact()
+
+
+def test_the_record_cap_holds_when_pulling(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault import _format
+
+    monkeypatch.setattr(_format, "MAX_RECORDS", 5)
+    for i in range(3):
+        w.create(name=f"mine-{i}", value=f"v{i}")
+    run(v, hostile, "push")
+    before = w.snapshot()
+    for i in range(3):
+        hostile.cloud.add(name=f"planted-{i}")
+    with pytest.raises(RemoteProtocolError) as info:
+        run(v, hostile, "pull")
+    assert "5" in info.value.message
+    assert w.snapshot() == before  # refused before the first write, not half-way through
+    w.assert_intact()
+    # Within the cap, the same pull goes through.
+    hostile.cloud.remove(next(r["id"] for r in hostile.cloud.secrets.values() if r["name"] == "planted-0"))
+    assert len(run(v, hostile, "pull").pulled) == 2
+    w.assert_intact()
