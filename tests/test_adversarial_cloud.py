@@ -426,3 +426,117 @@ def test_the_record_cap_holds_when_pulling(
     hostile.cloud.remove(next(r["id"] for r in hostile.cloud.secrets.values() if r["name"] == "planted-0"))
     assert len(run(v, hostile, "pull").pulled) == 2
     w.assert_intact()
+
+
+# --- 2. sync never sends a value the user did not put into a shared secret ------------------
+
+CANARY = "PERSONAL-VALUE-never-upload-7f3a"
+
+
+def _personal_pushed(v: vault.Vault, w: Witness, h: HostileCloud) -> tuple[str, str]:
+    """A personal secret holding a value, pushed (without it) and linked: (local id, cloud id)."""
+    p = w.create(name="my login", kind="personal", type="bearer", value=CANARY)
+    w.create(name="team key", value="shared-value")
+    assert run(v, h).ok
+    (rid,) = [r["id"] for r in h.cloud.secrets.values() if r["name"] == "my login"]
+    assert h.cloud.secrets[rid]["kind"] == "personal"
+    return p.id, rid
+
+
+def test_a_kind_flip_in_the_cloud_never_uploads_a_personal_value(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    pid, rid = _personal_pushed(v, w, hostile)
+    hostile.cloud.edit(rid, kind="shared")  # the cloud turns the secret shared...
+    run(v, hostile)
+    w.update(pid, description="edited here")  # ... and a later local edit is pushed
+    run(v, hostile)
+    hostile.cloud.remove(rid)  # then the cloud "loses" it, and the user puts the vault's copy back
+    run(v, hostile, prefer="local")
+    assert CANARY.encode() not in hostile.bodies()
+    assert all(r["value"] != CANARY for r in hostile.cloud.secrets.values())
+    w.assert_intact()
+
+
+def test_a_kind_flip_is_a_conflict_that_changes_neither_side(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    pid, rid = _personal_pushed(v, w, hostile)
+    hostile.cloud.edit(rid, kind="shared")
+    for direction in ("both", "pull", "push"):
+        report = run(v, hostile, direction)
+        assert [(c.reason, c.local_id, c.remote_id, c.resolution) for c in report.conflicts] == [
+            ("kind-changed", pid, rid, None)
+        ]
+        assert not report.pulled and not report.updated_remote
+    assert v.secret.fetch(pid).kind == "personal"
+    assert CANARY.encode() not in hostile.bodies()
+    w.assert_intact()
+
+
+def test_prefer_local_puts_the_personal_kind_back(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    _, rid = _personal_pushed(v, w, hostile)
+    hostile.cloud.edit(rid, kind="shared")
+    report = run(v, hostile, prefer="local")
+    assert [(c.reason, c.resolution) for c in report.conflicts] == [("kind-changed", "local")]
+    assert hostile.cloud.secrets[rid]["kind"] == "personal" and hostile.cloud.secrets[rid]["value"] is None
+    assert run(v, hostile) == SyncReport()
+    assert CANARY.encode() not in hostile.bodies()
+    w.assert_intact()
+
+
+def test_prefer_remote_takes_the_cloud_kind_but_holds_the_value_back(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    pid, rid = _personal_pushed(v, w, hostile)
+    hostile.cloud.edit(rid, kind="shared")
+    report = run(v, hostile, prefer="remote")
+    assert [(c.reason, c.resolution) for c in report.conflicts] == [("kind-changed", "remote")]
+    got = v.secret.fetch(pid)
+    assert (got.kind, got.value) == ("shared", CANARY)  # the cloud's fields; the value stays, held back
+    assert run(v, hostile) == SyncReport()
+    w.update(pid, description="edited here")
+    assert [c.local_id for c in run(v, hostile).updated_remote] == [pid]
+    # The cloud deletes it; the user settles for the vault's copy: re-created, still without the value.
+    hostile.cloud.remove(rid)
+    report = run(v, hostile, prefer="local")
+    assert [(c.reason, c.resolution) for c in report.conflicts] == [("deleted-remotely", "local")]
+    (new_rid,) = [c.remote_id for c in report.created_remote]
+    assert hostile.cloud.secrets[new_rid]["value"] is None
+    assert run(v, hostile) == SyncReport()
+    assert CANARY.encode() not in hostile.bodies()
+    w.assert_intact()
+    # A value the user sets from now on is theirs to share: the hold ends with the old value.
+    w.update(pid, value="chosen-to-share")
+    assert [c.local_id for c in run(v, hostile).updated_remote] == [pid]
+    assert hostile.cloud.secrets[new_rid]["value"] == "chosen-to-share"
+    assert CANARY.encode() not in hostile.bodies()
+    w.assert_intact()
+
+
+def test_an_alias_clash_settled_for_the_cloud_holds_a_personal_value_back(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    # A cloud secret claims the alias of a personal secret that was never pushed.
+    hostile.cloud.add(name="planted", kind="shared", alias="my-login")
+    p = w.create(name="my login", kind="personal", value=CANARY, alias="my-login")
+    report = run(v, hostile, prefer="remote")
+    assert [(c.reason, c.resolution) for c in report.conflicts] == [("alias-taken", "remote")]
+    assert (v.secret.fetch(p.id).kind, v.secret.fetch(p.id).value) == ("shared", CANARY)
+    w.update(p.id, description="edited here")
+    run(v, hostile)
+    assert CANARY.encode() not in hostile.bodies()
+    w.assert_intact()
+
+
+def test_a_cloud_turning_a_shared_secret_personal_is_a_conflict_too(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    s = w.create(name="team key", value="shared-value")
+    run(v, hostile)
+    (rid,) = hostile.cloud.secrets
+    hostile.cloud.edit(rid, kind="personal")
+    report = run(v, hostile)
+    assert [(c.reason, c.local_id) for c in report.conflicts] == [("kind-changed", s.id)]
+    report = run(v, hostile, prefer="remote")
+    assert (v.secret.fetch(s.id).kind, v.secret.fetch(s.id).value) == ("personal", "shared-value")
+    assert run(v, hostile) == SyncReport()
+    w.assert_intact()

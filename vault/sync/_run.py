@@ -77,6 +77,9 @@ INDEX_SETTING: Final = "cbkSyncIndex"
 EXT_KEY: Final = "cbkSync"
 #: meta flag that keeps a local secret out of the cloud.
 LOCAL_ONLY_META: Final = "cbkVaultLocalOnly"
+#: Key, in a record's ext map, of the fingerprint of a value sync must never send: a personal
+#: value that a pull turned shared (the cloud flipped the kind, ``prefer="remote"`` took it).
+HOLD_KEY: Final = "cbkSyncHold"
 
 #: The longest marker a link keeps. Ours are "<16 hex>:<local id>"; a longer one is not a marker
 #: of any vault, and keeping it would let the cloud grow a record's link past the vault's limits.
@@ -284,6 +287,7 @@ def _parse_item(
         ref=ref if isinstance(ref, str) and len(ref) <= _MAX_REF else None,
         created_at=created_at,
         item=fields,
+        kind=fields["kind"],
     )
     return record, fields
 
@@ -385,6 +389,23 @@ def _load_index(v: Vault) -> dict[str, tuple[str, int | None]]:
     return out
 
 
+def _held(ext: Mapping[str, Any], kind: str, value_fp: str | None) -> bool:
+    """Is this value held back? Only while the secret is shared and still holds the very value that was held."""
+    return kind == "shared" and value_fp is not None and ext.get(HOLD_KEY) == value_fp
+
+
+def _with_hold(ext: Mapping[str, Any], kind: str, value_fp: str | None, *, hold: bool = False) -> dict[str, Any]:
+    """``ext`` with the hold kept (or, with ``hold``, set) while it applies, and dropped once it does not.
+
+    The hold ends when the value changes (the user put a new one in) or when a sync sees the
+    secret personal (the user decided its kind again); it never ends by itself.
+    """
+    out = {k: v for k, v in ext.items() if k != HOLD_KEY}
+    if kind == "shared" and value_fp is not None and (hold or ext.get(HOLD_KEY) == value_fp):
+        out[HOLD_KEY] = value_fp
+    return out
+
+
 def _is_local_only(sec: Secret) -> bool:
     return sec.alias == TOKEN_ALIAS or (sec.meta is not None and sec.meta.get(LOCAL_ONLY_META) is True)
 
@@ -424,6 +445,7 @@ def _local_records(
                 name=sec.name,
                 link=_link_from_json(ext.get(EXT_KEY)),
                 local_only=holds_token or _is_local_only(sec),
+                withheld=_held(ext, sec.kind, value_fp),
             )
         )
     return out
@@ -478,14 +500,14 @@ class _Runner:
         """Push a local secret the cloud does not have, then link the two."""
         sec, ext = self.raw.fetch(a.local_id)
         marker = f"{self.cfg.ref}:{sec.id}"
-        send_value = sec.kind == "shared" and sec.value is not None
+        send_value = sec.kind == "shared" and sec.value is not None and not self._withheld(sec, ext)
         body = _body(sec, marker, send_value=send_value)
         rid = self.remote.create(body, marker=marker)
         if not remote_id_ok(rid):
             raise RemoteProtocolError("the cloud answered a create with an id that is not a plain path segment")
         record, _ = _parse_item(self.remote.fetch(rid), self.fp, expect_id=rid)
         base = self._pushed_base(sec, send_value, None, record.updated_at)
-        self._save_link(sec.id, ext, Link(rid, base, marker))
+        self._save_link(sec, ext, Link(rid, base, marker))
         old = _link_from_json(ext.get(EXT_KEY))
         if old is not None and old.remote_id != rid:
             self.dropped.add(old.remote_id)  # re-created after a delete in the cloud: the old id is history
@@ -494,14 +516,15 @@ class _Runner:
     def update_remote(self, a: UpdateRemote) -> None:
         """Push a local change to the linked cloud secret, crash-safely (pending base first)."""
         sec, ext = self.raw.fetch(a.local_id)
-        send_value = a.send_value
+        # The planner already withholds; checked again here, where the value is in hand.
+        send_value = a.send_value and not self._withheld(sec, ext)
         body = _body(sec, a.ref, send_value=send_value)
         intended = self._pushed_base(sec, send_value, a.prior, None)
-        self._save_link(sec.id, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
+        self._save_link(sec, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
         self.remote.update(a.remote_id, body)
         record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp, expect_id=a.remote_id)
         sec2, ext2 = self.raw.fetch(a.local_id)
-        self._save_link(sec2.id, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
+        self._save_link(sec2, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
         self.done["updated_remote"].append(Change(sec.id, a.remote_id, sec.name))
 
     def delete_remote(self, a: DeleteRemote) -> None:
@@ -539,25 +562,32 @@ class _Runner:
         value_fp = self.fp.value(sec.value)
         sent = value_fp is None or (a.prior.sent and value_fp == a.prior.value)
         base = Base(r.fields, value_fp, self.fp.secret(fields["config"]), sent, r.updated_at)
-        ext = {**ext, EXT_KEY: _link_to_json(Link(r.id, base, r.ref))}
+        # A personal value the cloud's kind turns shared was never put into a shared secret by
+        # the user: hold it back from every later push (planned: kind-changed, alias-taken).
+        flipped = value_fp is not None and sec.kind != "shared" and fields["kind"] == "shared"
+        ext = _with_hold(ext, fields["kind"], value_fp, hold=flipped)
+        ext[EXT_KEY] = _link_to_json(Link(r.id, base, r.ref))
         self.raw.put(a.local_id, fields, updated_at=r.updated_at, ext=ext)
         self.done["pulled"].append(Change(a.local_id, r.id, r.name))
 
     def adopt(self, a: Adopt) -> None:
         """Link a local secret to the cloud copy an interrupted create left behind."""
-        _, ext = self.raw.fetch(a.local_id)
-        self._save_link(a.local_id, ext, Link(a.remote.id, a.base, a.remote.ref))
+        sec, ext = self.raw.fetch(a.local_id)
+        self._save_link(sec, ext, Link(a.remote.id, a.base, a.remote.ref))
 
     def rebase(self, a: Rebase) -> None:
         """Record that both sides already agree (a new base, nothing sent)."""
-        _, ext = self.raw.fetch(a.local_id)
-        self._save_link(a.local_id, ext, Link(a.remote_id, a.base, a.ref))
+        sec, ext = self.raw.fetch(a.local_id)
+        self._save_link(sec, ext, Link(a.remote_id, a.base, a.ref))
 
     def forget(self, a: Forget) -> None:
         """Drop a link whose both sides are gone."""
         self.dropped.add(a.remote_id)
 
     # helpers
+
+    def _withheld(self, sec: Secret, ext: Mapping[str, Any]) -> bool:
+        return _held(ext, sec.kind, self.fp.value(sec.value))
 
     def _pushed_base(self, sec: Secret, send_value: bool, prior: Base | None, updated_at: int | None) -> Base:
         value_fp = self.fp.value(sec.value)
@@ -570,8 +600,9 @@ class _Runner:
         fields_fp = self.fp.fields(_comparable(_secret_fields(sec)))
         return Base(fields_fp, value_fp, self.fp.secret(sec.config), sent, updated_at)
 
-    def _save_link(self, lid: str, ext: dict[str, Any], link: Link) -> None:
-        self.raw.put(lid, {}, ext={**ext, EXT_KEY: _link_to_json(link)})
+    def _save_link(self, sec: Secret, ext: dict[str, Any], link: Link) -> None:
+        kept = _with_hold(ext, sec.kind, self.fp.value(sec.value))
+        self.raw.put(sec.id, {}, ext={**kept, EXT_KEY: _link_to_json(link)})
 
     def execute(self, p: Plan) -> None:
         """Apply every action of the plan; per-secret failures are collected, fatal ones raised."""
