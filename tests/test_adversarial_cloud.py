@@ -540,3 +540,28 @@ def test_a_cloud_turning_a_shared_secret_personal_is_a_conflict_too(
     assert (v.secret.fetch(s.id).kind, v.secret.fetch(s.id).value) == ("personal", "shared-value")
     assert run(v, hostile) == SyncReport()
     w.assert_intact()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="vault/sync/_cli.py's _REASONS has no text for 'kind-changed' (the CLI is another engineer's "
+    "file; the lead adds it, then this mark goes)",
+)
+def test_the_cli_explains_a_kind_changed_conflict(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, vault_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from vault.sync._cli import EXIT_UNSETTLED, add_sync_arguments, sync_command
+
+    _, rid = _personal_pushed(v, w, hostile)
+    hostile.cloud.edit(rid, kind="shared")
+    monkeypatch.setenv("CHATBOTKIT_API_TOKEN", TOKEN)
+    parser = argparse.ArgumentParser(prog="cbk-vault sync")
+    add_sync_arguments(parser)
+    args = parser.parse_args(["--base-url", hostile.url])
+    assert sync_command(args, lambda: vault.open(vault_path, PASSPHRASE)) == EXIT_UNSETTLED
+    assert "kind" in capsys.readouterr().out
+    w.assert_intact()
