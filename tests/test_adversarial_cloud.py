@@ -323,7 +323,8 @@ def test_a_bad_timestamp_in_a_listing_stops_the_sync_and_writes_nothing(
     hostile.answer(on_first_list(Reply(body=raw_json_page(text))))
     with pytest.raises(RemoteProtocolError) as info:
         run(v, hostile)
-    assert which in info.value.message or "timestamp" in info.value.message
+    # 1e400 is refused with the body (no double holds it); every other one names its field.
+    assert which in info.value.message or (stamp == "1e400" and "JSON" in info.value.message)
     assert w.snapshot() == before  # the cloud is read before the vault is touched
     w.assert_intact()
 
@@ -564,4 +565,154 @@ def test_the_cli_explains_a_kind_changed_conflict(
     args = parser.parse_args(["--base-url", hostile.url])
     assert sync_command(args, lambda: vault.open(vault_path, PASSPHRASE)) == EXIT_UNSETTLED
     assert "kind" in capsys.readouterr().out
+    w.assert_intact()
+
+
+# --- 3. what a response may cost: size, time, parsing ---------------------------------------
+
+
+def _peak_memory(fn: Callable[[], Any]) -> tuple[int, BaseException | None]:
+    """Peak Python allocation (bytes) while ``fn`` runs, and what it raised."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        error: BaseException | None = None
+    except BaseException as exc:  # handed back to the test
+        error = exc
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, error
+
+
+def _spaces(total: int, tail: bytes = b'{"items": []}') -> Iterator[bytes]:
+    """A valid JSON body padded with ``total`` bytes of whitespace, streamed in 1 MiB chunks."""
+    chunk = b" " * (1 << 20)
+    for _ in range(total // len(chunk)):
+        yield chunk
+    yield tail
+
+
+def test_a_declared_length_past_the_cap_is_refused_before_reading(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    from vault.sync._client import MAX_BODY
+
+    w.create(name="mine", value="local-value")
+    before = w.snapshot()
+    hostile.answer(lambda req, cloud: Reply(body=_spaces(4 << 20), length=256 << 20))
+    started = time.monotonic()
+    with pytest.raises(RemoteProtocolError) as info:
+        run(v, hostile)
+    assert time.monotonic() - started < 2.0 and hostile.count("/list") == 1  # refused, not retried
+    assert str(MAX_BODY) in info.value.message or "MiB" in info.value.message
+    assert w.snapshot() == before
+    w.assert_intact()
+
+
+def test_a_body_without_a_length_is_cut_at_the_cap(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    from vault.sync._client import MAX_BODY
+
+    w.create(name="mine", value="local-value")
+    before = w.snapshot()
+    hostile.answer(lambda req, cloud: Reply(body=_spaces(MAX_BODY + (8 << 20)), length=-1))
+    peak, error = _peak_memory(lambda: run(v, hostile))
+    assert isinstance(error, RemoteProtocolError), error
+    assert peak < MAX_BODY + (16 << 20), f"{peak / 2**20:.0f} MiB held for a body capped at {MAX_BODY >> 20} MiB"
+    assert hostile.count("/list") == 1
+    assert w.snapshot() == before
+    w.assert_intact()
+
+
+def test_the_largest_legitimate_page_still_fits_the_cap(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    # 100 items, each with meta, config and description at the vault's 64 KiB limits: the biggest honest page.
+    big = "x" * ((64 << 10) - 64)
+    for i in range(100):
+        hostile.cloud.add(name=f"big-{i}", meta={"m": big}, config={"c": big}, description="d" * (64 << 10))
+    report = run(v, hostile, "pull")
+    assert len(report.pulled) == 100 and report.ok
+    w.assert_intact()
+
+
+def test_an_error_body_is_read_only_up_to_its_cap(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    w.create(name="mine", value="local-value")
+    hostile.answer(lambda req, cloud: Reply(503, body=_spaces(48 << 20, b'{"message": "busy"}'), length=-1))
+    peak, error = _peak_memory(lambda: run(v, hostile, max_retries=1))
+    assert isinstance(error, vault.sync.RemoteUnavailableError), error
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB held for an error body"
+    w.assert_intact()
+
+
+def test_a_body_that_trickles_is_cut_at_the_deadline(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    w.create(name="mine", value="local-value")
+    before = w.snapshot()
+    body = b'{"items": []}' + b" " * 1000
+    # One byte every 0.1 s: no single read ever waits long enough to time out.
+    hostile.answer(lambda req, cloud: Reply(body=body, trickle=0.1))
+    started = time.monotonic()
+    with pytest.raises(vault.sync.RemoteUnavailableError):
+        run(v, hostile, max_total=1.5, timeout=1.0, max_retries=0)
+    assert time.monotonic() - started < 2.5
+    assert w.snapshot() == before
+    w.assert_intact()
+
+
+def test_headers_that_trickle_are_cut_at_the_deadline(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    w.create(name="mine", value="local-value")
+    hostile.answer(lambda req, cloud: Reply(body={"items": []}, headers={"x-pad": "p" * 2000}, head_trickle=0.1))
+    started = time.monotonic()
+    with pytest.raises(vault.sync.RemoteUnavailableError):
+        run(v, hostile, max_total=1.5, timeout=1.0, max_retries=0)
+    assert time.monotonic() - started < 2.5
+    w.assert_intact()
+
+
+def test_a_compressed_body_is_refused_unread(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    import gzip
+
+    bomb = gzip.compress(b"[" + b" " * (200 << 20) + b"]", compresslevel=9)  # 200 MiB in about 200 KiB
+    w.create(name="mine", value="local-value")
+    hostile.answer(lambda req, cloud: Reply(body=bomb, headers={"content-encoding": "gzip"}))
+    peak, error = _peak_memory(lambda: run(v, hostile))
+    assert isinstance(error, RemoteProtocolError), error
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB held for a {len(bomb) >> 10} KiB body"
+    # It was asked not to compress at all.
+    assert all(s.headers.get("accept-encoding") == "identity" for s in hostile.seen)
+    w.assert_intact()
+
+
+def test_a_huge_integer_literal_is_refused_without_parsing_it(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    import sys
+
+    # Python 3.11 caps int() at 4300 digits by default, but 3.10 does not and a program may lift the
+    # cap: int parsing is quadratic (a 1,000,000-digit literal takes about 9 s, a 32 MiB one hours).
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        w.create(name="mine", value="local-value")
+        body = b'{"items": [], "n": ' + b"7" * 1_000_000 + b"}"
+        hostile.answer(lambda req, cloud: Reply(body=body))
+        started = time.monotonic()
+        with pytest.raises(RemoteProtocolError):
+            run(v, hostile)
+        assert time.monotonic() - started < 2.0
+    finally:
+        sys.set_int_max_str_digits(old)
+    w.assert_intact()
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"1e400", b"-1e400", b"123456789012345678901", b"-" + b"9" * 25],
+)
+def test_numbers_json_or_the_vault_cannot_carry_are_refused(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, number: bytes
+) -> None:
+    w.create(name="mine", value="local-value")
+    hostile.answer(on_first_list(Reply(body=b'{"items": [], "n": ' + number + b"}")))
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile)
     w.assert_intact()
