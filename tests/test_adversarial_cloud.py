@@ -716,3 +716,48 @@ def test_numbers_json_or_the_vault_cannot_carry_are_refused(
     with pytest.raises(RemoteProtocolError):
         run(v, hostile)
     w.assert_intact()
+
+
+# --- 4. plain http only to real loopback -----------------------------------------------------
+
+LOOKALIKES = [
+    "localhost.localdomain",  # resolved by /etc/hosts or DNS: can point anywhere
+    "ip6-localhost",
+    "LOCALHOST.LOCALDOMAIN",
+    "localhost.",
+    "localhost.example.com",
+    "127.0.0.1.nip.io",
+    "127.1",  # inet_aton shorthands: whatever the resolver makes of them, they are not literals we accept
+    "0x7f.0.0.1",
+    "2130706433",
+    "[::ffff:127.0.0.1]",
+    "[::1%25lo]",
+    "0.0.0.0",
+]
+
+
+@pytest.mark.parametrize("host", LOOKALIKES)
+def test_plain_http_is_refused_to_names_that_only_look_like_loopback(host: str) -> None:
+    with pytest.raises(vault.InvalidRequestError) as info:
+        ChatBotKitRemote(TOKEN, f"http://{host}:8080")
+    assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "127.255.255.254", "[::1]", "localhost", "LOCALHOST"])
+def test_plain_http_is_allowed_to_loopback_addresses_and_localhost(host: str) -> None:
+    with ChatBotKitRemote(TOKEN, f"http://{host}:8080") as r:
+        assert r.base_url.startswith("http://")
+
+
+def test_the_stand_in_keeps_accepting_loopback_names_in_its_host_header() -> None:
+    # DNS-rebinding defence: a Host header naming this machine is fine, whatever resolves it.
+    from vault._net import is_loopback, is_loopback_address, is_loopback_name
+
+    for name in ("localhost", "localhost.localdomain", "ip6-localhost", "LOCALHOST", "127.0.0.1", "[::1]", "::1"):
+        assert is_loopback_name(name) and is_loopback(name), name
+    for name in ("example.com", "127.0.0.1.nip.io", "0.0.0.0", "10.0.0.1", ""):
+        assert not is_loopback_name(name), name
+    for name in ("localhost.localdomain", "ip6-localhost"):
+        assert not is_loopback_address(name), name
+    for name in ("localhost", "127.0.0.1", "::1", "[::1]"):
+        assert is_loopback_address(name), name

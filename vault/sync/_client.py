@@ -13,8 +13,9 @@ VaultError tree::
         └── RemoteProtocolError         BAD_RESPONSE       a response that breaks the API's shape
 
 Safety rules kept here: TLS verification is always on for https and there is no
-switch to turn it off; plain http is accepted only for a loopback host (tests and a
-local stand-in); redirects are never followed (the token would go with them); the
+switch to turn it off; plain http is accepted only for a loopback address literal
+(127.0.0.0/8, ::1) or ``localhost`` (tests and a local stand-in; names that merely look
+local may resolve anywhere); redirects are never followed (the token would go with them); the
 token never appears in a repr, a URL or an error message.
 
 Every byte of an answer is the cloud's to choose, so what an answer may cost is capped
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeGuard
 import httpcore
 import httpx
 
-from .._net import is_loopback as _is_loopback
+from .._net import is_loopback_address
 from ..errors import (
     InvalidRequestError,
     RemoteAuthError,
@@ -341,9 +342,11 @@ class ChatBotKitRemote:
             raise InvalidRequestError("base_url is not a valid URL") from None
         if url.scheme not in ("https", "http") or not url.host:
             raise InvalidRequestError("base_url must be an https:// URL")
-        if url.scheme == "http" and not _is_loopback(url.host):
+        if url.scheme == "http" and not is_loopback_address(url.host):
             # A token sent in clear text over the network is a token given away.
-            raise InvalidRequestError("base_url must use https (plain http is allowed only for a loopback host)")
+            raise InvalidRequestError(
+                "base_url must use https (plain http is allowed only for 127.0.0.0/8, [::1] or localhost)"
+            )
         if url.userinfo or url.query or url.fragment:
             raise InvalidRequestError("base_url must not carry credentials, a query or a fragment")
         self._token, source = _resolve_token(token, vault, token_secret)
