@@ -761,3 +761,292 @@ def test_the_stand_in_keeps_accepting_loopback_names_in_its_host_header() -> Non
         assert not is_loopback_address(name), name
     for name in ("localhost", "127.0.0.1", "::1", "[::1]"):
         assert is_loopback_address(name), name
+
+
+# --- 5. everything else a cloud can answer -----------------------------------------------------
+
+WRONG_SHAPES: list[bytes] = [
+    b"",
+    b"null",
+    b"[]",
+    b'"items"',
+    b"<html>maintenance</html>",
+    b'{"items": {}}',
+    b'{"items": null}',
+    b'{"items": [1, 2]}',
+    b'{"items": [[]]}',
+    b'{"items": [{"id": 5}]}',
+    b'{"items": [{"id": null}]}',
+    b'{"items": [{"name": "no id"}]}',
+    b'{"items": [{"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1, "name": 7}]}',
+    b'{"items": [{"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1, "kind": "team"}]}',
+    b'{"items": [{"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1, "meta": []}]}',
+    b'{"items": [{"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1, "alias": "UPPER"}]}',
+    b'{"items": [{"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1, "name": "\\ud800"}]}',
+    b'{"items": [{"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1, "config": {"a": '
+    + b'{"b": ' * 20
+    + b"1"
+    + b"}" * 21
+    + b"}]}",
+    b'{"items": [{"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1, "description": "'
+    + b"d" * (70 << 10)
+    + b'"}]}',
+    b'{"items": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"items": [], "items": "twice"}',
+    b"\xff\xfe{}",
+]
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES, ids=range(len(WRONG_SHAPES)))
+def test_a_listing_of_the_wrong_shape_stops_the_sync_and_writes_nothing(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, body: bytes
+) -> None:
+    w.create(name="mine", value="local-value")
+    w.create(name="personal", kind="personal", value="owner-only")
+    run(v, hostile)
+    before = w.snapshot()
+    hostile.answer(on_first_list(Reply(body=body)))
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile)
+    assert w.snapshot() == before
+    w.assert_intact()
+
+
+def test_a_cursor_that_never_advances_is_stopped(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    w.create(name="mine", value="local-value")
+    page = {"items": [item()], "cursor": "hostile00000000000000001"}
+    hostile.answer(lambda req, cloud: Reply(body=page) if req.path.endswith("/list") else None)
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile)
+    assert hostile.count("/list") == 2
+    w.assert_intact()
+
+
+def test_a_cursor_that_loops_back_is_stopped(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    w.create(name="mine", value="local-value")
+    pages = {
+        None: {"items": [item(id="hostile00000000000000001")], "cursor": "a"},
+        "a": {"items": [item(id="hostile00000000000000002")], "cursor": "b"},
+        "b": {"items": [item(id="hostile00000000000000001")], "cursor": "a"},  # back to the start
+    }
+
+    def script(req: Request, cloud: FakeCloud) -> Reply | None:
+        if req.path.endswith("/list"):
+            return Reply(body=pages.get(req.query.get("cursor"), {"items": []}))
+        return None
+
+    hostile.answer(script)
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile)
+    w.assert_intact()
+
+
+def test_a_cursor_into_nowhere_ends_the_listing_and_deletes_nothing(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    # The listing "ends" early; every secret it left out is fetched before anything counts as gone.
+    ids = [w.create(name=f"s{i}", value=f"v{i}").id for i in range(5)]
+    run(v, hostile)
+
+    def script(req: Request, cloud: FakeCloud) -> Reply | None:
+        if req.path.endswith("/list"):
+            first = sorted(cloud.secrets.values(), key=lambda r: (r["createdAt"], r["id"]))[0]
+            answer = {"items": [{k: x for k, x in first.items() if k != "value"}], "cursor": "nowhere"}
+            return Reply(body=answer if "cursor" not in req.query else {"items": []})
+        return None
+
+    hostile.answer(script)
+    report = run(v, hostile)
+    assert report.ok and not report.deleted_local
+    assert hostile.count("/fetch") >= 4
+    assert [v.secret.fetch(i).value for i in ids] == [f"v{i}" for i in range(5)]
+    w.assert_intact()
+
+
+def test_a_cloud_that_says_everything_is_gone_deletes_only_what_it_already_has(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    shared = w.create(name="team key", value="shared-value")
+    personal = w.create(name="my login", kind="personal", value="owner-only")
+    run(v, hostile)
+    edited = w.create(name="new here", value="never pushed")
+    # Empty listing, and every fetch answers 404: "deleted".
+    hostile.answer(
+        lambda req, cloud: Reply(body={"items": []})
+        if req.path.endswith("/list")
+        else Reply(404, {"message": "Secret not found", "code": "NOT_FOUND"})
+        if req.path.endswith("/fetch")
+        else None
+    )
+    report = run(v, hostile, "pull")
+    assert [c.local_id for c in report.deleted_local] == [shared.id]  # its value is in the cloud already
+    assert [(c.reason, c.local_id) for c in report.conflicts] == [("deleted-remotely", personal.id)]
+    del w.values[shared.id]  # the one deletion the cloud may cause: documented
+    assert v.secret.fetch(personal.id).value == "owner-only" and v.secret.fetch(edited.id).value == "never pushed"
+    w.assert_intact()
+
+
+def test_a_missing_secret_whose_fetch_keeps_failing_stops_the_sync_before_any_write(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    w.create(name="mine", value="local-value")
+    run(v, hostile)
+    w.create(name="second", value="v2")
+    before, writes = w.snapshot(), len(hostile.cloud.writes())
+    hostile.answer(
+        lambda req, cloud: Reply(body={"items": []})
+        if req.path.endswith("/list")
+        else Reply(500, {"message": "oops"})
+        if req.path.endswith("/fetch")
+        else None
+    )
+    with pytest.raises(vault.sync.RemoteUnavailableError):
+        run(v, hostile)
+    assert w.snapshot() == before and len(hostile.cloud.writes()) == writes
+    w.assert_intact()
+
+
+RETRY_AFTER_ABUSE = ["100000", "1e400", "inf", "-inf", "nan", "-1", "junk", "Wed, 21 Oct 2999 07:28:00 GMT", "0" * 5000]
+
+
+@pytest.mark.parametrize("value", RETRY_AFTER_ABUSE, ids=range(len(RETRY_AFTER_ABUSE)))
+def test_429_with_any_retry_after_is_bounded(v: vault.Vault, w: Witness, hostile: HostileCloud, value: str) -> None:
+    w.create(name="mine", value="local-value")
+    sleeps = Sleeps()
+    hostile.answer(lambda req, cloud: Reply(429, {"message": "slow down"}, headers={"retry-after": value}))
+    with pytest.raises(vault.sync.RemoteUnavailableError) as info:
+        run(v, hostile, sleep=sleeps, max_retries=3, max_backoff=1.0)
+    assert info.value.status == 429
+    assert len(sleeps) <= 3 and all(0 <= s <= 1.0 for s in sleeps)
+    assert hostile.count("/list") <= 4
+    w.assert_intact()
+
+
+def test_429_forever_with_retry_after_zero_is_bounded_by_retries_and_time(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    w.create(name="mine", value="local-value")
+    hostile.answer(lambda req, cloud: Reply(429, {"message": "slow down"}, headers={"retry-after": "0"}))
+    started = time.monotonic()
+    with pytest.raises(vault.sync.RemoteUnavailableError):
+        run(v, hostile, sleep=time.sleep, max_retries=50, max_total=1.0)
+    assert time.monotonic() - started < 3.0
+    w.assert_intact()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_the_token_stays_home(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, status: int
+) -> None:
+    other = HostileCloud()
+    handler = type("Handler", (_Handler,), {"hostile": other})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        target = f"http://127.0.0.1:{server.server_address[1]}/api/v1/secret/list"
+        w.create(name="mine", value="local-value")
+        hostile.answer(lambda req, cloud: Reply(status, {"message": "moved"}, headers={"location": target}))
+        with pytest.raises(vault.sync.RemoteError) as info:
+            run(v, hostile)
+        assert info.value.status == status
+        assert other.seen == []  # nothing, so no token, went to the second host
+    finally:
+        server.shutdown()
+        server.server_close()
+    w.assert_intact()
+
+
+BROKEN_HTTP = [
+    b"garbage\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"items\": [",  # cut short
+    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 9\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"x-h: " + b"a" * (200 << 10) + b"\r\n\r\n{}",
+    b"",
+]
+
+
+@pytest.mark.parametrize("raw", BROKEN_HTTP, ids=range(len(BROKEN_HTTP)))
+def test_broken_http_is_a_network_error_and_writes_nothing(
+    v: vault.Vault, w: Witness, hostile: HostileCloud, raw: bytes
+) -> None:
+    w.create(name="mine", value="local-value")
+    before = w.snapshot()
+    hostile.answer(lambda req, cloud: Reply(raw=raw))
+    with pytest.raises(vault.sync.RemoteUnavailableError):
+        run(v, hostile, max_retries=1)
+    assert w.snapshot() == before
+    w.assert_intact()
+
+
+def test_a_401_half_way_keeps_what_was_done(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    ids = [w.create(name=f"s{i}", value=f"v{i}").id for i in range(4)]
+    creates = [0]
+
+    def script(req: Request, cloud: FakeCloud) -> Reply | None:
+        if req.path.endswith("/create"):
+            creates[0] += 1
+            if creates[0] == 3:
+                return Reply(401, {"message": f"bad token {TOKEN}", "code": "NOT_AUTHENTICATED"})
+        return None
+
+    hostile.answer(script)
+    with pytest.raises(vault.sync.RemoteAuthError) as info:
+        run(v, hostile, "push")
+    assert TOKEN not in str(info.value)
+    hostile.answer(None)
+    report = run(v, hostile, "push")
+    assert report.ok and len(report.created_remote) == 2  # the two that landed were linked, not re-sent
+    assert sorted(r["name"] for r in hostile.cloud.secrets.values()) == [f"s{i}" for i in range(4)]
+    assert [v.secret.fetch(i).value for i in ids] == [f"v{i}" for i in range(4)]
+    w.assert_intact()
+
+
+def test_a_planted_marker_of_ours_cannot_redirect_a_personal_value(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    # The cloud plants a shared secret carrying our marker for a personal record, to be "adopted".
+    p = w.create(name="my login", kind="personal", value=CANARY)
+    w.create(name="team key", value="shared-value")
+    run(v, hostile, "push")
+    ref = next(r["meta"][MARKER] for r in hostile.cloud.secrets.values() if r["name"] == "my login")
+    for rid in list(hostile.cloud.secrets):
+        if hostile.cloud.secrets[rid]["name"] == "my login":
+            hostile.cloud.remove(rid)
+    hostile.cloud.add(name="my login", kind="shared", meta={MARKER: ref})
+    for prefer in (None, "local", "remote"):
+        run(v, hostile, prefer=prefer)
+        w.update(p.id, description=f"edit {prefer}")
+    run(v, hostile, prefer="local")
+    assert CANARY.encode() not in hostile.bodies()
+    w.assert_intact()
+
+
+def test_altered_metadata_is_pulled_but_never_a_value(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    # What the cloud may do (documented): change the fields of a secret the vault has not changed.
+    s = w.create(name="team key", value="shared-value", type="oauth", config={"clientSecret": "cs-local"})
+    run(v, hostile)
+    (rid,) = hostile.cloud.secrets
+    hostile.cloud.edit(rid, name="renamed by the cloud", config={"clientSecret": "cs-cloud", "extra": 1})
+    report = run(v, hostile)
+    assert [c.local_id for c in report.pulled] == [s.id]
+    got = v.secret.fetch(s.id)
+    assert got.name == "renamed by the cloud" and got.value == "shared-value"
+    assert got.config == {"clientSecret": "cs-local", "extra": 1}  # the masked clientSecret is never pulled
+    w.assert_intact()
+
+
+def test_an_answer_too_slow_to_start_is_cut_at_the_deadline(v: vault.Vault, w: Witness, hostile: HostileCloud) -> None:
+    w.create(name="mine", value="local-value")
+
+    def script(req: Request, cloud: FakeCloud) -> Reply | None:
+        hostile.stop.wait(5.0)  # says nothing at all
+        return Reply(body={"items": []})
+
+    hostile.answer(script)
+    started = time.monotonic()
+    with pytest.raises(vault.sync.RemoteUnavailableError):
+        run(v, hostile, max_total=1.0, timeout=30.0)
+    assert time.monotonic() - started < 2.0
+    w.assert_intact()
