@@ -89,6 +89,9 @@ MAX_ERROR_BODY: Final = 64 << 10
 #: int() is quadratic in the digits, and Python 3.10 has no limit of its own.
 _MAX_INT_DIGITS: Final = 20
 
+#: The longest list cursor sent back (the cloud's is the last item's id, 25 characters).
+_MAX_CURSOR: Final = 1024
+
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_ITEMS: Final = 1_000_000  # the vault's own record cap; a listing longer than this is a runaway server
 _MAX_MESSAGE: Final = 200
@@ -433,7 +436,16 @@ class ChatBotKitRemote:
             if len(items) > _MAX_ITEMS:
                 raise RemoteProtocolError(f"the listing passed {_MAX_ITEMS} secrets")
             nxt = body.get("cursor")
-            cursor = nxt if isinstance(nxt, str) and nxt else page[-1]["id"]
+            if isinstance(nxt, str) and nxt:
+                # It goes back in the next query string: text that cannot be sent (a lone
+                # surrogate, a control character) or that grows without bound is not a cursor.
+                if len(nxt) > _MAX_CURSOR or not (nxt.isascii() and nxt.isprintable()):
+                    raise RemoteProtocolError(
+                        f"the list response's cursor is not printable ASCII of at most {_MAX_CURSOR} characters"
+                    )
+                cursor = nxt
+            else:
+                cursor = page[-1]["id"]
 
     def fetch(self, secret_id: str) -> dict[str, Any]:
         """One secret's item by id (no value; ``config.clientSecret`` masked)."""
