@@ -28,6 +28,10 @@ Invariants checked on every input:
   its body or URL, and every ``value`` sent is one the user put into a shared secret;
 * a dry run leaves the vault file byte for byte as it was.
 
+Each input runs two syncs against the same fuzzed cloud, with a local edit of every record in
+between: the edits make the second sync push, so a value the first one's pulls let through
+(a kind flip, a planted marker, an alias clash) would be caught leaving.
+
 Run: ``python fuzz/fuzz_cloud.py -max_total_time=60`` (see fuzz/README.md).
 """
 
@@ -132,6 +136,26 @@ class _World:
             {MARKER: "m" * 300}, {MARKER: 5}, {"cbkVaultLocalOnly": True},
         ]  # fmt: skip
         self.remote_ids = remote_ids
+        markers = [{MARKER: f"{ref}:{lid}"} for lid in local_ids]
+        stamps: list[Any] = [-1, 0, 1, 1.5, 1700000000000.0, (1 << 63) - 1, 1 << 63, 1e30, float("nan"), True, "1"]
+        #: Per field, values that matter for it (valid neighbours first, then hostile ones), so the
+        #: fuzzer reaches a kind flip or a planted marker far more often than from the whole palette.
+        self.by_field: dict[str, list[Any]] = {
+            "id": [*remote_ids, *local_ids, "planted000000000000000001", "../x", "", None, 5, "x" * 200],
+            "kind": ["shared", "personal", "team", None, 1],
+            "type": ["plain", "oauth", "basic", "reference", "nope", None],
+            "visibility": ["private", "public", "protected", "nope", None],
+            "alias": [None, "", "team-key", "cloud-alias", "chatbotkit-api-token", "UPPER", "x" * 200],
+            "name": ["", "renamed", "\ud800", "x" * 2000, None, 3],
+            "description": ["", "changed", "d" * (70 << 10), None],
+            "blueprintId": [None, "bp", "x" * 200, 3],
+            "meta": [None, {}, *markers, {MARKER: "m" * 300}, {MARKER: 5}, {"cbkVaultLocalOnly": True}, _deep(12), []],
+            "config": [None, {}, {"clientSecret": "********"}, {"clientSecret": None}, {"k": "v" * 70_000}, []],
+            "createdAt": stamps,
+            "updatedAt": stamps,
+            "value": [None, "pulled?", PERSONAL],
+            "extra": [1, "x"],
+        }
 
 
 def _deep(n: int) -> Any:
@@ -214,37 +238,51 @@ class _HostileCloud:
         return httpx.Response(status, stream=httpx.ByteStream(data), headers={**base, **headers})
 
     def mutate(self, payload: Any) -> Any:
+        """The honest payload with one to four hostile edits."""
         out = copy.deepcopy(payload)
         fdp = self.fdp
         for _ in range(fdp.ConsumeIntInRange(1, 4)):
             if not isinstance(out, dict):
                 return out
             items = out.get("items")
-            op = fdp.ConsumeIntInRange(0, 7)
-            if isinstance(items, list) and op <= 3 and items:
+            op = fdp.ConsumeIntInRange(0, 9)
+            if not isinstance(items, list):
+                self.edit(out, op)  # a fetched item, a create's {"id"}, a delete's {}
+            elif op <= 4 and items:
                 target = items[fdp.ConsumeIntInRange(0, len(items) - 1)]
                 if isinstance(target, dict):
-                    self.edit(target)
-            elif isinstance(items, list) and op == 4 and items:
+                    self.edit(target, op)
+            elif op == 5 and items:
                 del items[fdp.ConsumeIntInRange(0, len(items) - 1)]
-            elif isinstance(items, list) and op == 5 and items:
+            elif op == 6 and items:
                 items.append(copy.deepcopy(items[fdp.ConsumeIntInRange(0, len(items) - 1)]))
-            elif isinstance(items, list) and op == 6:
+            elif op == 7:
                 row = self.honest.secrets.get(self.pick(self.w.remote_ids))
-                planted = {k: v for k, v in (row or {"id": "planted"}).items() if k != "value"}
-                planted["id"] = self.pick(self.w.palette) if fdp.ConsumeBool() else f"planted{self.count:017d}"
-                self.edit(planted)
+                planted = {k: v for k, v in (row or {}).items() if k != "value"}
+                planted["id"] = f"planted{self.count:017d}"
+                self.edit(planted, fdp.ConsumeIntInRange(0, 4))
                 items.insert(fdp.ConsumeIntInRange(0, len(items)), planted)
-            elif isinstance(items, list) and op == 7:
-                out["cursor"] = self.pick(self.w.palette)
+            elif op == 8:
+                out["cursor"] = self.pick([*self.w.by_field["id"], "\ud800", "x" * 2000])
             else:
-                self.edit(out)
+                out[self.pick(("items", "cursor"))] = copy.deepcopy(self.pick(self.w.palette))
         return out
 
-    def edit(self, target: dict[str, Any]) -> None:
+    def edit(self, target: dict[str, Any], op: int) -> None:
+        """One edit of an item: 0 flips its kind, 1 moves its updatedAt, 2 drops a field, 3 sets a
+        field to a value that matters for it, 4 sets one to anything from the palette."""
+        if op == 0:
+            target["kind"] = "shared" if target.get("kind") == "personal" else "personal"
+            return
+        if op == 1:
+            stamp = target.get("updatedAt")
+            target["updatedAt"] = (stamp if type(stamp) is int else 0) + self.fdp.ConsumeIntInRange(-2, 2)
+            return
         key = self.pick(ITEM_FIELDS)
-        if self.fdp.ConsumeIntInRange(0, 4) == 0:
+        if op == 2:
             target.pop(key, None)
+        elif op == 3:
+            target[key] = copy.deepcopy(self.pick(self.w.by_field[key]))
         else:
             target[key] = copy.deepcopy(self.pick(self.w.palette))
 
@@ -273,7 +311,7 @@ def _check_requests(cloud: _HostileCloud) -> None:
                 assert sent["value"] in SENDABLE, "a value the user did not put into a shared secret was sent"
 
 
-def _check_vault(prefer: Any, dry_run: bool) -> None:
+def _check_vault(may_drop: bool, dry_run: bool) -> None:
     if dry_run:
         assert _WORK.read_bytes() == WORLD.bytes, "a dry run wrote to the vault"
     with vault.open(_WORK, PASSPHRASE) as again:
@@ -293,7 +331,7 @@ def _check_vault(prefer: Any, dry_run: bool) -> None:
             assert value is None, "sync added a record holding a value"
     for sid in WORLD.precious:
         if sid not in present:
-            assert prefer == "remote" and sid in WORLD.droppable, "a value that exists only locally was lost"
+            assert may_drop and sid in WORLD.droppable, "a value that exists only locally was lost"
 
 
 def one_input(data: bytes) -> None:
@@ -301,17 +339,21 @@ def one_input(data: bytes) -> None:
 
 
 def _run(data: bytes) -> _HostileCloud:
-    fdp = atheris.FuzzedDataProvider(data[:3])
+    """Two syncs against the same fuzzed cloud, with a local edit of every record in between
+    (the edits are what make a push send values: a value let through by the first sync's pulls
+    would leave in the second)."""
+    fdp = atheris.FuzzedDataProvider(data[:4])
     direction = ("push", "pull", "both")[fdp.ConsumeIntInRange(0, 2)]
     prefer = (None, "local", "remote")[fdp.ConsumeIntInRange(0, 2)]
     dry_run = fdp.ConsumeIntInRange(0, 7) == 0
+    second = (None, "local", "remote")[fdp.ConsumeIntInRange(0, 2)]
     _fresh_vault()
     clock = [0.0]
 
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    cloud = _HostileCloud(WORLD, data[3:], clock)
+    cloud = _HostileCloud(WORLD, data[4:], clock)
     remote = ChatBotKitRemote(
         TOKEN,
         BASE_URL,
@@ -321,15 +363,26 @@ def _run(data: bytes) -> _HostileCloud:
         max_backoff=2.0,
     )
     try:
+        _sync(remote, direction, prefer, dry_run)
+        _check_requests(cloud)
+        _check_vault(prefer == "remote", dry_run)
+        with vault.open(_WORK, PASSPHRASE) as v:
+            for s in v.secret.list(take=100):
+                v.secret.update(s.id, description="edited between two syncs")
+        _sync(remote, "both", second, False)
+        _check_requests(cloud)
+        _check_vault("remote" in (prefer, second), False)
+    finally:
+        remote.close()
+    return cloud
+
+
+def _sync(remote: ChatBotKitRemote, direction: str, prefer: Any, dry_run: bool) -> None:
+    try:
         with vault.open(_WORK, PASSPHRASE) as v:
             sync(v, remote, direction=direction, prefer=prefer, dry_run=dry_run)  # type: ignore[arg-type]
     except vault.VaultError:
         pass  # documented: the cloud may stop a sync, never damage the vault
-    finally:
-        remote.close()
-    _check_requests(cloud)
-    _check_vault(prefer, dry_run)
-    return cloud
 
 
 def seeds() -> dict[str, bytes]:
@@ -338,10 +391,10 @@ def seeds() -> dict[str, bytes]:
     plus an all-honest run for each conflict policy."""
     import random
 
-    found: dict[str, bytes] = {"honest": b"\x00\x00\x01", "honest-remote": b"\x00\x02\x01"}
+    found: dict[str, bytes] = {"honest": b"\x00\x00\x01\x00", "honest-remote": b"\x00\x02\x01\x02"}
     rng = random.Random(20261130)
     for _ in range(3000):
-        blob = rng.randbytes(rng.randrange(3, 160))
+        blob = rng.randbytes(rng.randrange(4, 160))
         cloud = _run(blob)
         for mode in sorted(cloud.modes):
             name = "mode-honest" if mode <= 3 else f"mode-{mode}"
