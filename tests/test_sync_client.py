@@ -185,6 +185,18 @@ def test_an_untrusted_certificate_is_refused(tls_server: str, monkeypatch: pytes
     assert "ConnectError" in info.value.message and TOKEN not in info.value.message
 
 
+def test_tls_works_through_the_clients_own_deadline_transport(
+    tls_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Positive control for the transport sync builds itself (httpcore pool + deadline backend):
+    # with the test CA trusted (the only way in is the code's own create_ssl_context call), a
+    # listing goes through TLS, start_tls included.
+    trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    monkeypatch.setattr(httpx, "create_ssl_context", lambda **kw: trusting)
+    with ChatBotKitRemote("sk-trusted-run", tls_server, max_retries=0, sleep=lambda s: None) as r:
+        assert r.list_all() == [] and r.requests == 1
+
+
 def test_token_from_env_then_vault(v: vault.Vault, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CHATBOTKIT_API_TOKEN", raising=False)
     with pytest.raises(RemoteAuthError) as info:
