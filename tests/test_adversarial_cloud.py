@@ -1050,3 +1050,16 @@ def test_an_answer_too_slow_to_start_is_cut_at_the_deadline(v: vault.Vault, w: W
         run(v, hostile, max_total=1.0, timeout=30.0)
     assert time.monotonic() - started < 2.0
     w.assert_intact()
+
+
+def test_a_first_sync_against_a_malformed_listing_writes_nothing_at_all(
+    v: vault.Vault, w: Witness, hostile: HostileCloud
+) -> None:
+    # Not even sync's own settings: the listing is checked before the vault is touched.
+    w.create(name="mine", value="local-value")
+    before = w.snapshot()
+    hostile.answer(on_first_list(Reply(body={"items": [item(createdAt=-1)]})))
+    with pytest.raises(RemoteProtocolError):
+        run(v, hostile)
+    assert w.snapshot() == before
+    w.assert_intact()

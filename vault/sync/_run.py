@@ -363,7 +363,8 @@ class _Config:
     key: bytes
 
 
-def _load_config(v: Vault, *, create: bool) -> _Config:
+def _load_config(v: Vault) -> tuple[_Config, bool]:
+    """The vault's sync configuration, and whether it is new (made now, not stored yet)."""
     raw = raw_records(v).setting(CONFIG_SETTING)
     if type(raw) is dict and type(raw.get("ref")) is str and type(raw.get("key")) is str:
         try:
@@ -371,11 +372,12 @@ def _load_config(v: Vault, *, create: bool) -> _Config:
         except ValueError:
             key = b""
         if len(key) == 32:
-            return _Config(raw["ref"], key)
-    cfg = _Config(secrets.token_hex(8), secrets.token_bytes(32))
-    if create:
-        raw_records(v).set_setting(CONFIG_SETTING, {"v": 1, "ref": cfg.ref, "key": cfg.key.hex()})
-    return cfg
+            return _Config(raw["ref"], key), False
+    return _Config(secrets.token_hex(8), secrets.token_bytes(32)), True
+
+
+def _store_config(v: Vault, cfg: _Config) -> None:
+    raw_records(v).set_setting(CONFIG_SETTING, {"v": 1, "ref": cfg.ref, "key": cfg.key.hex()})
 
 
 def _load_index(v: Vault) -> dict[str, tuple[str, int | None]]:
@@ -732,7 +734,7 @@ def sync(
         raise InvalidRequestError("dry_run must be a bool")
     # The cloud first: a wrong token or an unreachable cloud must leave the vault untouched.
     items = _confirm_missing(v, remote, _listing(remote.list_all()))
-    cfg = _load_config(v, create=not dry_run)
+    cfg, fresh = _load_config(v)
     fp = _Fingerprints(cfg.key)
     remote_records = [_parse_item(item, fp)[0] for item in items]
     local_records = _local_records(v, fp, *_token_check(remote))
@@ -741,6 +743,9 @@ def sync(
     _check_capacity(p, len(local_records))
     if dry_run:
         return _report(p, _planned(p), (), True)
+    if fresh:
+        # Stored only now: whatever the cloud answered has been checked, and nothing was written before.
+        _store_config(v, cfg)
     runner = _Runner(v, remote, fp, cfg, progress)
     runner.local_ids = {rec.id for rec in local_records}
     try:
