@@ -32,12 +32,16 @@ Each input runs two syncs against the same fuzzed cloud, with a local edit of ev
 between: the edits make the second sync push, so a value the first one's pulls let through
 (a kind flip, a planted marker, an alias clash) would be caught leaving.
 
+Every random source is seeded (record ids, nonces, the cloud's ids, sync's marker prefix and
+fingerprint key, the vault's clock), so an input replays exactly, in any process.
+
 Run: ``python fuzz/fuzz_cloud.py -max_total_time=60`` (see fuzz/README.md).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -55,6 +59,7 @@ with atheris.instrument_imports():
     import vault
     from vault._vault import raw_records
     from vault.sync import ChatBotKitRemote, sync
+    from vault.sync import _run as sync_run
 
 # The honest cloud the hostile one starts from (tests/ is on the path: _common puts the root there).
 from tests import fakecloud
@@ -87,15 +92,69 @@ def _request(request: httpx.Request) -> Request:
     return Request(request.method, request.url.path, dict(request.url.params), headers, body)
 
 
+class _Random:
+    """A seeded stand-in for every random source the run touches (record ids, nonces, the cloud's
+    ids, sync's marker prefix and fingerprint key), so an input replays exactly, in any process."""
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed, self._n = seed, 0
+
+    def __call__(self, n: int) -> bytes:
+        self._n += 1
+        return hashlib.shake_256(self._seed + self._n.to_bytes(8, "big")).digest(n)
+
+    def token_bytes(self, n: int) -> bytes:
+        return self(n)
+
+    def token_hex(self, n: int) -> str:
+        return self(n).hex()
+
+
+class _Clock:
+    """Milliseconds that move by one per reading, from a fixed start."""
+
+    def __init__(self) -> None:
+        self._now = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        self._now += 1
+        return self._now
+
+
+class _DeterministicCloud(FakeCloud):
+    """tests/fakecloud.py's cloud with ids from a seeded source instead of ``secrets``."""
+
+    def __init__(self, *args: Any, rng: _Random, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rng = rng
+
+    def _new_id(self) -> str:
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        while True:
+            raw = self._rng(24)
+            rid = alphabet[raw[0] % 26] + "".join(alphabet[b % 36] for b in raw[1:])
+            if rid not in self.secrets:
+                return rid
+
+
 class _World:
     """The reference vault's bytes, its records and the honest cloud it was synced with."""
 
     def __init__(self) -> None:
         self.dir = scratch_dir()
         path = self.dir / "reference.cbkv"
-        cloud = FakeCloud(token=TOKEN)
+        rng = _Random(b"fuzz_cloud reference world")
+        cloud = _DeterministicCloud(token=TOKEN, rng=rng)
         cloud.add(name="from the cloud", value="cloud-only-value", alias="cloud-alias", meta={"o": 1})
-        with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        saved = sync_run.secrets
+        sync_run.secrets = rng  # type: ignore[assignment] # sync's marker prefix and fingerprint key
+        try:
+            self._build(path, cloud, rng)
+        finally:
+            sync_run.secrets = saved
+
+    def _build(self, path: Path, cloud: FakeCloud, rng: _Random) -> None:
+        with vault.init(path, PASSPHRASE, kdf=FAST, clock=_Clock(), _rng=rng) as v:
             ids = {
                 "team": v.secret.create(name="team key", value=SHARED_1, alias="team-key").id,
                 "api": v.secret.create(
@@ -190,7 +249,11 @@ class _HostileCloud:
     def __init__(self, world: _World, data: bytes, clock: list[float]) -> None:
         self.w = world
         self.fdp = atheris.FuzzedDataProvider(data)
-        self.honest = FakeCloud(token=TOKEN, secrets=copy.deepcopy(world.cloud_secrets), _clock=world.cloud_clock)
+        self.rng = _Random(b"fuzz_cloud input" + data)
+        self.vault_clock = _Clock()
+        self.honest = _DeterministicCloud(
+            token=TOKEN, secrets=copy.deepcopy(world.cloud_secrets), _clock=world.cloud_clock, rng=self.rng
+        )
         self.clock = clock
         self.count = 0
         self.sent: list[httpx.Request] = []
@@ -363,13 +426,13 @@ def _run(data: bytes) -> _HostileCloud:
         max_backoff=2.0,
     )
     try:
-        _sync(remote, direction, prefer, dry_run)
+        _sync(cloud, remote, direction, prefer, dry_run)
         _check_requests(cloud)
         _check_vault(prefer == "remote", dry_run)
-        with vault.open(_WORK, PASSPHRASE) as v:
+        with vault.open(_WORK, PASSPHRASE, clock=cloud.vault_clock, _rng=cloud.rng) as v:
             for s in v.secret.list(take=100):
                 v.secret.update(s.id, description="edited between two syncs")
-        _sync(remote, "both", second, False)
+        _sync(cloud, remote, "both", second, False)
         _check_requests(cloud)
         _check_vault("remote" in (prefer, second), False)
     finally:
@@ -377,9 +440,9 @@ def _run(data: bytes) -> _HostileCloud:
     return cloud
 
 
-def _sync(remote: ChatBotKitRemote, direction: str, prefer: Any, dry_run: bool) -> None:
+def _sync(cloud: _HostileCloud, remote: ChatBotKitRemote, direction: str, prefer: Any, dry_run: bool) -> None:
     try:
-        with vault.open(_WORK, PASSPHRASE) as v:
+        with vault.open(_WORK, PASSPHRASE, clock=cloud.vault_clock, _rng=cloud.rng) as v:
             sync(v, remote, direction=direction, prefer=prefer, dry_run=dry_run)  # type: ignore[arg-type]
     except vault.VaultError:
         pass  # documented: the cloud may stop a sync, never damage the vault
