@@ -19,6 +19,8 @@ tests use):
 * no action drops a value that exists only locally, unless ``prefer="remote"`` settles a
   ``deleted-remotely`` conflict, and after applying the plan every such value is still there;
 * a push never updates or deletes a secret that exists only in the cloud;
+* no update sends a withheld value (a personal value a pull turned shared), and a kind the cloud
+  changed over a local value is pulled only when ``prefer="remote"`` settles that conflict;
 * planning again after applying the plan gives no actions, and no settled conflict returns;
 * a second ``both``/``prefer="local"`` run settles everything but the alias clashes only a
   person can (a cloud secret whose alias a local-only secret holds).
@@ -31,6 +33,7 @@ from __future__ import annotations
 import copy
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ with atheris.instrument_imports():
         DeleteRemote,
         Link,
         LocalRecord,
+        PullUpdate,
         RemoteRecord,
         UpdateRemote,
     )
@@ -65,6 +69,7 @@ LOCAL_IDS = ("l1", "l2", "l3", "l4", "l5", "l6", "r1")
 REMOTE_IDS = ("r1", "r2", "r3", "r4", "r5", "x9", "l1")
 LINK_TARGETS = ("r1", "r2", "r3", "r4", "r5", "gone")
 ALIASES = (None, "a", "b", "c", "d")
+KINDS = ("shared", "personal")
 MAX_RECORDS = 7
 
 
@@ -128,6 +133,12 @@ def decode(data: bytes) -> tuple[World, str, str | None]:
     for _ in range(fdp.ConsumeIntInRange(0, 5)):
         rid = _pick(fdp, (*REMOTE_IDS, "gone"))
         index[rid] = (_pick(fdp, ("l1", "l2", "l3", "l9")), None if fdp.ConsumeBool() else _pick(fdp, STAMPS))
+    # Drawn last, so older corpus inputs decode to the worlds they always did (shared, nothing held).
+    for rid, r in remote.items():
+        remote[rid] = replace(r, kind=_pick(fdp, KINDS))
+    for lid, rec in local.items():
+        if rec.kind == "shared" and rec.has_value and fdp.ConsumeIntInRange(0, 3) == 3:
+            local[lid] = replace(rec, withheld=True)
     return World(local, remote, index), direction, prefer
 
 
@@ -161,6 +172,13 @@ def check(w: World, direction: Any, prefer: Any) -> None:
     for a in first.actions:
         if isinstance(a, DeleteLocal) and a.local_id in precious:
             assert prefer == "remote" and a.local_id in settled, "a value that exists only locally was dropped"
+    settled_remote = {c.local_id for c in first.conflicts if c.resolution == "remote"}
+    for a in first.actions:
+        if isinstance(a, UpdateRemote):
+            rec = w.local[a.local_id]
+            assert not (a.send_value and rec.kind == "shared" and rec.withheld), "a withheld value was sent"
+        if isinstance(a, PullUpdate) and w.local[a.local_id].has_value and w.local[a.local_id].kind != a.remote.kind:
+            assert prefer == "remote" and a.local_id in settled_remote, "a kind flip was pulled over a value unasked"
     remote_only = _remote_only(w)
     for a in first.actions:
         if isinstance(a, (UpdateRemote, DeleteRemote)):
@@ -192,6 +210,7 @@ def seeds() -> dict[str, bytes]:
     random series of byte strings whose world produces it (found by decoding, so the seeds
     stay valid inputs whatever FuzzedDataProvider's byte order is)."""
     wanted = {*(op for op in _plan._ORDER), "both-changed", "deleted-remotely", "deleted-locally", "alias-taken"}
+    wanted |= {"kind-changed"}
     wanted |= {"invalid", "empty"}
     found: dict[str, bytes] = {}
     rng = random.Random(20260501)

@@ -1,7 +1,7 @@
 """Print the proof figures of the last test run (what .ci/run calls after pytest), and check them.
 
     python tests/report.py                     # figures + coverage of the core modules
-    python tests/report.py --fuzz 20           # also run every fuzz target (20 s each; import, plan and refs 10 s)
+    python tests/report.py --fuzz 20           # also run every fuzz target (20 s each; import, plan, refs, cloud 10 s)
 
 The tests write one JSON file per figure to build/proof/ (``$CBKV_FIGURES`` overrides);
 this script prints them, adds branch coverage of the core modules from ``.coverage`` (if
@@ -40,7 +40,7 @@ REQUIRED: dict[str, tuple[str, int]] = {
 }
 
 #: Every fuzz target fuzz/run.py must report on, with "crashes found 0".
-FUZZ_TARGETS = ("fuzz_format", "fuzz_open", "fuzz_import", "fuzz_plan", "fuzz_refs")
+FUZZ_TARGETS = ("fuzz_format", "fuzz_open", "fuzz_import", "fuzz_plan", "fuzz_refs", "fuzz_cloud")
 
 
 def load() -> dict[str, dict[str, Any]]:

@@ -7,6 +7,8 @@ the mark (and any tolerance the target had for it).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.test_sync_plan import REF, World
@@ -63,3 +65,22 @@ def test_an_unhashable_enum_field_in_an_authenticated_record_is_corruption(field
     record[field] = ["not", "a", "string"]
     with pytest.raises(VaultError):
         _format.decode_entry(record)
+
+
+@pytest.mark.parametrize("cursor", ["\ud800", "a\x00b", "\n", "x" * 5000, 7, ["a"]])
+def test_a_list_cursor_the_client_cannot_send_back_is_a_protocol_error(cursor: object) -> None:
+    # fuzz_cloud crash-3a0a606d...: a cursor holding a lone surrogate went into the next page's
+    # query string and UnicodeEncodeError escaped sync().
+    httpx = pytest.importorskip("httpx")
+    from vault.sync import ChatBotKitRemote, RemoteProtocolError
+
+    item = {"id": "aaaaaaaaaaaaaaaaaaaaaaaa", "createdAt": 1, "updatedAt": 1}
+    first = json.dumps({"items": [item], "cursor": cursor}).encode()  # "\ud800" travels as JSON escapes it
+    pages = [httpx.Response(200, content=first), httpx.Response(200, json={"items": []})]
+    transport = httpx.MockTransport(lambda request: pages.pop(0))
+    with ChatBotKitRemote("sk-t", "https://api.chatbotkit.com", transport=transport) as remote:
+        if isinstance(cursor, str):
+            with pytest.raises(RemoteProtocolError):
+                remote.list_all()
+        else:
+            assert [i["id"] for i in remote.list_all()] == [item["id"]]  # no cursor: the last id, as before

@@ -41,6 +41,7 @@ FIELDS = st.sampled_from(["f1", "f2", "f3"])
 VALUES = st.sampled_from([None, "v1", "v2"])
 SECRETS = st.sampled_from([None, "s1"])
 STAMPS = st.sampled_from([1, 2, 3])
+KINDS = st.sampled_from(["shared", "personal"])
 
 
 @dataclass
@@ -61,7 +62,7 @@ class World:
     def pushed_base(self, rec: LocalRecord, send_value: bool, prior: Base | None, u: int) -> Base:
         if rec.value is None:
             sent = True
-        elif rec.kind != "shared":
+        elif rec.kind != "shared" or rec.withheld:
             sent = False
         else:
             sent = send_value or (prior is not None and prior.sent and prior.value == rec.value)
@@ -74,8 +75,9 @@ class World:
                 rec = self.local[a.local_id]
                 rid = f"new{next(self.ids)}"
                 u = next(self.clock)
-                self.remote[rid] = RemoteRecord(rid, rec.fields, u, rec.alias, rec.name, f"{REF}:{rec.id}")
-                base = self.pushed_base(rec, rec.kind == "shared" and rec.has_value, None, u)
+                ref = f"{REF}:{rec.id}"
+                self.remote[rid] = RemoteRecord(rid, rec.fields, u, rec.alias, rec.name, ref, kind=rec.kind)
+                base = self.pushed_base(rec, rec.kind == "shared" and rec.has_value and not rec.withheld, None, u)
                 if rec.link is not None:
                     dropped.add(rec.link.remote_id)
                 self.local[rec.id] = replace(rec, link=Link(rid, base, f"{REF}:{rec.id}"))
@@ -83,7 +85,9 @@ class World:
                 rec = self.local[a.local_id]
                 u = next(self.clock)
                 r = self.remote[a.remote_id]
-                self.remote[a.remote_id] = replace(r, fields=rec.fields, alias=rec.alias, updated_at=u, ref=a.ref)
+                self.remote[a.remote_id] = replace(
+                    r, fields=rec.fields, alias=rec.alias, updated_at=u, ref=a.ref, kind=rec.kind
+                )
                 base = self.pushed_base(rec, a.send_value, a.prior, u)
                 self.local[rec.id] = replace(rec, link=Link(a.remote_id, base, a.ref))
             elif isinstance(a, DeleteRemote):
@@ -103,12 +107,17 @@ class World:
                 lid = r.id if a.keep_id and r.id not in self.local else f"pulled{next(self.ids)}"
                 base = Base(r.fields, None, None, True, r.updated_at)
                 link = Link(r.id, base, r.ref)
-                self.local[lid] = LocalRecord(lid, r.fields, None, None, "shared", r.alias, r.name, link)
+                self.local[lid] = LocalRecord(lid, r.fields, None, None, r.kind, r.alias, r.name, link)
             elif isinstance(a, PullUpdate):
                 rec, r = self.local[a.local_id], a.remote
                 sent = rec.value is None or (a.prior.sent and a.prior.value == rec.value)
                 base = Base(r.fields, rec.value, rec.secret, sent, r.updated_at)
-                self.local[rec.id] = replace(rec, fields=r.fields, alias=r.alias, link=Link(r.id, base, r.ref))
+                # The runner's hold: a value a pull turned from personal to shared is never sent.
+                flipped = rec.has_value and rec.kind != "shared" and r.kind == "shared"
+                withheld = r.kind == "shared" and rec.has_value and (rec.withheld or flipped)
+                self.local[rec.id] = replace(
+                    rec, fields=r.fields, alias=r.alias, kind=r.kind, withheld=withheld, link=Link(r.id, base, r.ref)
+                )
             elif isinstance(a, Forget):
                 dropped.add(a.remote_id)
             else:  # pragma: no cover - every action type is handled above
@@ -144,16 +153,19 @@ def worlds(draw: st.DrawFn) -> World:
             rid = draw(st.sampled_from(["r1", "r2", "r3", "r4", "gone"]))
             ref = draw(st.sampled_from([None, f"{REF}:{lid}", "other:zz"]))
             link = Link(rid, draw(bases()), ref, draw(st.none() | bases()))
+        value, kind = draw(VALUES), draw(KINDS)
         local[lid] = LocalRecord(
             lid,
             draw(FIELDS),
-            draw(VALUES),
+            value,
             draw(SECRETS),
-            draw(st.sampled_from(["shared", "personal"])),
+            kind,
             alias,
             lid,
             link,
             draw(st.booleans()) and draw(st.booleans()),  # local_only, now and then
+            # A value a pull turned shared, held back (only a shared record holding a value has one).
+            kind == "shared" and value is not None and draw(st.booleans()),
         )
     remote: dict[str, RemoteRecord] = {}
     used = set()
@@ -164,7 +176,7 @@ def worlds(draw: st.DrawFn) -> World:
         if alias:
             used.add(alias)
         ref = draw(st.sampled_from([None, "other:zz", *(f"{REF}:{lid}" for lid in ["l1", "l2", "l5"])]))
-        remote[rid] = RemoteRecord(rid, draw(FIELDS), draw(STAMPS), alias, rid, ref)
+        remote[rid] = RemoteRecord(rid, draw(FIELDS), draw(STAMPS), alias, rid, ref, kind=draw(KINDS))
     index: dict[str, tuple[str, int | None]] = {}
     for rid in draw(st.lists(st.sampled_from(["r1", "r2", "r3", "r4", "x9", "gone"]), unique=True, max_size=4)):
         index[rid] = (draw(st.sampled_from(["l1", "l2", "l9"])), draw(st.none() | STAMPS))
@@ -246,6 +258,28 @@ def test_push_never_writes_over_or_deletes_a_remote_only_secret(w: World, direct
             assert a.remote_id not in remote_only
 
 
+@settings(max_examples=300, deadline=None)
+@given(worlds(), DIRECTION, PREFER)
+def test_no_plan_sends_a_withheld_value_or_pulls_a_kind_flip_over_a_value(
+    w: World, direction: Any, prefer: Any
+) -> None:
+    p = w.plan(direction, prefer)
+    settled = {c.local_id for c in p.conflicts if c.resolution == "remote"}
+    for a in p.actions:
+        if isinstance(a, UpdateRemote):
+            rec = w.local[a.local_id]
+            assert not (a.send_value and rec.kind == "shared" and rec.withheld), "a withheld value was sent"
+        if isinstance(a, PullUpdate):
+            rec = w.local[a.local_id]
+            if rec.has_value and rec.kind != a.remote.kind:
+                assert prefer == "remote" and rec.id in settled, "a kind flip was pulled over a value unasked"
+    w.apply(p)
+    for a in w.plan("both", "local").actions:
+        if isinstance(a, UpdateRemote):
+            rec = w.local[a.local_id]
+            assert not (a.send_value and rec.kind == "shared" and rec.withheld), "a withheld value was sent"
+
+
 @settings(max_examples=150, deadline=None)
 @given(worlds(), PREFER)
 def test_push_only_never_writes_vault_data_and_pull_only_never_writes_the_cloud(w: World, prefer: Any) -> None:
@@ -264,6 +298,29 @@ def test_a_plan_is_a_pure_function_of_its_inputs() -> None:
 def test_personal_secrets_never_send_a_value() -> None:
     base = Base("f1", "v1", None, False, 1)
     rec = LocalRecord("l1", "f2", "v2", None, "personal", link=Link("r1", base))
+    (a,) = plan(SyncState(REF), [rec], [RemoteRecord("r1", "f1", 1)]).actions
+    assert isinstance(a, UpdateRemote) and a.send_value is False
+
+
+def test_a_kind_flip_from_the_cloud_over_a_value_is_a_conflict() -> None:
+    base = Base("f1", "v1", None, False, 1)
+    rec = LocalRecord("l1", "f1", "v1", None, "personal", link=Link("r1", base))
+    flipped = RemoteRecord("r1", "f2", 2, kind="shared")
+    p = plan(SyncState(REF), [rec], [flipped])
+    assert p.actions == () and [(c.reason, c.resolution) for c in p.conflicts] == [("kind-changed", None)]
+    (fix,) = plan(SyncState(REF), [rec], [flipped], prefer="local").actions
+    assert isinstance(fix, UpdateRemote) and fix.send_value is False  # the personal kind goes back, no value
+    (pull,) = plan(SyncState(REF), [rec], [flipped], prefer="remote").actions
+    assert isinstance(pull, PullUpdate)
+    # Without a value there is nothing to leak: an ordinary pull.
+    empty = LocalRecord("l1", "f1", None, None, "personal", link=Link("r1", Base("f1", None, None, True, 1)))
+    (pull,) = plan(SyncState(REF), [empty], [flipped]).actions
+    assert isinstance(pull, PullUpdate)
+
+
+def test_a_withheld_value_is_never_sent() -> None:
+    base = Base("f1", "v1", None, False, 1)
+    rec = LocalRecord("l1", "f2", "v1", None, "shared", link=Link("r1", base), withheld=True)
     (a,) = plan(SyncState(REF), [rec], [RemoteRecord("r1", "f1", 1)]).actions
     assert isinstance(a, UpdateRemote) and a.send_value is False
 

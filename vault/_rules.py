@@ -11,6 +11,7 @@ where the local vault API differs on purpose, the README says so. No I/O.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULTS",
     "ITEM_FIELDS",
     "MASK",
+    "MAX_TIMESTAMP",
     "REQUEST_FIELDS",
     "SCHEMA_ORDER",
     "VALUE_TYPE",
@@ -40,6 +42,7 @@ __all__ = [
     "check_record_id",
     "hide_unsafe_keys",
     "js_trim",
+    "check_timestamp",
     "json_copy",
     "mask_config",
     "merge_meta",
@@ -306,6 +309,25 @@ def check_field(name: str, obj: object) -> Any:
 def check_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validate snake_case fields; returns the values to store."""
     return {key: check_field(key, value) for key, value in fields.items()}
+
+
+#: The reader's range for a record's times (``_format.decode_entry``): epoch milliseconds, 0..2**63-1.
+MAX_TIMESTAMP: Final = (1 << 63) - 1
+
+
+def check_timestamp(name: str, obj: object) -> int:
+    """A time in epoch milliseconds, as the reader will accept it: an int in 0..2**63-1.
+
+    A whole float (``1700000000000.0``: JSON has one number type, and some encoders write
+    it so) is taken as its int; NaN, the infinities, fractions, bools and strings are refused.
+    Checked where times enter from outside (a sync pull), so no writer hands the reader a
+    time it would call corrupt.
+    """
+    if type(obj) is float and math.isfinite(obj) and obj.is_integer():
+        obj = int(obj)
+    if type(obj) is not int or not 0 <= obj <= MAX_TIMESTAMP:
+        raise _bad(f"{name} must be a whole number of milliseconds from 0 to 2**63-1")
+    return obj
 
 
 def check_record_id(record_id: object) -> str:

@@ -34,6 +34,7 @@ _REASONS = {
     "deleted-remotely": "deleted in the cloud, but changed here (or its value exists only here)",
     "deleted-locally": "deleted here, but changed in the cloud (or it cannot be told)",
     "alias-taken": "its alias names a different secret on the other side",
+    "kind-changed": "the cloud changed its kind (personal/shared) while it holds a value here",
 }
 
 

@@ -13,9 +13,17 @@ VaultError tree::
         └── RemoteProtocolError         BAD_RESPONSE       a response that breaks the API's shape
 
 Safety rules kept here: TLS verification is always on for https and there is no
-switch to turn it off; plain http is accepted only for a loopback host (tests and a
-local stand-in); redirects are never followed (the token would go with them); the
+switch to turn it off; plain http is accepted only for a loopback address literal
+(127.0.0.0/8, ::1) or ``localhost`` (tests and a local stand-in; names that merely look
+local may resolve anywhere); redirects are never followed (the token would go with them); the
 token never appears in a repr, a URL or an error message.
+
+Every byte of an answer is the cloud's to choose, so what an answer may cost is capped
+before the work is done: a body is streamed and refused past ``MAX_BODY`` (an error body
+is read up to ``MAX_ERROR_BODY``), never decompressed (``accept-encoding: identity``; any
+other encoding is refused), parsed with numbers bounded (no integer literal past 20
+digits, no number past a double), and the call's one deadline covers every socket
+operation of every attempt, body included (see ``_DeadlineBackend``).
 """
 
 from __future__ import annotations
@@ -23,14 +31,17 @@ from __future__ import annotations
 import email.utils
 import hmac
 import json
+import math
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeGuard
 
+import httpcore
 import httpx
 
-from .._net import is_loopback as _is_loopback
+from .._net import is_loopback_address
 from ..errors import (
     InvalidRequestError,
     RemoteAuthError,
@@ -47,9 +58,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_URL",
     "MARKER_KEY",
+    "MAX_BODY",
+    "MAX_ERROR_BODY",
+    "MAX_REMOTE_ID",
     "TOKEN_ALIAS",
     "TOKEN_ENV",
     "ChatBotKitRemote",
+    "remote_id_ok",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.chatbotkit.com"
@@ -58,6 +73,24 @@ TOKEN_ENV: Final = "CHATBOTKIT_API_TOKEN"  # noqa: S105 - a variable name, not a
 TOKEN_ALIAS: Final = "chatbotkit-api-token"  # noqa: S105 - an alias, not a token
 #: The meta key a pushed secret carries in the cloud: "<vault ref>:<local id>".
 MARKER_KEY: Final = "cbkVaultRef"
+
+#: The longest cloud id taken (the cloud's are 25-character cuids): it goes into URL paths, links and the index.
+MAX_REMOTE_ID: Final = 128
+
+#: The largest answer read. The biggest legitimate one is a list page: 100 items (``take`` caps at
+#: 100), each with meta and config at the vault's 64 KiB limits, a 64 KiB description and a 1 KiB
+#: name, about 19.3 MiB of JSON; the rest is room for JSON's escapes (a quote or backslash costs 2
+#: bytes, a control character 6). A larger answer is refused with RemoteProtocolError, unread.
+MAX_BODY: Final = 32 << 20
+#: An error answer is read only this far: only its ``message`` (shortened to 200 characters) and
+#: ``code`` are used. A longer one is dropped, and the error keeps its status.
+MAX_ERROR_BODY: Final = 64 << 10
+#: The longest integer literal parsed: msgpack (and so the vault) holds -2**63..2**64-1, 20 digits.
+#: int() is quadratic in the digits, and Python 3.10 has no limit of its own.
+_MAX_INT_DIGITS: Final = 20
+
+#: The longest list cursor sent back (the cloud's is the last item's id, 25 characters).
+_MAX_CURSOR: Final = 1024
 
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_ITEMS: Final = 1_000_000  # the vault's own record cap; a listing longer than this is a runaway server
@@ -88,6 +121,196 @@ def _resolve_token(token: str | None, vault: Vault | None, token_secret: str) ->
     if not token or any(ch.isspace() or not ch.isprintable() for ch in token):
         raise InvalidRequestError("the API token must be one word of printable characters")
     return token, source
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend with every operation cut to the deadline of the call in progress.
+
+    httpcore gives each socket read the request's fixed read timeout, so a peer that sends one
+    byte just before each timeout (in the status line, the headers or the body) keeps a response
+    alive for as long as it likes. Here each connect, TLS handshake, read and write waits at most
+    until the deadline set for the calling thread (``begin``/``end`` around each attempt), and one
+    that starts past it fails at once with httpcore's timeout, so no answer outlives its call.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._clock = clock
+        self._local = threading.local()
+
+    def begin(self, deadline: float) -> None:
+        """Bound every socket operation on this thread by ``deadline`` (on the remote's clock)."""
+        self._local.deadline = deadline
+
+    def end(self) -> None:
+        """Stop bounding this thread's socket operations."""
+        self._local.deadline = None
+
+    def cut(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """``timeout`` shortened to the time left; ``error`` when none is."""
+        deadline: float | None = getattr(self._local, "deadline", None)
+        if deadline is None:
+            return timeout
+        left = deadline - self._clock()
+        if left <= 0:
+            raise error("the call's time budget is spent")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        """A TCP connection whose stream keeps to the deadline."""
+        stream = self._inner.connect_tcp(
+            host, port, self.cut(timeout, httpcore.ConnectTimeout), local_address, socket_options
+        )
+        return _DeadlineStream(stream, self)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        """Not used (no ``uds``); kept whole so the backend is complete."""
+        stream = self._inner.connect_unix_socket(path, self.cut(timeout, httpcore.ConnectTimeout), socket_options)
+        return _DeadlineStream(stream, self)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep (httpcore's own retries are off; kept for the interface)."""
+        self._inner.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose reads, writes and TLS handshake end by the backend's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, backend: _DeadlineBackend) -> None:
+        self._inner = inner
+        self._backend = backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read, waiting no longer than the time left."""
+        return self._inner.read(max_bytes, self._backend.cut(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write (``sendall``'s timeout bounds the whole write), within the time left."""
+        self._inner.write(buffer, self._backend.cut(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        """The TLS handshake (its timeout bounds the whole handshake), within the time left."""
+        tls = self._inner.start_tls(ssl_context, server_hostname, self._backend.cut(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(tls, self._backend)
+
+    def get_extra_info(self, info: str) -> Any:
+        """What the inner stream knows (socket, peer address, TLS object)."""
+        return self._inner.get_extra_info(info)
+
+
+#: httpcore's errors as httpx's, most specific first (what httpx.HTTPTransport does, in one table).
+_HTTPCORE_ERRORS: Final[tuple[tuple[type[Exception], type[httpx.TransportError]], ...]] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.ProxyError, httpx.ProxyError),
+)
+_HTTPCORE: Final = tuple(theirs for theirs, _ in _HTTPCORE_ERRORS)
+
+
+def _transport_error(exc: Exception) -> httpx.TransportError:
+    # Anything else is a bug, not the network: it propagates as it is.
+    return next(ours for theirs, ours in _HTTPCORE_ERRORS if isinstance(exc, theirs))(type(exc).__name__)
+
+
+class _BodyStream(httpx.SyncByteStream):
+    """httpcore's response body for httpx, with httpcore's errors translated."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except _HTTPCORE as exc:
+            raise _transport_error(exc) from None
+
+    def close(self) -> None:
+        """Give the connection back (or drop it, if the body was not read to its end)."""
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+class _Transport(httpx.BaseTransport):
+    """httpx over an httpcore pool whose sockets keep to the call's deadline (``_DeadlineBackend``).
+
+    The same request and response plumbing as ``httpx.HTTPTransport`` (HTTP/1.1, TLS verified
+    against certifi's CA bundle, no proxy, nothing taken from the environment), built from
+    httpcore's public API because ``HTTPTransport`` has no way to give its pool a backend.
+    """
+
+    def __init__(self, backend: _DeadlineBackend) -> None:
+        self._pool = httpcore.ConnectionPool(
+            # verify=True is the default; spelt out because it must never change.
+            # trust_env=False: the CA bundle is certifi's, not whatever SSL_CERT_FILE points at.
+            ssl_context=httpx.create_ssl_context(verify=True, trust_env=False),
+            max_connections=10,
+            keepalive_expiry=5.0,
+            network_backend=backend,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request through the pool; errors come out as httpx's."""
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        req = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        try:
+            resp = self._pool.handle_request(req)
+        except _HTTPCORE as exc:
+            raise _transport_error(exc) from None
+        return httpx.Response(
+            status_code=resp.status, headers=resp.headers, stream=_BodyStream(resp.stream), extensions=resp.extensions
+        )
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.close()
+
+
+class _Answer:
+    """One attempt's outcome: the status, the headers, and the body as read within its cap
+    (None: an error body past ``MAX_ERROR_BODY`` or in an encoding we did not ask for)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: httpx.Headers, body: bytes | None) -> None:
+        self.status, self.headers, self.body = status, headers, body
 
 
 class ChatBotKitRemote:
@@ -122,9 +345,11 @@ class ChatBotKitRemote:
             raise InvalidRequestError("base_url is not a valid URL") from None
         if url.scheme not in ("https", "http") or not url.host:
             raise InvalidRequestError("base_url must be an https:// URL")
-        if url.scheme == "http" and not _is_loopback(url.host):
+        if url.scheme == "http" and not is_loopback_address(url.host):
             # A token sent in clear text over the network is a token given away.
-            raise InvalidRequestError("base_url must use https (plain http is allowed only for a loopback host)")
+            raise InvalidRequestError(
+                "base_url must use https (plain http is allowed only for 127.0.0.0/8, [::1] or localhost)"
+            )
         if url.userinfo or url.query or url.fragment:
             raise InvalidRequestError("base_url must not carry credentials, a query or a fragment")
         self._token, source = _resolve_token(token, vault, token_secret)
@@ -141,14 +366,16 @@ class ChatBotKitRemote:
         self._page_size = max(1, min(100, page_size))
         self._sleep = sleep
         self._clock = clock
+        self._backend = _DeadlineBackend(clock)
         self._client = httpx.Client(
-            # verify=True is httpx's default; spelt out because it must never change.
-            # trust_env=False: the CA bundle is certifi's, not whatever SSL_CERT_FILE points at.
-            transport=transport if transport is not None else httpx.HTTPTransport(verify=True, trust_env=False),
+            # A transport given (tests) has no sockets to bound: the deadline is then checked
+            # between body chunks only.
+            transport=transport if transport is not None else _Transport(self._backend),
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,  # no proxy or CA bundle swapped in by environment variables
-            headers={"accept": "application/json", "user-agent": "cbk-vault-sync"},
+            # identity: a compressed answer could inflate a thousandfold past MAX_BODY on the way in.
+            headers={"accept": "application/json", "accept-encoding": "identity", "user-agent": "cbk-vault-sync"},
         )
         #: Requests sent (including retries), for the CLI's summary and tests.
         self.requests = 0
@@ -200,8 +427,8 @@ class ChatBotKitRemote:
                 return items
             for item in page:
                 item_id = item.get("id") if isinstance(item, dict) else None
-                if not isinstance(item_id, str) or not item_id:
-                    raise RemoteProtocolError("a listed secret has no id")
+                if not remote_id_ok(item_id):
+                    raise RemoteProtocolError("a listed secret has no id, or one that is not a plain path segment")
                 if item_id in seen:
                     raise RemoteProtocolError("the listing repeated a secret (the cursor did not advance)")
                 seen.add(item_id)
@@ -209,7 +436,16 @@ class ChatBotKitRemote:
             if len(items) > _MAX_ITEMS:
                 raise RemoteProtocolError(f"the listing passed {_MAX_ITEMS} secrets")
             nxt = body.get("cursor")
-            cursor = nxt if isinstance(nxt, str) and nxt else page[-1]["id"]
+            if isinstance(nxt, str) and nxt:
+                # It goes back in the next query string: text that cannot be sent (a lone
+                # surrogate, a control character) or that grows without bound is not a cursor.
+                if len(nxt) > _MAX_CURSOR or not (nxt.isascii() and nxt.isprintable()):
+                    raise RemoteProtocolError(
+                        f"the list response's cursor is not printable ASCII of at most {_MAX_CURSOR} characters"
+                    )
+                cursor = nxt
+            else:
+                cursor = page[-1]["id"]
 
     def fetch(self, secret_id: str) -> dict[str, Any]:
         """One secret's item by id (no value; ``config.clientSecret`` masked)."""
@@ -270,8 +506,8 @@ class ChatBotKitRemote:
         attempt = 0
         while True:
             attempt += 1
-            response: httpx.Response | None = None
-            failure: str
+            answer: _Answer | None = None
+            failure = ""
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise RemoteUnavailableError(
@@ -280,54 +516,103 @@ class ChatBotKitRemote:
                 )
             try:
                 self.requests += 1
-                response = self._client.request(
-                    method, url, params=params, json=json, headers=headers, timeout=min(self._timeout, remaining)
-                )
-            except httpx.DecodingError:
-                # A body that its own Content-Encoding cannot decode: the response is broken, and
-                # asking again would get the same one.
-                raise RemoteProtocolError("ChatBotKit sent a body its Content-Encoding cannot decode") from None
+                answer = self._attempt(method, url, params, json, headers, deadline, min(self._timeout, remaining))
             except httpx.TransportError as exc:
                 # The exception text names the host, never the headers; keep only its class.
                 failure = f"network error ({type(exc).__name__})"
-            if response is not None:
-                status = response.status_code
-                if status == 200:
-                    return _json_body(response)
-                if status not in _RETRY_STATUS:
-                    self._raise_for(response)
-                failure = f"HTTP {status}"
-            if recover is not None and (response is None or response.status_code != 429):
+            if answer is not None:
+                if answer.status == 200:
+                    return _json_body(answer.body)
+                if answer.status not in _RETRY_STATUS:
+                    raise self._error_for(answer)
+                failure = f"HTTP {answer.status}"
+            if recover is not None and (answer is None or answer.status != 429):
                 # 429 is refused before any work; anything else may have been applied.
                 found = recover(deadline)
                 if found is not None:
                     return found
-            delay = self._delay(attempt, response)
+            delay = self._delay(attempt, answer)
             if attempt > self._max_retries or delay is None or self._clock() + delay >= deadline:
-                if response is not None and response.status_code in _RETRY_STATUS:
-                    err = self._error_for(response)
+                if answer is not None and answer.status in _RETRY_STATUS:
+                    err = self._error_for(answer)
                     raise RemoteUnavailableError(
                         f"ChatBotKit kept failing after {attempt} attempts: {err.message}",
                         code=err.code,
-                        status=response.status_code,
+                        status=answer.status,
                     )
                 raise RemoteUnavailableError(f"ChatBotKit unreachable after {attempt} attempts: {failure}", status=0)
             self._sleep(delay)
 
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float | None:
+    def _attempt(
+        self,
+        method: str,
+        url: httpx.URL,
+        params: Mapping[str, str] | None,
+        json: dict[str, Any] | None,
+        headers: dict[str, str],
+        deadline: float,
+        timeout: float,
+    ) -> _Answer:
+        """One request, its body streamed within its cap; every socket operation ends by ``deadline``."""
+        self._backend.begin(deadline)
+        try:
+            with self._client.stream(method, url, params=params, json=json, headers=headers, timeout=timeout) as r:
+                ok = r.status_code == 200
+                body = self._read(r, MAX_BODY if ok else MAX_ERROR_BODY, deadline, strict=ok)
+                return _Answer(r.status_code, r.headers, body)
+        finally:
+            self._backend.end()
+
+    def _read(self, response: httpx.Response, cap: int, deadline: float, *, strict: bool) -> bytes | None:
+        """The body, at most ``cap`` bytes, by ``deadline``.
+
+        ``strict`` (a 200): an encoded or oversized body is a RemoteProtocolError. Otherwise (an
+        error answer, read only for its message) such a body is dropped: None.
+        """
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            if strict:
+                raise RemoteProtocolError(
+                    "ChatBotKit sent a compressed body (content-encoding), though asked for identity"
+                )
+            return None
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > cap:
+            if strict:
+                raise RemoteProtocolError(f"ChatBotKit's answer is larger than the {cap >> 20} MiB cap ({cap} bytes)")
+            return None
+        body = bytearray()
+        # A response built in memory (an httpx.MockTransport's) arrives already read.
+        chunks = [response.content] if response.is_stream_consumed else response.iter_raw()
+        for chunk in chunks:
+            body += chunk
+            if len(body) > cap:
+                if strict:
+                    raise RemoteProtocolError(
+                        f"ChatBotKit's answer is larger than the {cap >> 20} MiB cap ({cap} bytes)"
+                    )
+                return None
+            if self._clock() >= deadline:
+                # Our own transport cuts every read at the deadline; this covers a given one.
+                raise RemoteUnavailableError(
+                    f"ChatBotKit's answer did not arrive within the {self._max_total:g} s budget", status=0
+                )
+        return bytes(body)
+
+    def _delay(self, attempt: int, answer: _Answer | None) -> float | None:
         """How long to wait before the next attempt; None when the server asks for too long."""
-        if response is not None and "retry-after" in response.headers:
-            wait = _retry_after(response.headers["retry-after"])
+        if answer is not None and "retry-after" in answer.headers:
+            wait = _retry_after(answer.headers["retry-after"])
             if wait is not None:
                 return wait if wait <= self._max_backoff else None
         # Like the Node SDK: 250 ms, doubling.
         return float(min(self._max_backoff, 0.25 * 2 ** (attempt - 1)))
 
-    def _error_for(self, response: httpx.Response) -> RemoteError:
-        status = response.status_code
+    def _error_for(self, answer: _Answer) -> RemoteError:
+        status = answer.status
         message, code = f"HTTP error {status}", f"ERROR_{status}"
         try:
-            body = _decode(response)
+            body = None if answer.body is None else _decode(answer.body)
         except ValueError:
             body = None
         if isinstance(body, dict):
@@ -348,9 +633,6 @@ class ChatBotKitRemote:
         elif status == 404:
             cls = RemoteNotFoundError
         return cls(text, code=code, status=status)
-
-    def _raise_for(self, response: httpx.Response) -> NoReturn:
-        raise self._error_for(response)
 
     def _clean(self, message: str) -> str:
         # A server that echoes the Authorization header must not get the token into our errors.
@@ -374,11 +656,26 @@ def _retry_after(raw: str) -> float | None:
     return max(0.0, seconds)
 
 
+def remote_id_ok(value: object) -> TypeGuard[str]:
+    """A cloud id sync can use: 1..128 printable ASCII characters that cannot change a URL path.
+
+    Ids travel in request paths and are kept in the vault (links, the link index), so anything
+    that could change the path (``/ ? # % \\``, ``..``, spaces, controls) is refused, not escaped.
+    The one rule for ids we send and ids the cloud sends.
+    """
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_REMOTE_ID
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and not any(c in value for c in "/?#%\\")
+        and ".." not in value
+    )
+
+
 def _segment(secret_id: str) -> str:
-    # Ids travel in the path: anything that could change the path is refused, not escaped.
-    if not isinstance(secret_id, str) or not secret_id or any(c in secret_id for c in "/?#%\\") or ".." in secret_id:
-        raise InvalidRequestError("a remote secret id must be a plain path segment")
-    if not secret_id.isprintable() or any(c.isspace() for c in secret_id):
+    if not remote_id_ok(secret_id):
         raise InvalidRequestError("a remote secret id must be a plain path segment")
     return secret_id
 
@@ -388,23 +685,37 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def _decode(response: httpx.Response) -> Any:
-    """Strict JSON: no NaN/Infinity; nesting deep enough to exhaust the stack is a ValueError too."""
+def _bounded_int(text: str) -> int:
+    # Before int(): its cost is quadratic in the digits (a 32 MiB literal would take hours).
+    if len(text) - text.startswith("-") > _MAX_INT_DIGITS:
+        raise ValueError("an integer longer than any field can hold")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)  # linear in the text's length
+    if not math.isfinite(value):
+        raise ValueError("a number past a double's range")  # 1e400 parses as inf
+    return value
+
+
+def _decode(data: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, numbers bounded; nesting that would exhaust the stack is a ValueError too."""
     try:
-        return json.loads(response.content, parse_constant=_no_constant)
+        return json.loads(data, parse_constant=_no_constant, parse_int=_bounded_int, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 
 
-def _json_body(response: httpx.Response) -> Any:
+def _json_body(data: bytes | None) -> Any:
     try:
-        return _decode(response)
+        return _decode(data or b"")
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise RemoteProtocolError("ChatBotKit answered 200 with a body that is not JSON") from None
 
 
 def _id_of(body: Any) -> str:
-    if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
-        raise RemoteProtocolError("the response has no secret id")
+    if not isinstance(body, dict) or not remote_id_ok(body.get("id")):
+        raise RemoteProtocolError("the response has no secret id, or one that is not a plain path segment")
     result: str = body["id"]
     return result

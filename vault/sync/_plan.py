@@ -18,7 +18,9 @@ What "changed" means (the cloud never returns ``value`` and masks
 Conflict policy (``prefer``): ``None`` leaves both sides untouched and reports the
 conflict; ``"local"`` makes the cloud match the vault; ``"remote"`` makes the vault
 match the cloud's fields. No policy deletes a local value the cloud never received
-unless ``prefer="remote"`` is asked for on a secret deleted in the cloud.
+unless ``prefer="remote"`` is asked for on a secret deleted in the cloud, and no plan
+sends a value the user did not put into a shared secret: a kind the cloud changed over
+a local value is a ``kind-changed`` conflict, and a value it turned shared is withheld.
 """
 
 from __future__ import annotations
@@ -97,6 +99,9 @@ class LocalRecord:
     link: Link | None = None
     #: Never pushed (the API-token secret, or meta ``cbkVaultLocalOnly: true``).
     local_only: bool = False
+    #: Its value must never be sent: a personal value a pull turned shared (the cloud flipped the
+    #: kind and ``prefer="remote"`` took it). Ends when the value changes or the secret is made personal.
+    withheld: bool = False
 
     @property
     def has_value(self) -> bool:
@@ -115,6 +120,8 @@ class RemoteRecord:
     created_at: int = 0
     #: The cloud's item as parsed (no value; clientSecret masked); the runner writes it locally.
     item: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: The cloud's kind: a flip over a local value is a conflict, never a silent pull.
+    kind: str = "shared"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +244,7 @@ ConflictReason = Literal[
     "deleted-remotely",  # deleted in the cloud, edited locally (or holding a value the cloud never had)
     "deleted-locally",  # deleted locally, edited in the cloud (or unknown whether it was)
     "alias-taken",  # the same alias on an unlinked local secret and a different cloud secret
+    "kind-changed",  # the cloud changed the kind (shared/personal) of a secret that holds a value here
 ]
 
 
@@ -285,7 +293,8 @@ def _send_value(record: LocalRecord, base: Base) -> bool:
         # (the cloud accepts null with personal); a value it never had needs no clearing.
         return base.sent and base.value is not None
     if record.has_value:
-        return record.value != base.value or not base.sent
+        # A withheld value came from a personal secret: the user never put it into a shared one.
+        return not record.withheld and (record.value != base.value or not base.sent)
     return base.value is not None and base.sent
 
 
@@ -353,7 +362,11 @@ class _Planner:
             elif link.pending is not None:
                 self.actions.append(Rebase(rec.id, r.id, base, ref))
         elif remote_changed and not local_changed:
-            if self.pull:
+            if rec.has_value and r.kind != rec.kind:
+                # Pulling the kind would turn a personal value into one a later push uploads
+                # (or a shared one personal): only a person, or an explicit prefer, decides that.
+                self.conflict("kind-changed", rec.id, r.id, rec.name or r.name, on_local=[update], on_remote=[pull])
+            elif self.pull:
                 self.actions.append(pull)
         elif rec.fields == r.fields and rec.value == base.value and rec.secret == base.secret:
             self.actions.append(rebase)  # both made the same change

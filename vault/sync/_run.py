@@ -39,7 +39,7 @@ from ..errors import (
     StorageError,
     VaultError,
 )
-from ._client import MARKER_KEY, TOKEN_ALIAS
+from ._client import MARKER_KEY, TOKEN_ALIAS, remote_id_ok
 from ._plan import (
     Action,
     Adopt,
@@ -77,6 +77,13 @@ INDEX_SETTING: Final = "cbkSyncIndex"
 EXT_KEY: Final = "cbkSync"
 #: meta flag that keeps a local secret out of the cloud.
 LOCAL_ONLY_META: Final = "cbkVaultLocalOnly"
+#: Key, in a record's ext map, of the fingerprint of a value sync must never send: a personal
+#: value that a pull turned shared (the cloud flipped the kind, ``prefer="remote"`` took it).
+HOLD_KEY: Final = "cbkSyncHold"
+
+#: The longest marker a link keeps. Ours are "<16 hex>:<local id>"; a longer one is not a marker
+#: of any vault, and keeping it would let the cloud grow a record's link past the vault's limits.
+_MAX_REF: Final = 256
 
 _FATAL: Final = (RemoteAuthError, RemoteUnavailableError, RemoteProtocolError, StorageError, LockTimeoutError)
 
@@ -240,15 +247,23 @@ def _secret_fields(sec: Secret) -> dict[str, Any]:
     return {snake: getattr(sec, snake) for _, snake in _FIELDS}
 
 
-def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecord, dict[str, Any]]:
-    """A cloud list item -> (RemoteRecord, snake_case fields as the vault would store them).
+def _parse_item(
+    item: object, fp: _Fingerprints, expect_id: str | None = None
+) -> tuple[RemoteRecord, dict[str, Any]]:
+    """A cloud item -> (RemoteRecord, snake_case fields as the vault would store them).
 
-    Untrusted input: every field goes through the vault's own validation. A malformed item
-    stops the sync, because skipping it would make a linked secret look deleted.
+    Untrusted input: every field goes through the vault's own validation, the times through
+    the reader's range, the id through the one remote-id rule, so nothing parsed here can
+    make a write the reader would refuse. A malformed item stops the sync, because skipping
+    it would make a linked secret look deleted. ``expect_id``: the id asked for (a fetch).
     """
+    if not isinstance(item, Mapping):
+        raise RemoteProtocolError("a cloud secret is not a JSON object")
     rid = item.get("id")
-    if not isinstance(rid, str) or not rid:
-        raise RemoteProtocolError("a cloud secret has no id")
+    if not remote_id_ok(rid):
+        raise RemoteProtocolError("a cloud secret has no id, or one that is not a plain path segment")
+    if expect_id is not None and rid != expect_id:
+        raise RemoteProtocolError(f"fetching cloud secret {expect_id!r} returned another secret")
     fields: dict[str, Any] = {}
     try:
         for wire, snake in _FIELDS:
@@ -256,12 +271,10 @@ def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecor
             if raw is None and snake in ("name", "description", "kind", "type", "visibility"):
                 raw = _rules.DEFAULTS[snake]
             fields[snake] = _rules.check_field(snake, raw)
+        created_at = _rules.check_timestamp("createdAt", item.get("createdAt"))
+        updated_at = _rules.check_timestamp("updatedAt", item.get("updatedAt"))
     except InvalidRequestError as exc:
-        raise RemoteProtocolError(f"cloud secret {rid[:64]!r} is malformed: {exc.message}") from None
-    stamps = [item.get("createdAt"), item.get("updatedAt")]
-    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s == s for s in stamps):
-        raise RemoteProtocolError(f"cloud secret {rid[:64]!r} has no numeric createdAt/updatedAt")
-    created_at, updated_at = (int(s) for s in stamps)  # type: ignore[arg-type]
+        raise RemoteProtocolError(f"cloud secret {rid!r} is malformed: {exc.message}") from None
     meta = fields["meta"]
     ref = meta.get(MARKER_KEY) if meta is not None else None
     fields["meta"] = _strip_marker(meta)
@@ -271,11 +284,37 @@ def _parse_item(item: Mapping[str, Any], fp: _Fingerprints) -> tuple[RemoteRecor
         updated_at=updated_at,
         alias=fields["alias"],
         name=fields["name"],
-        ref=ref if isinstance(ref, str) else None,
+        ref=ref if isinstance(ref, str) and len(ref) <= _MAX_REF else None,
         created_at=created_at,
         item=fields,
+        kind=fields["kind"],
     )
     return record, fields
+
+
+def _listing(items: object) -> list[Mapping[str, Any]]:
+    """The remote's listing, checked for the shape the planner relies on (any ``Remote`` may be hostile)."""
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        raise RemoteProtocolError("the cloud's listing is not a list of secrets")
+    ids = [i.get("id") for i in items if isinstance(i.get("id"), str)]
+    if len(set(ids)) != len(ids):
+        raise RemoteProtocolError("the cloud's listing holds one secret twice")
+    return items
+
+
+def _check_capacity(p: Plan, held: int) -> None:
+    """Refuse, before the first write, a pull that would take the vault past its record cap.
+
+    The engine refuses the one record too many anyway; this makes a hostile (or huge) listing
+    fail as one clean error instead of a million small commits and then a wall of per-secret ones.
+    """
+    pulls = sum(1 for a in p.actions if a.op == "pull-new")
+    drops = sum(1 for a in p.actions if a.op == "delete-local")
+    if pulls and held + pulls - drops > _format.MAX_RECORDS:
+        raise RemoteProtocolError(
+            f"the cloud lists {pulls} secrets the vault does not have; with the {held} it holds, "
+            f"that is more than the {_format.MAX_RECORDS} a vault can hold"
+        )
 
 
 def _base_to_json(base: Base) -> list[Any]:
@@ -324,7 +363,8 @@ class _Config:
     key: bytes
 
 
-def _load_config(v: Vault, *, create: bool) -> _Config:
+def _load_config(v: Vault) -> tuple[_Config, bool]:
+    """The vault's sync configuration, and whether it is new (made now, not stored yet)."""
     raw = raw_records(v).setting(CONFIG_SETTING)
     if type(raw) is dict and type(raw.get("ref")) is str and type(raw.get("key")) is str:
         try:
@@ -332,11 +372,12 @@ def _load_config(v: Vault, *, create: bool) -> _Config:
         except ValueError:
             key = b""
         if len(key) == 32:
-            return _Config(raw["ref"], key)
-    cfg = _Config(secrets.token_hex(8), secrets.token_bytes(32))
-    if create:
-        raw_records(v).set_setting(CONFIG_SETTING, {"v": 1, "ref": cfg.ref, "key": cfg.key.hex()})
-    return cfg
+            return _Config(raw["ref"], key), False
+    return _Config(secrets.token_hex(8), secrets.token_bytes(32)), True
+
+
+def _store_config(v: Vault, cfg: _Config) -> None:
+    raw_records(v).set_setting(CONFIG_SETTING, {"v": 1, "ref": cfg.ref, "key": cfg.key.hex()})
 
 
 def _load_index(v: Vault) -> dict[str, tuple[str, int | None]]:
@@ -347,6 +388,23 @@ def _load_index(v: Vault) -> dict[str, tuple[str, int | None]]:
             if type(entry) is list and len(entry) == 2 and type(entry[0]) is str:
                 u = entry[1] if type(entry[1]) is int else None
                 out[rid] = (entry[0], u)
+    return out
+
+
+def _held(ext: Mapping[str, Any], kind: str, value_fp: str | None) -> bool:
+    """Is this value held back? Only while the secret is shared and still holds the very value that was held."""
+    return kind == "shared" and value_fp is not None and ext.get(HOLD_KEY) == value_fp
+
+
+def _with_hold(ext: Mapping[str, Any], kind: str, value_fp: str | None, *, hold: bool = False) -> dict[str, Any]:
+    """``ext`` with the hold kept (or, with ``hold``, set) while it applies, and dropped once it does not.
+
+    The hold ends when the value changes (the user put a new one in) or when a sync sees the
+    secret personal (the user decided its kind again); it never ends by itself.
+    """
+    out = {k: v for k, v in ext.items() if k != HOLD_KEY}
+    if kind == "shared" and value_fp is not None and (hold or ext.get(HOLD_KEY) == value_fp):
+        out[HOLD_KEY] = value_fp
     return out
 
 
@@ -389,12 +447,13 @@ def _local_records(
                 name=sec.name,
                 link=_link_from_json(ext.get(EXT_KEY)),
                 local_only=holds_token or _is_local_only(sec),
+                withheld=_held(ext, sec.kind, value_fp),
             )
         )
     return out
 
 
-def _confirm_missing(v: Vault, remote: Remote, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _confirm_missing(v: Vault, remote: Remote, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Fetch every secret the vault knows by remote id that the listing did not return.
 
     The cloud's cursor is the last item's id: when that row is deleted between two page
@@ -414,7 +473,7 @@ def _confirm_missing(v: Vault, remote: Remote, items: list[dict[str, Any]]) -> l
             item = remote.fetch(rid)
         except RemoteNotFoundError:
             continue
-        if item.get("id") != rid:
+        if not isinstance(item, Mapping) or item.get("id") != rid:
             raise RemoteProtocolError(f"fetching cloud secret {rid[:64]!r} returned another secret")
         out.append(item)
     return out
@@ -443,12 +502,14 @@ class _Runner:
         """Push a local secret the cloud does not have, then link the two."""
         sec, ext = self.raw.fetch(a.local_id)
         marker = f"{self.cfg.ref}:{sec.id}"
-        send_value = sec.kind == "shared" and sec.value is not None
+        send_value = sec.kind == "shared" and sec.value is not None and not self._withheld(sec, ext)
         body = _body(sec, marker, send_value=send_value)
         rid = self.remote.create(body, marker=marker)
-        record, _ = _parse_item(self.remote.fetch(rid), self.fp)
+        if not remote_id_ok(rid):
+            raise RemoteProtocolError("the cloud answered a create with an id that is not a plain path segment")
+        record, _ = _parse_item(self.remote.fetch(rid), self.fp, expect_id=rid)
         base = self._pushed_base(sec, send_value, None, record.updated_at)
-        self._save_link(sec.id, ext, Link(rid, base, marker))
+        self._save_link(sec, ext, Link(rid, base, marker))
         old = _link_from_json(ext.get(EXT_KEY))
         if old is not None and old.remote_id != rid:
             self.dropped.add(old.remote_id)  # re-created after a delete in the cloud: the old id is history
@@ -457,14 +518,15 @@ class _Runner:
     def update_remote(self, a: UpdateRemote) -> None:
         """Push a local change to the linked cloud secret, crash-safely (pending base first)."""
         sec, ext = self.raw.fetch(a.local_id)
-        send_value = a.send_value
+        # The planner already withholds; checked again here, where the value is in hand.
+        send_value = a.send_value and not self._withheld(sec, ext)
         body = _body(sec, a.ref, send_value=send_value)
         intended = self._pushed_base(sec, send_value, a.prior, None)
-        self._save_link(sec.id, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
+        self._save_link(sec, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
         self.remote.update(a.remote_id, body)
-        record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp)
+        record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp, expect_id=a.remote_id)
         sec2, ext2 = self.raw.fetch(a.local_id)
-        self._save_link(sec2.id, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
+        self._save_link(sec2, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
         self.done["updated_remote"].append(Change(sec.id, a.remote_id, sec.name))
 
     def delete_remote(self, a: DeleteRemote) -> None:
@@ -502,25 +564,32 @@ class _Runner:
         value_fp = self.fp.value(sec.value)
         sent = value_fp is None or (a.prior.sent and value_fp == a.prior.value)
         base = Base(r.fields, value_fp, self.fp.secret(fields["config"]), sent, r.updated_at)
-        ext = {**ext, EXT_KEY: _link_to_json(Link(r.id, base, r.ref))}
+        # A personal value the cloud's kind turns shared was never put into a shared secret by
+        # the user: hold it back from every later push (planned: kind-changed, alias-taken).
+        flipped = value_fp is not None and sec.kind != "shared" and fields["kind"] == "shared"
+        ext = _with_hold(ext, fields["kind"], value_fp, hold=flipped)
+        ext[EXT_KEY] = _link_to_json(Link(r.id, base, r.ref))
         self.raw.put(a.local_id, fields, updated_at=r.updated_at, ext=ext)
         self.done["pulled"].append(Change(a.local_id, r.id, r.name))
 
     def adopt(self, a: Adopt) -> None:
         """Link a local secret to the cloud copy an interrupted create left behind."""
-        _, ext = self.raw.fetch(a.local_id)
-        self._save_link(a.local_id, ext, Link(a.remote.id, a.base, a.remote.ref))
+        sec, ext = self.raw.fetch(a.local_id)
+        self._save_link(sec, ext, Link(a.remote.id, a.base, a.remote.ref))
 
     def rebase(self, a: Rebase) -> None:
         """Record that both sides already agree (a new base, nothing sent)."""
-        _, ext = self.raw.fetch(a.local_id)
-        self._save_link(a.local_id, ext, Link(a.remote_id, a.base, a.ref))
+        sec, ext = self.raw.fetch(a.local_id)
+        self._save_link(sec, ext, Link(a.remote_id, a.base, a.ref))
 
     def forget(self, a: Forget) -> None:
         """Drop a link whose both sides are gone."""
         self.dropped.add(a.remote_id)
 
     # helpers
+
+    def _withheld(self, sec: Secret, ext: Mapping[str, Any]) -> bool:
+        return _held(ext, sec.kind, self.fp.value(sec.value))
 
     def _pushed_base(self, sec: Secret, send_value: bool, prior: Base | None, updated_at: int | None) -> Base:
         value_fp = self.fp.value(sec.value)
@@ -533,8 +602,9 @@ class _Runner:
         fields_fp = self.fp.fields(_comparable(_secret_fields(sec)))
         return Base(fields_fp, value_fp, self.fp.secret(sec.config), sent, updated_at)
 
-    def _save_link(self, lid: str, ext: dict[str, Any], link: Link) -> None:
-        self.raw.put(lid, {}, ext={**ext, EXT_KEY: _link_to_json(link)})
+    def _save_link(self, sec: Secret, ext: dict[str, Any], link: Link) -> None:
+        kept = _with_hold(ext, sec.kind, self.fp.value(sec.value))
+        self.raw.put(sec.id, {}, ext={**kept, EXT_KEY: _link_to_json(link)})
 
     def execute(self, p: Plan) -> None:
         """Apply every action of the plan; per-secret failures are collected, fatal ones raised."""
@@ -663,15 +733,19 @@ def sync(
     if dry_run not in (True, False):
         raise InvalidRequestError("dry_run must be a bool")
     # The cloud first: a wrong token or an unreachable cloud must leave the vault untouched.
-    items = _confirm_missing(v, remote, remote.list_all())
-    cfg = _load_config(v, create=not dry_run)
+    items = _confirm_missing(v, remote, _listing(remote.list_all()))
+    cfg, fresh = _load_config(v)
     fp = _Fingerprints(cfg.key)
     remote_records = [_parse_item(item, fp)[0] for item in items]
     local_records = _local_records(v, fp, *_token_check(remote))
     index = _load_index(v)
     p = plan(SyncState(cfg.ref, index), local_records, remote_records, direction=direction, prefer=prefer)
+    _check_capacity(p, len(local_records))
     if dry_run:
         return _report(p, _planned(p), (), True)
+    if fresh:
+        # Stored only now: whatever the cloud answered has been checked, and nothing was written before.
+        _store_config(v, cfg)
     runner = _Runner(v, remote, fp, cfg, progress)
     runner.local_ids = {rec.id for rec in local_records}
     try:
