@@ -213,3 +213,18 @@ def test_stream_error_codes_map_back_to_their_error_class(code: str, cls: type[v
 
     err = _error_for(code, "m")
     assert type(err) is cls and err.status == status and err.code == code and err.message == "m"
+
+
+def test_cache_answers_the_first_result_of_the_same_request(v: vault.Vault) -> None:
+    """The SDK's ``Response.cache(key)``: one call per request and key on a client."""
+
+    async def scenario() -> None:
+        secrets = AsyncVault(v).secret
+        sid = (await secrets.create({"name": "c"})).id
+        first = await secrets.fetch(sid).cache()
+        await secrets.update(sid, {"name": "changed"})
+        assert await secrets.fetch(sid).cache() is first and first.name == "c"
+        assert (await secrets.fetch(sid).cache("other")).name == "changed"
+        assert (await secrets.fetch(sid)).name == "changed"
+
+    run(scenario())

@@ -746,8 +746,12 @@ class AsyncSecretClient:
         """One page (``await``) or every item (``.stream()``). ``request``: cursor, order, take, meta."""
 
         def query() -> tuple[ListQuery, str]:
-            pairs = _query_items(request)
-            return ListQuery.from_pairs(pairs), _cloud_url(None, "list", pairs)
+            pairs = _query_items(request)  # TypeError, or the local typo check, as they are
+            url = _cloud_url(None, "list", pairs)
+            try:
+                return ListQuery.from_pairs(pairs), url
+            except VaultError as exc:  # the query string refused: the stand-in answers before any line
+                raise _api_error(exc, url) from None
 
         async def run() -> SecretListResponse:
             parsed, url = query()
