@@ -114,10 +114,13 @@ def run_node(*, require: bool = False) -> Outcome:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="*", choices=["python", "node"], help="the scenarios to run (default: both)")
+    # No `choices=` on a "*" positional: Python 3.11's argparse checks the empty default against them.
+    parser.add_argument("which", nargs="*", help="python and/or node (default: both)")
     parser.add_argument("--require-node", action="store_true", help="a missing node or npm install is a failure")
     args = parser.parse_args()
     which = args.which or ["python", "node"]
+    if not set(which) <= {"python", "node"}:
+        parser.error(f"unknown scenario in {which}: choose python and/or node")
     failed = False
     for name in which:
         outcome = run_python() if name == "python" else run_node(require=args.require_node)
