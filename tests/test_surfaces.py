@@ -602,16 +602,18 @@ class AioSurface:
         out = self._run(lambda: self.secret.create(body))
         return Ok(out.value.id) if isinstance(out, Ok) else out
 
+    # Like the SDK, aio puts the id into the path as given: a "/" in it would reach no route (404),
+    # so an id is sent percent-encoded, as HttpSurface sends it.
     def update(self, target: str, body: dict[str, Any], keywords: bool) -> Outcome:
-        out = self._run(lambda: self.secret.update(target, body))
+        out = self._run(lambda: self.secret.update(quote(target, safe=""), body))
         return Ok(out.value.id) if isinstance(out, Ok) else out
 
     def delete(self, target: str) -> Outcome:
-        out = self._run(lambda: self.secret.delete(target))
+        out = self._run(lambda: self.secret.delete(quote(target, safe="")))
         return Ok(out.value.id) if isinstance(out, Ok) else out
 
     def fetch(self, target: str) -> Outcome:
-        out = self._run(lambda: self.secret.fetch(target))
+        out = self._run(lambda: self.secret.fetch(quote(target, safe="")))
         return Ok(wire_item(out.value)) if isinstance(out, Ok) else out
 
     def list(self, query: dict[str, Any], as_request: bool) -> Outcome:
