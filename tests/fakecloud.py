@@ -11,10 +11,17 @@ Built from docs/../shared/chatbotkit-secret-api.md, not from our client:
 * list: sorted by (createdAt, id), ``order`` asc/desc (anything else desc), ``take``
   clamped to 1..100 (0/missing/garbage -> 100, negative -> 1), ``cursor`` = last item's
   id, no ``cursor`` key on an empty page, ``meta.KEY=VALUE`` filters;
-* create/update: unknown keys -> 400; personal + non-empty value -> 409; alias unique;
-  update replaces meta (``$update`` merges) and drops keys not starting with a word
-  character or with ``_``; ``clientSecret: "********"`` on update keeps the stored one;
-  an update that leaves out ``alias`` clears it (the notes infer this from the schema);
+* create/update: unknown keys -> 400; personal + non-empty value -> 409; alias unique
+  (409 "Unique constraint violation"); a top-level meta key beginning with ``_`` (or the
+  empty key) -> 400 on create and update alike; update replaces meta, drops keys that begin
+  with an ASCII non-word character or ``_`` (JavaScript's ``/^[\\W_]/``: a non-ASCII first
+  letter is dropped too), and when ``$update`` is present merges it and ignores its siblings;
+  ``clientSecret: "********"`` on update keeps the stored one; **an update that leaves out
+  ``alias`` clears it** (settled from the platform's ``schemas/alias.js``: Joi's
+  ``.default(null)``; docs/FIDELITY.md E1);
+* list meta filters: ``true``/``false`` match booleans, anything else matches stored strings
+  only (a stored number 3 is not ``meta.n=3``); an empty filter value is ignored;
+* delete ignores its body; an unknown identifier is 404 "Not found";
 * errors are ``{"message", "code"}``.
 
 Fault injection: ``fail_create(n, times=1, commit=True)`` answers 500 on the n-th create
@@ -43,7 +50,9 @@ KINDS = ("shared", "personal")
 TYPES = ("plain", "basic", "bearer", "jwt", "oauth", "template", "reference")
 VISIBILITIES = ("private", "protected", "public")
 ALIAS = re.compile(r"^[a-z0-9_-]{0,128}$")
-WORD_START = re.compile(r"^\w")
+# The platform's update filter is JavaScript's /^[\W_]/, whose \w is ASCII: a key is kept only if it
+# begins with an ASCII letter or digit.
+KEPT_ON_UPDATE = re.compile(r"^[A-Za-z0-9]")
 
 
 @dataclass
@@ -140,7 +149,7 @@ class FakeCloud:
         else:
             row = self.secrets.get(ident)
         if row is None:
-            raise HttpError(404, "NOT_FOUND", "Secret not found")
+            raise HttpError(404, "NOT_FOUND", "Not found")
         return row
 
     def _check(self, body: Any, *, create: bool) -> dict[str, Any]:
@@ -161,8 +170,8 @@ class FakeCloud:
         alias = body.get("alias")
         if alias is not None and (not isinstance(alias, str) or not ALIAS.match(alias)):
             errors.append('"alias" with value fails to match the required pattern')
-        if create and isinstance(body.get("meta"), dict) and any(k.startswith("_") for k in body["meta"]):
-            errors.append('"meta" keys must not begin with "_"')
+        if isinstance(body.get("meta"), dict):  # the meta schema, on create and update alike
+            errors += [f'"meta.{k}" is not allowed' for k in body["meta"] if k == "" or k.startswith("_")]
         if errors:
             raise HttpError(400, "BAD_REQUEST", "; ".join(errors))
         return body
@@ -171,7 +180,7 @@ class FakeCloud:
         if alias:
             for row in self.secrets.values():
                 if row["alias"] == alias and row["id"] != own_id:
-                    raise HttpError(409, "CONFLICT", "Alias already in use")
+                    raise HttpError(409, "CONFLICT", "Unique constraint violation")
 
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         self._check(body, create=True)
@@ -203,7 +212,7 @@ class FakeCloud:
         if body.get("kind") == "personal" and body.get("value"):
             raise HttpError(409, "CONFLICT", "Personal secrets cannot have a value")
         stored_kind = row["kind"]  # the value rule reads the kind stored before this update
-        alias = body.get("alias") or None  # left out: cleared (the notes' reading of the schema)
+        alias = body.get("alias") or None  # left out: cleared, as the platform's Joi default does
         self._alias_free(alias, row["id"])
         row["alias"] = alias
         for key in ("name", "description", "blueprintId", "kind", "type", "visibility"):
@@ -220,12 +229,7 @@ class FakeCloud:
                     del config["clientSecret"]
             row["config"] = config
         if "meta" in body:
-            meta = body["meta"]
-            if isinstance(meta, dict) and set(meta) == {"$update"} and isinstance(meta["$update"], dict):
-                meta = {**(row["meta"] or {}), **meta["$update"]}
-            if isinstance(meta, dict):
-                meta = {k: v for k, v in meta.items() if WORD_START.match(k) and not k.startswith("_")}
-            row["meta"] = meta
+            row["meta"] = _updated_meta(row["meta"], body["meta"])
         # The notes: a value is written only onto a stored shared secret (forced null onto a stored
         # personal one). A shared secret turned personal without "value" keeps its old value.
         if "value" in body:
@@ -240,6 +244,8 @@ class FakeCloud:
         order = query.get("order", "desc")
         rows = sorted(self.secrets.values(), key=_sort_key, reverse=order != "asc")
         for key, want in query.items():
+            if not want:
+                continue  # an empty filter value is no filter
             if key.startswith("meta.") or (key.startswith("meta[") and key.endswith("]")):
                 path = key[5:].split(".") if key.startswith("meta.") else key[5:-1].split(".")
                 rows = [r for r in rows if _meta_match(r["meta"], path, want)]
@@ -313,9 +319,7 @@ class FakeCloud:
             if rest[1] == "update":
                 self._update(row, req.body)
             else:
-                if req.body != {}:
-                    raise HttpError(400, "BAD_REQUEST", "Expected {}")
-                del self.secrets[row["id"]]
+                del self.secrets[row["id"]]  # the body is not read
             return {"id": row["id"]}
         raise HttpError(404, "NOT_FOUND", "Not found")
 
@@ -345,7 +349,25 @@ def _meta_match(meta: Any, path: list[str], want: str) -> bool:
         current = current[part]
     if want in ("true", "false"):
         return current is (want == "true")
-    return not isinstance(current, (dict, list, bool)) and current is not None and str(current) == want
+    return isinstance(current, str) and current == want  # JSON equality with the string: 3 is not "3"
+
+
+def _kept(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if KEPT_ON_UPDATE.match(k)}
+
+
+def _updated_meta(stored: Any, sent: Any) -> Any:
+    """The platform's getMeta: ``$update`` (when present, whatever its siblings) merges, else replace."""
+    if not isinstance(sent, dict):
+        return sent
+    if "$update" not in sent:
+        return _kept(sent)
+    update = sent["$update"]
+    if isinstance(update, (list, str)):  # spread into an object: index keys
+        update = {str(i): v for i, v in enumerate(update)}
+    if not isinstance(update, dict):  # null or a number: nothing to merge
+        return stored
+    return {**(stored or {}), **_kept(update)}
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def test_plugin_fixtures_in_a_user_test_suite(tmp_path: Path) -> None:
 def test_plugin_is_inert_for_tests_that_do_not_ask(tmp_path: Path) -> None:
     result = run_inner_pytest(tmp_path, "def test_plain():\n    assert True\n", "--fixtures")
     assert result.returncode == 0, result.stderr
-    for name in ("cbk_vault", "cbk_server", "cbk_async_vault"):
+    for name in ("cbk_vault", "cbk_seed", "cbk_client", "cbk_server", "cbk_async_vault"):
         assert name in result.stdout
     # A test that asks for no fixture gets no vault. Watched from inside the inner run (a scan of
     # the machine's temp roots would also see what other processes create).

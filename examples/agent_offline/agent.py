@@ -6,7 +6,8 @@ call from the secret's ``meta``, and asks ChatBotKit to ``mint`` a short-lived t
 (the stored key never leaves the vault). The upstream call goes through an injected
 ``httpx.AsyncClient``, so a test can answer it without the network.
 
-Offline, the same function runs unchanged against either
+Offline, the same function runs unchanged against
+* the official SDK answered in process (the ``cbk_client`` fixture of ``vault.testing``),
 * ``vault.aio.AsyncVault(v).secret`` (no HTTP at all), or
 * the official SDK pointed at the stand-in: ``ChatBotKit(base_url=server.base_url, token=server.token)``.
 """

@@ -1,12 +1,12 @@
-"""The agent's test, offline: the `vault.testing` pytest plugin provides the vault and the stand-in.
+"""The agent's test, offline: the `vault.testing` pytest plugin provides the vault, the SDK and the stand-in.
 
 Run with ``pytest examples/agent_offline`` (the plugin comes from the ``pytest11`` entry
-point; before that is installed, add ``-p vault.testing``).
+point; before that is installed, add ``-p vault.testing``). The async tests run under anyio's
+pytest plugin (``@pytest.mark.anyio``), which the ``testing`` extra brings.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -17,18 +17,20 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import vault
 from examples.agent_offline.agent import forecast
-from vault.aio import AsyncVault
+from vault.aio import APIError, AsyncVault
 from vault.testing import StandInServer
+
+chatbotkit: Any = pytest.importorskip("chatbotkit", reason="the official chatbotkit SDK is not installed")
 
 
 @pytest.fixture
-def signing_key(cbk_vault: vault.Vault) -> rsa.RSAPrivateKey:
+def signing_key(cbk_seed: Any) -> rsa.RSAPrivateKey:
     """Store a jwt secret the way an operator would: the PEM key as value, claims in config."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    cbk_vault.secret.create(
+    cbk_seed(
         name="Weather API",
         alias="weather-api",
         type="jwt",
@@ -51,31 +53,32 @@ def upstream(key: rsa.RSAPrivateKey) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.MockTransport(handle))
 
 
-def test_forecast_with_the_async_facade(cbk_vault: vault.Vault, signing_key: rsa.RSAPrivateKey) -> None:
-    async def scenario() -> str:
-        async with upstream(signing_key) as http:
-            return await forecast(AsyncVault(cbk_vault).secret, http, "Oslo")
-
-    assert asyncio.run(scenario()) == "Oslo: sunny, 21 °C"
+@pytest.mark.anyio
+async def test_forecast_with_the_official_sdk_in_process(cbk_client: Any, signing_key: rsa.RSAPrivateKey) -> None:
+    async with upstream(signing_key) as http:
+        assert await forecast(cbk_client.secret, http, "Oslo") == "Oslo: sunny, 21 °C"
 
 
-def test_forecast_with_the_official_sdk_against_the_stand_in(
+@pytest.mark.anyio
+async def test_forecast_with_the_async_facade(cbk_vault: vault.Vault, signing_key: rsa.RSAPrivateKey) -> None:
+    async with upstream(signing_key) as http:
+        assert await forecast(AsyncVault(cbk_vault).secret, http, "Tromsø") == "Tromsø: sunny, 21 °C"
+
+
+@pytest.mark.anyio
+async def test_forecast_with_the_official_sdk_over_a_socket(
     cbk_server: StandInServer, signing_key: rsa.RSAPrivateKey
 ) -> None:
-    chatbotkit: Any = pytest.importorskip("chatbotkit", reason="the official chatbotkit SDK is not installed")
-
-    async def scenario() -> str:
-        cbk = chatbotkit.ChatBotKit(base_url=cbk_server.base_url, token=cbk_server.token)
-        async with cbk, upstream(signing_key) as http:
-            return await forecast(cbk.secret, http, "Bergen")
-
-    assert asyncio.run(scenario()) == "Bergen: sunny, 21 °C"
+    cbk = chatbotkit.ChatBotKit(base_url=cbk_server.base_url, token=cbk_server.token)
+    async with cbk, upstream(signing_key) as http:
+        assert await forecast(cbk.secret, http, "Bergen") == "Bergen: sunny, 21 °C"
 
 
-def test_a_missing_secret_surfaces_as_the_cloud_would(cbk_vault: vault.Vault) -> None:
-    async def scenario() -> None:
+@pytest.mark.anyio
+async def test_a_missing_secret_surfaces_as_the_cloud_would(cbk_client: Any, cbk_vault: vault.Vault) -> None:
+    for secrets in (cbk_client.secret, AsyncVault(cbk_vault).secret):
         async with httpx.AsyncClient() as http:
-            await forecast(AsyncVault(cbk_vault).secret, http, "Oslo")
-
-    with pytest.raises(vault.NotFoundError):
-        asyncio.run(scenario())
+            with pytest.raises(chatbotkit.APIError) as missing:  # the SDK's error, from either client
+                await forecast(secrets, http, "Oslo")
+        assert missing.value.status_code == 404 and missing.value.code == "NOT_FOUND"
+    assert issubclass(APIError, vault.VaultError)

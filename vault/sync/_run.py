@@ -654,6 +654,9 @@ def _body(sec: Secret, ref: str | None, *, send_value: bool) -> dict[str, Any]:
     if ref is not None:
         meta = {**(meta or {}), MARKER_KEY: ref}
     body = {wire: getattr(sec, snake) for wire, snake in _FIELDS}
+    # Always sent, None included: the cloud clears the alias of an update that leaves it out
+    # (the platform's Joi default, docs/FIDELITY.md E1). tests/test_sync_cloud_rules.py checks it.
+    body["alias"] = sec.alias
     body["meta"] = meta
     if send_value:
         # Personal: only ever a null, clearing what the cloud kept from when it was shared.
