@@ -60,10 +60,6 @@ DEFAULT_MAX: Final = 8 * 3600.0
 #: The longest a vault may stay unlocked, whatever ``--timeout`` asks for.
 HARD_MAX: Final = 7 * 24 * 3600.0
 _GROUP_LIMIT: Final = 512
-#: The longest a group of writes waits for those of other clients that are writing now.
-_GROUP_WAIT_MAX: Final = 0.002
-#: A client whose write committed this recently counts as writing now.
-_ACTIVE_WINDOW: Final = 0.05
 #: An agent that was started but never handed a vault exits after this many seconds.
 _IDLE_START: Final = 60.0
 
@@ -103,6 +99,12 @@ def _encode(result: Any) -> Any:
     if isinstance(result, list):
         return [_encode(r) for r in result]
     return result
+
+
+#: The longest a group of writes waits for those of other clients that are writing now.
+_GROUP_WAIT_MAX: Final = 0.002
+#: A client whose write committed this recently counts as writing now.
+_ACTIVE_WINDOW: Final = 0.05
 
 
 @dataclass
