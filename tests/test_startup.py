@@ -122,6 +122,11 @@ def test_import_vault_imports_nothing_until_a_name_is_used(tmp_path: Path) -> No
     assert out.stdout.strip() == "['vault'] True True Vault vault.errors", out.stderr
 
 
+def test_every_public_name_is_imported_on_first_use() -> None:
+    # A name added to __all__ must be added to the lazy table too (and to its TYPE_CHECKING import).
+    assert set(vault._LAZY) == set(vault.__all__) - {"__version__"}
+
+
 def test_a_public_name_brings_the_whole_api_at_once() -> None:
     public = {n for n in vault.__all__ if n != "__version__"}
     vault.Secret  # noqa: B018 - the access is the test

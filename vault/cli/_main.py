@@ -128,7 +128,7 @@ def run(arguments: list[str]) -> int:
         if hook is None:
             # The module is missing, so its command cannot run: say that, not a confusing usage error.
             return _report(problem, "USAGE", EXIT_USAGE, as_json=json_errors)
-    parser = build_parser(json_errors=json_errors)
+    parser = build_parser(json_errors=json_errors, command=name)
     args = parser.parse_args(arguments)
     # Read once and drop from the environment: no child (run, an editor, a pager) inherits it.
     env_pass = os.environ.pop(ENV_PASSPHRASE, None)

@@ -757,11 +757,12 @@ class _CommandParser(_Parser):
         return super().format_help()
 
 
-def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+def build_parser(*, json_errors: bool = False, command: str | None = None) -> argparse.ArgumentParser:
     """The argparse parser of the whole command line, built from :data:`COMMANDS`.
 
-    Each command's subparser is built when argv reaches it (:class:`_CommandParser`); the result
-    parses, and prints help, exactly as if all of them had been built up front.
+    Each command's subparser is built when argv reaches it (:class:`_CommandParser`), or here
+    for ``command`` (the one argv names, found by a scan); the result parses, and prints help,
+    exactly as if all of them had been built up front.
     """
     parser = _Parser(
         prog=PROG,
@@ -773,15 +774,17 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     parser.json_errors = json_errors
     _add(parser, top_options())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
-    for command in COMMANDS:
+    for spec in COMMANDS:
         p = sub.add_parser(
-            command.name,
-            help=command.help,
-            description=command.description,
-            epilog="examples:\n" + command.examples,
+            spec.name,
+            help=spec.help,
+            description=spec.description,
+            epilog="examples:\n" + spec.examples,
             formatter_class=_Formatter,
             add_help=False,
         )
         p.json_errors = json_errors
-        p.command = command
+        p.command = spec
+        if spec.name == command:
+            p.fill()
     return parser
