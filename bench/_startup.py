@@ -287,7 +287,7 @@ def measure(quick: bool, scratch: Path, log: Callable[[str], None] = lambda _: N
     log("writers")
     wpath = work / "writers.cbkv"
     _make_vault(wpath, vault.KdfParams(1, 8192), n=1000)
-    per = 40 if quick else 200
+    per = 100 if quick else 200
     w: dict[str, Any] = {}
     w[W1] = writers(wpath, 1, per * 2, env, via_agent=False)
     w[W4] = writers(wpath, 4, per, env, via_agent=False)
