@@ -37,6 +37,7 @@ def main() -> None:
     passphrase = sys.stdin.readline().rstrip("\n")
     import vault
 
+    vault.open  # noqa: B018 - `import vault` is lazy: the first public name imports the whole API (baseline)
     base_hwm = _hwm_bytes()
     if mode == "tracemalloc":
         tracemalloc.start()

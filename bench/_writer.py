@@ -1,8 +1,9 @@
 """One of several concurrent writer processes for bench/run.py (the lock-contention row).
 
-Usage: ``python bench/_writer.py PATH COUNT``; stdin carries the passphrase, then a "go"
-line once every writer is ready (so all start together). Prints "ready", then one JSON
-object: the per-create wall times in seconds.
+Usage: ``python bench/_writer.py PATH COUNT [--agent]``; stdin carries the passphrase (an
+empty line with ``--agent``: the vault is used through the unlock agent, as ``vault.open(path)``
+does), then a "go" line once every writer is ready (so all start together). Prints "ready",
+then one JSON object: the per-create wall times in seconds.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import time
 
 def main() -> None:
     path, count = sys.argv[1], int(sys.argv[2])
+    via_agent = sys.argv[3:] == ["--agent"]
     passphrase = sys.stdin.readline().rstrip("\n")
     import vault
 
-    v = vault.open(path, passphrase, lock_timeout=60.0)
+    v = vault.open(path) if via_agent else vault.open(path, passphrase, lock_timeout=60.0)
     print("ready", flush=True)
     sys.stdin.readline()  # the start signal
     times: list[float] = []

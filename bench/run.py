@@ -3,6 +3,10 @@
     python bench/run.py            full run: N = 1k, 10k, 100k; peers at 1k and 10k (a few minutes)
     python bench/run.py --quick    smoke run for CI: N = 1k, 10k, few repeats, peers at 1k (< 1 min)
 
+Both also run the start-up and unlock-agent rows (bench/_startup.py): the bare interpreter,
+``cbk-vault --version``, ``fetch --reveal`` cold and through the agent, ``pass show`` when
+installed, and 1 or 4 writer processes directly on the file and through the agent.
+
 Writes bench/results.json, bench/results.md and bench/chart.png (``--out DIR`` to write
 elsewhere; a quick run keeps nothing unless ``--out`` is given, so CI never dirties the
 tree). Installs nothing: the peers (pykeepass, keyrings.cryptfile) and matplotlib are
@@ -462,6 +466,12 @@ class Bench:
             )
             memory[mode] = json.loads(proc.stdout)
 
+        # Whole commands as a user runs them, and writer processes through the unlock agent.
+        self.log("start-up and agent rows")
+        from _startup import measure as measure_startup
+
+        startup = measure_startup(self.quick, self.dir, log=self.log)
+
         peers = self._peers()
         self.loads.append(("end", load()))
         return {
@@ -473,6 +483,7 @@ class Bench:
             "kdf": kdf,
             "memory": memory,
             "peers": peers,
+            "startup": startup,
             "rows": self.rows,
             **self.extra,
         }
@@ -582,6 +593,9 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         add_x, get_x = c[f"vs_{peer}"], g[f"vs_{peer}"]
         goal(f">= 100x faster per durable add than {peer} (N={at}){note}", f"{add_x:,.0f}x", add_x >= 100)
         goal(f"fetch at least as fast as {peer} (N={at}){note}", f"{get_x:,.0f}x", get_x >= 1)
+    from _startup import goals as startup_goals
+
+    out += startup_goals(results["startup"])
     return out
 
 
@@ -644,7 +658,9 @@ def summary(results: dict[str, Any]) -> str:
         f"tracemalloc peak {mem['tracemalloc']['peak_bytes'] / 2**20:.0f} MiB",
         _peer_line(results),
         "",
-        "goals (issue 6):",
+        *startup_lines(results["startup"]),
+        "",
+        "goals:",
     ]
     for g in results["goals"]:
         mark = {True: "MET    ", False: "NOT MET", None: "n/a    "}[g["met"]]
@@ -698,13 +714,21 @@ def markdown(results: dict[str, Any]) -> str:
         f"{mem['rss']['baseline_bytes'] / 2**20:.0f} MiB); "
         f"tracemalloc peak {mem['tracemalloc']['peak_bytes'] / 2**20:.0f} MiB.",
         "",
-        "| goal (issue 6) | figure | |",
+        *startup_lines(results["startup"]),
+        "",
+        "| goal | figure | |",
         "|---|---:|---|",
     ]
     for g in results["goals"]:
         mark = {True: "met", False: "**not met**", None: "n/a"}[g["met"]]
         lines.append(f"| {g['goal']} | {g['figure']} | {mark} |")
     return "\n".join(lines) + "\n"
+
+
+def startup_lines(startup: dict[str, Any]) -> list[str]:
+    from _startup import lines
+
+    return lines(startup)
 
 
 def _writers_line(results: dict[str, Any]) -> str:

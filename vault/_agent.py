@@ -43,8 +43,9 @@ from typing import Any, Final
 
 from . import _crypto, _format
 from ._accesslog import AccessRecord, access_context, exe_of
+from ._agent_client import check_private_dir, recv_message, send_message
 from ._records import Page, Secret
-from ._session import check_private_dir, encode_secret, recv_message, send_message
+from ._session import encode_secret
 from ._vault import Vault, engine_of, raw_records
 from ._vault import open as open_vault
 from .errors import (
@@ -113,12 +114,20 @@ def _encode(result: Any) -> Any:
     return result
 
 
+#: The longest a group of writes waits for those of other clients that are writing now.
+_GROUP_WAIT_MAX: Final = 0.002
+#: A client whose write committed this recently counts as writing now.
+_ACTIVE_WINDOW: Final = 0.05
+
+
 @dataclass
 class _Write:
     run: Callable[[], Any]
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: VaultError | None = None
+    #: Who wrote it: the handler thread of one client connection (it has one write in flight at most).
+    source: int = field(default_factory=threading.get_ident)
 
 
 class _Held:
@@ -143,23 +152,41 @@ class _Held:
         return min(self.last_used + self.idle, self.hard_deadline)
 
     def _write_loop(self) -> None:
-        # Group commit: whatever queued while the previous fsync ran goes into the next frame.
+        # Group commit: one frame and one fsync for whatever queued while the previous fsync ran,
+        # and for the writes of the other clients that are writing now. Each client has one write
+        # in flight at most, and the last commit has just answered it: its next write is usually
+        # on its way. So a group waits for as many writes as clients wrote within _ACTIVE_WINDOW,
+        # at most as long as the last commit took (capped at _GROUP_WAIT_MAX). A lone writer never
+        # waits; without the wait, 4 clients in a loop met in groups of 2 on average.
+        recent: dict[int, float] = {}  # source -> when its last write committed
+        patience = 0.0
         while True:
             first = self.queue.get()
             if first is None:
                 self._fail_pending()
                 return
             group = [first]
+            now = time.monotonic()
+            writing = len({first.source} | {src for src, at in recent.items() if now - at < _ACTIVE_WINDOW})
+            wait_until = now + patience
             while len(group) < _GROUP_LIMIT:
                 try:
-                    item = self.queue.get_nowait()
+                    left = wait_until - time.monotonic() if len(group) < writing else 0.0
+                    item = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
                     self.queue.put(None)
                     break
                 group.append(item)
+            started = time.monotonic()
             self._commit(group)
+            done = time.monotonic()
+            patience = min(done - started, _GROUP_WAIT_MAX)
+            for write in group:
+                recent[write.source] = done
+            if len(recent) > 64:
+                recent = {src: at for src, at in recent.items() if done - at < _ACTIVE_WINDOW}
 
     def _commit(self, group: list[_Write]) -> None:
         try:

@@ -2,11 +2,15 @@
 
 The package, one concept per module:
 
+* ``_main``: everything :func:`main` does after the one check it makes itself (``--version``);
 * ``_parser``: the grammar (every command, option and help text) as data, and the argparse
   parser built from it;
 * ``_exit_codes``: the exit statuses, and the table ``--help`` prints;
-* ``_commands``: the vault commands (init, passwd, create, fetch, list, update, delete, run,
-  export, import) and the :class:`~._commands.Context` they share;
+* ``_context``: the :class:`~._context.Context` every command shares (options, streams,
+  opening the vault) and secret references;
+* ``_fetch``: ``fetch``, which reveals a value the unlock agent holds without the engine;
+* ``_commands``: the other vault commands (init, passwd, unlock, lock, status, create, list,
+  update, delete, run, export, import);
 * ``_terminal``: the terminal and file edges: passphrase sources, prompts, values, private
   output files, JSON in and out, process hardening;
 * ``_formats``: the export and import formats (JSON, dotenv, KeePass);
@@ -14,159 +18,61 @@ The package, one concept per module:
 * ``_demo``: ``cbk-vault demo``;
 * ``_serve``, ``_sync``: ``serve`` and ``sync``, imported only when one of them runs, so
   ``import vault.cli`` never loads http.server or httpx.
+
+Start-up cost is part of the interface (``export TOKEN="$(cbk-vault fetch @x --reveal)"`` runs
+in scripts and agents' loops). ``import vault.cli`` imports nothing: ``cbk-vault --version``
+prints without argparse; every other command line loads the grammar, the terminal edge and the
+exit codes (``_main``), and then only the module of the command that runs (``_main._RUN``), so
+``--help`` imports no command module and an agent-served ``fetch --reveal`` no engine.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
 import sys
-from collections.abc import Callable, Sequence
-from types import ModuleType
-from typing import Final
 
-from .._vault import Vault
-from ..errors import VaultError
-from ._commands import HANDLERS, Context
-from ._completion import completion_command
-from ._demo import demo_command
-from ._exit_codes import (
-    EXIT_BROKEN_PIPE,
-    EXIT_CODES,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    exit_code_for,
-)
-from ._parser import build_parser, global_value_options
-from ._terminal import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, UsageError, dump_json, for_terminal, harden_process
+# Nothing else at the top: see the module docstring.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._exit_codes import EXIT_CODES, exit_code_for
 
 __all__ = ["EXIT_CODES", "exit_code_for", "main"]
 
-_HOOKS: Final[dict[str, tuple[str, str, str]]] = {
-    # command: (module, command function, pip extra that brings its dependencies)
-    "serve": ("vault.cli._serve", "serve_command", "serve"),
-    "sync": ("vault.cli._sync", "sync_command", "sync"),
-}
 
-_Handler = Callable[[Context, argparse.Namespace], int]
-_HANDLERS: Final[dict[str, _Handler]] = {**HANDLERS, "completion": completion_command, "demo": demo_command}
+def harden_process() -> None:
+    """:func:`._terminal.harden_process`, looked up here by :func:`main` (tests switch it off in-process)."""
+    from ._terminal import harden_process as harden
+
+    harden()
 
 
-def _command_name(argv: Sequence[str]) -> str | None:
-    """The subcommand named in argv, found without parsing (so only a hook that runs is imported)."""
-    skip = False
-    value_options = global_value_options()
-    for token in argv:
-        if skip:
-            skip = False
-            continue
-        if token == "--":  # noqa: S105 - an argv token, not a password
-            return None
-        if token in value_options:
-            skip = True
-            continue
-        if token.startswith("-"):
-            continue
-        return token
-    return None
+def _print_version() -> int:
+    """What argparse's ``version`` action does for ``cbk-vault --version``, without argparse or the grammar."""
+    from .. import __version__
 
-
-def _load_hook(name: str) -> tuple[ModuleType | None, str]:
-    """The hook's module, or None and the line that says why it cannot be loaded."""
-    module_name, _, extra = _HOOKS[name]
-    try:
-        return importlib.import_module(module_name), ""
-    except ImportError as exc:
-        missing = exc.name or ""
-        if missing == module_name or module_name.startswith(missing + ".") or not missing:
-            return None, f"`{name}` is not available in this build of cbk-vault ({module_name} is missing)"
-        return None, f"`{name}` needs the optional package {missing!r}: pip install 'cbk-vault[{extra}]'"
-
-
-def _report(message: str, code: str, status: int, *, as_json: bool) -> int:
-    if as_json:
-        line = dump_json({"message": message, "code": code, "exitCode": status})
-        print(line, file=sys.stderr)
-    else:
-        # A message may quote a path, a name or a server's text: escaped, it stays one harmless line.
-        print(for_terminal(f"cbk-vault: error: {message}" + (f" [{code}]" if code else "")), file=sys.stderr)
-    return status
-
-
-def _run_hook(name: str, module: ModuleType | None, ctx: Context, args: argparse.Namespace) -> int:
-    if module is None:
-        module, problem = _load_hook(name)
-        if module is None:
-            raise UsageError(problem)
-    command: Callable[[argparse.Namespace, Callable[[], Vault]], int] = getattr(module, _HOOKS[name][1])
-    return int(command(args, ctx.open_vault))
+    try:  # noqa: SIM105 - contextlib.suppress would import contextlib for this one line
+        sys.stdout.write(f"cbk-vault {__version__}\n")
+    except (AttributeError, OSError):
+        pass  # argparse ignores a closed stdout here too
+    raise SystemExit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cbk-vault`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
-    harden_process()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    before_dashdash = arguments[: arguments.index("--")] if "--" in arguments else arguments
-    json_errors = "--json" in before_dashdash
-    name = _command_name(arguments)
-    hook = None
-    if name in _HOOKS:
-        hook, problem = _load_hook(name)
-        if hook is None:
-            # The module is missing, so its command cannot run: say that, not a confusing usage error.
-            return _report(problem, "USAGE", EXIT_USAGE, as_json=json_errors)
-    parser = build_parser(json_errors=json_errors)
-    args = parser.parse_args(arguments)
-    # Read once and drop from the environment: no child (run, an editor, a pager) inherits it.
-    env_pass = os.environ.pop(ENV_PASSPHRASE, None)
-    env_new = os.environ.pop(ENV_NEW_PASSPHRASE, None)
-    ctx = Context(args=args, env_passphrase=env_pass or None, env_new_passphrase=env_new or None)
-    as_json = ctx.json
-    debug = bool(getattr(args, "debug", False))
-    try:
-        if args.command in _HOOKS:
-            return _run_hook(args.command, hook if name == args.command else None, ctx, args)
-        handler = _HANDLERS.get(args.command or "")
-        if handler is None:
-            parser.print_help(sys.stderr)
-            return EXIT_USAGE
-        return handler(ctx, args)
-    except VaultError as exc:
-        if debug:
-            raise
-        return _report(exc.message, exc.code, exit_code_for(exc), as_json=as_json)
-    except UsageError as exc:
-        if debug:
-            raise
-        return _report(str(exc), "USAGE", EXIT_USAGE, as_json=as_json)
-    except EOFError:
-        # Ctrl-D at a prompt: the user gave no answer, like a missing option (not a crash, not Ctrl-C).
-        if debug:
-            raise
-        print("", file=sys.stderr)
-        return _report("no input at the prompt", "USAGE", EXIT_USAGE, as_json=as_json)
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)
-        return _report("interrupted", "INTERRUPTED", EXIT_INTERRUPTED, as_json=as_json)
-    except BrokenPipeError:
-        # `cbk-vault list | head`: the reader left; not an error worth a message.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
-        return EXIT_BROKEN_PIPE
-    except Exception as exc:
-        if debug:
-            raise
-        # The type name only: an unexpected exception's text could quote data it was handed.
-        return _report(
-            f"internal error ({type(exc).__name__}); rerun with --debug",
-            "INTERNAL",
-            EXIT_INTERNAL,
-            as_json=as_json,
-        )
-    finally:
-        ctx.close_all()
+    if arguments == ["--version"]:
+        # Prints a constant: nothing to harden, no grammar to load.
+        return _print_version()
+    harden_process()
+    from ._main import run
+
+    return run(arguments)
+
+
+def __getattr__(name: str) -> object:
+    # The exit-status table, documented in --help: imported when asked for.
+    if name in ("EXIT_CODES", "exit_code_for"):
+        return getattr(importlib.import_module("vault.cli._exit_codes"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,22 +13,17 @@ import datetime as _dt
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any
 
-from .. import _session
+from .. import _agent_client
 from .._accesslog import AccessRecord, access_context
+from .._agent_client import resolve_path
 from .._records import Secret
-from .._store import resolve_path
 from .._vault import Vault, raw_records
 from .._vault import init as vault_init
-from .._vault import open as vault_open
 from ..errors import (
     ConflictError,
     NotFoundError,
-    NotUnlockedError,
     StorageError,
     VaultError,
     VaultExistsError,
@@ -36,14 +31,13 @@ from ..errors import (
     WrongPassphraseError,
 )
 from . import _formats
+from ._context import TRIES, Context, all_secrets, resolve_ref, when
 from ._terminal import (
     ENV_NEW_PASSPHRASE,
     ENV_PASSPHRASE,
     PassphraseSource,
     Progress,
     UsageError,
-    check_vault_path,
-    dump_json,
     for_terminal,
     load_json,
     open_private_output,
@@ -54,154 +48,12 @@ from ._terminal import (
     restore_core_limit,
 )
 
-__all__ = ["Context", "HANDLERS", "resolve_ref"]
-
-_TRIES = 3
-
-
-@dataclass
-class Context:
-    """What every command needs: the parsed global options, the streams, and the secrets read from the env."""
-
-    args: argparse.Namespace
-    # Looked up when a Context is made, not when this module is imported: redirect_stdout and
-    # test harnesses replace sys.stdout later.
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    env_passphrase: str | None = None
-    env_new_passphrase: str | None = None
-    opened: list[Vault] = field(default_factory=list)
-
-    @property
-    def json(self) -> bool:
-        """Whether --json was given (before or after the command name)."""
-        return bool(getattr(self.args, "json", False))
-
-    @property
-    def path(self) -> Path:
-        """The vault file: --path, else $CBK_VAULT_PATH, else the default; never a directory."""
-        raw = getattr(self.args, "path", None)
-        if raw == "":
-            # `--path "$UNSET_VAR"` must not fall back to the default vault behind the user's back.
-            raise UsageError("--path must not be empty")
-        path = resolve_path(raw)
-        check_vault_path(path)
-        return path
-
-    @property
-    def lock_timeout(self) -> float:
-        """Seconds to wait for another process's lock (--lock-timeout, default 10)."""
-        return float(getattr(self.args, "lock_timeout", 10.0))
-
-    def say(self, text: str = "") -> None:
-        """Print a line of the command's result to stdout, escaped for the terminal (never a value)."""
-        print(for_terminal(text), file=self.out)
-
-    def note(self, text: str) -> None:
-        """Print a line for the person at the terminal to stderr, escaped (never a secret)."""
-        print(for_terminal(text), file=self.err)
-
-    def emit(self, obj: Any) -> None:
-        """Print ``obj`` as one line of JSON to stdout."""
-        print(dump_json(obj), file=self.out)
-
-    def passphrase_source(self) -> PassphraseSource:
-        """Where the passphrase comes from: --passphrase-file, --passphrase-fd, the environment, a prompt."""
-        file = getattr(self.args, "passphrase_file", None)
-        fd = getattr(self.args, "passphrase_fd", None)
-        if file is not None and fd is not None:
-            raise UsageError("give either --passphrase-file or --passphrase-fd, not both")
-        if file is None and fd is None and self.env_passphrase:
-            return PassphraseSource(env=self.env_passphrase, err=self.err)
-        return PassphraseSource(file=file, fd=fd, err=self.err)
-
-    def open_vault(self, *, local: bool = False) -> Vault:
-        """Resolve the path and the passphrase exactly as every command does, and unlock.
-
-        With no passphrase named (no file, descriptor or variable), a vault the unlock agent
-        holds is used through it: no prompt, no key derivation. ``local`` always asks.
-        """
-        path = self.path
-        if not path.exists():
-            raise VaultNotFoundError(f"no vault at {path} (create one with: cbk-vault init)")
-        source = self.passphrase_source()
-        if source.interactive and not local:
-            try:
-                v = _session.open_unlocked(path)
-            except NotUnlockedError:
-                pass
-            else:
-                self.opened.append(v)
-                return v
-        if not source.interactive:
-            v = vault_open(path, source.read(""), lock_timeout=self.lock_timeout)
-        else:
-            for attempt in range(1, _TRIES + 1):
-                phrase = source.ask(f"Passphrase for {path}: ")
-                try:
-                    v = vault_open(path, phrase, lock_timeout=self.lock_timeout)
-                    break
-                except WrongPassphraseError:
-                    if attempt == _TRIES:
-                        raise WrongPassphraseError(f"wrong passphrase ({_TRIES} tries)") from None
-                    self.note("Wrong passphrase; try again.")
-        self.opened.append(v)
-        return v
-
-    def close_all(self) -> None:
-        """Close every vault this command opened (the data keys leave memory)."""
-        for v in self.opened:
-            v.close()
-        self.opened.clear()
+# Context and resolve_ref live in _context (every command, fetch included, imports them without
+# this module's engine imports); they are re-exported here for the commands' old import path.
+__all__ = ["Context", "resolve_ref"]
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _when(ms: int) -> str:
-    return _dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
-
-
-def _all_secrets(
-    v: Vault,
-    *,
-    meta: dict[str, str] | None = None,
-    order: str = "asc",
-    take: int = 100,
-    cursor: str | None = None,
-) -> Iterator[Secret]:
-    """Every secret's metadata (after ``cursor``), page by page (values are never decrypted)."""
-    while True:
-        page = v.secret.list(order=order, take=take, cursor=cursor, meta=meta)
-        if not page.items:
-            return
-        yield from page.items
-        cursor = page.cursor
-
-
-def resolve_ref(v: Vault, ref: str) -> str:
-    """An identifier the API understands: ``@alias`` and ``(name)`` as they are, else an id or a unique name."""
-    if not ref:
-        raise UsageError("a secret reference must not be empty")
-    if ref.startswith("@") or (len(ref) >= 2 and ref[0] == "(" and ref[-1] == ")"):
-        return ref
-    try:
-        return raw_records(v).lookup(ref).id  # an exact id: one dict lookup, so `run` over n secrets is not n scans
-    except NotFoundError:
-        pass
-    by_name: list[str] = []
-    for s in _all_secrets(v):
-        if s.id == ref:
-            return ref  # an id wins over a name that happens to look like it
-        if s.name == ref:
-            by_name.append(s.id)
-    if len(by_name) == 1:
-        return by_name[0]
-    shown = ref if len(ref) <= 80 else ref[:77] + "..."
-    if not by_name:
-        raise NotFoundError(f"no secret has the id, or the name, {shown!r}")
-    listed = ", ".join(by_name[:10]) + (", ..." if len(by_name) > 10 else "")
-    raise UsageError(f"the name {shown!r} matches {len(by_name)} secrets ({listed}); address one by its id")
 
 
 def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
@@ -269,27 +121,6 @@ def _read_value_for(args: argparse.Namespace, source: str) -> str:
     )
 
 
-def _describe(ctx: Context, s: Secret, *, has_value: bool | None) -> None:
-    d = s.to_dict()
-    rows: list[tuple[str, str]] = [
-        ("id", s.id),
-        ("name", s.name),
-        ("alias", "@" + s.alias if s.alias else "-"),
-        ("type", s.type),
-        ("kind", s.kind),
-        ("visibility", s.visibility),
-        ("description", s.description or "-"),
-        ("blueprintId", s.blueprint_id or "-"),
-        ("meta", dump_json(d["meta"]) if d["meta"] is not None else "-"),
-        ("config", dump_json(d["config"]) if d["config"] is not None else "-"),
-    ]
-    if has_value is not None:
-        rows.append(("value", "set (hidden; show it with --reveal)" if has_value else "none"))
-    rows += [("created", _when(s.created_at)), ("updated", _when(s.updated_at))]
-    for key, value in rows:
-        ctx.say(f"{key:<12} {value}")  # say() escapes: every field may come from a pull or an import
-
-
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -305,7 +136,7 @@ def _table(ctx: Context, items: list[Secret]) -> None:
                 s.type,
                 s.kind,
                 "@" + s.alias if s.alias else "-",
-                _when(s.updated_at),
+                when(s.updated_at),
             ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -370,13 +201,13 @@ def cmd_unlock(ctx: Context, args: argparse.Namespace) -> int:
     if not path.exists():
         raise VaultNotFoundError(f"no vault at {path} (create one with: cbk-vault init)")
     source = ctx.passphrase_source()
-    for attempt in range(1, _TRIES + 1):
+    for attempt in range(1, TRIES + 1):
         phrase = source.read("") if not source.interactive else source.ask(f"Passphrase for {path}: ")
         try:
-            held = _session.unlock(path, phrase, idle=args.timeout, hard=args.max)
+            held = _agent_client.unlock(path, phrase, idle=args.timeout, hard=args.max)
             break
         except WrongPassphraseError:
-            if not source.interactive or attempt == _TRIES:
+            if not source.interactive or attempt == TRIES:
                 raise
             ctx.note("Wrong passphrase; try again.")
     if ctx.json:
@@ -392,7 +223,7 @@ def cmd_lock(ctx: Context, args: argparse.Namespace) -> int:
     if args.all and args.vault is not None:
         raise UsageError("give a vault path or --all, not both")
     target = None if args.all else (resolve_path(args.vault) if args.vault is not None else ctx.path)
-    gone = _session.lock(target, everything=args.all)
+    gone = _agent_client.lock(target, everything=args.all)
     if ctx.json:
         ctx.emit({"locked": gone})
     elif gone:
@@ -405,7 +236,7 @@ def cmd_lock(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault status``: what the agent holds, and when each vault locks."""
-    held = _session.status()
+    held = _agent_client.status()
     if ctx.json:
         ctx.emit({"unlocked": held})
     elif not held:
@@ -454,32 +285,13 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
-    """``cbk-vault fetch``: show a secret's metadata, or only its value with --reveal."""
-    with ctx.open_vault() as v:
-        s = v.secret.fetch(resolve_ref(v, args.ref))
-    if args.reveal:
-        if s.value is None:
-            raise NotFoundError(f"secret {s.id} has no value")
-        if ctx.json:
-            ctx.emit(s.to_dict(reveal=True))
-        else:
-            ctx.out.write(s.value + ("" if args.no_newline else "\n"))
-        return 0
-    if ctx.json:
-        ctx.emit(s.to_dict())
-    else:
-        _describe(ctx, s, has_value=s.value is not None)
-    return 0
-
-
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault list``: one page (or --all) of secrets, as a table or JSON; never values."""
     meta = _key_values(args.meta, "--meta") or None
     with ctx.open_vault() as v:
         if args.all:
             items: list[Secret] = list(
-                _all_secrets(v, meta=meta, order=args.order, take=args.take or 100, cursor=args.cursor)
+                all_secrets(v, meta=meta, order=args.order, take=args.take or 100, cursor=args.cursor)
             )
             result: dict[str, Any] = {"items": [s.to_dict() for s in items]}
             next_cursor = None
@@ -623,7 +435,7 @@ def _injections(ctx: Context, v: Vault, args: argparse.Namespace) -> dict[str, s
             wanted.append((name, ref))
     else:
         # Chosen by the secrets themselves: every name is checked before any value is decrypted.
-        for s in _all_secrets(v):
+        for s in all_secrets(v):
             env_name = (s.meta or {}).get("env")
             if isinstance(env_name, str):
                 wanted.append((env_name, s.id))
@@ -687,7 +499,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     if args.output is None and ctx.out.isatty() and not args.force:
         raise UsageError("refusing to print plaintext secrets on a terminal; use --output FILE (or --force)")
     with ctx.open_vault() as v:
-        secrets = [v.secret.fetch(s.id) for s in _all_secrets(v)]
+        secrets = [v.secret.fetch(s.id) for s in all_secrets(v)]
     skipped = 0
     if args.format == "json":
         text = _formats.render_json(secrets, int(time.time() * 1000))
@@ -778,7 +590,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         progress = Progress(len(records), "importing", stream=ctx.err)
         try:
             with v.batch():
-                existing = {s.id for s in _all_secrets(v)} if any(r.id for r in records) else set()
+                existing = {s.id for s in all_secrets(v)} if any(r.id for r in records) else set()
                 for n, rec in enumerate(records, 1):
                     try:
                         ids.append(_import_one(v, rec, existing, new_ids=args.new_ids))
@@ -819,32 +631,6 @@ def _import_one(v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: 
 
 
 # --- versions, the trash and the access log --------------------------------------------------------
-
-
-def _show_fetched(ctx: Context, args: argparse.Namespace, s: Secret) -> int:
-    if args.reveal:
-        if s.value is None:
-            raise NotFoundError(f"secret {s.id} has no value")
-        if ctx.json:
-            ctx.emit(s.to_dict(reveal=True))
-        else:
-            ctx.out.write(s.value + ("" if args.no_newline else "\n"))
-        return 0
-    if ctx.json:
-        ctx.emit({**s.to_dict(), "revision": s.revision})
-    else:
-        _describe(ctx, s, has_value=s.value is not None)
-        ctx.say(f"{'revision':<12} {s.revision}")
-    return 0
-
-
-def cmd_fetch_any(ctx: Context, args: argparse.Namespace) -> int:
-    """``cbk-vault fetch [--revision N]``: the current secret (``cmd_fetch``) or a past revision."""
-    if getattr(args, "revision", None) is None:
-        return cmd_fetch(ctx, args)
-    with ctx.open_vault() as v:
-        s = v.secret.fetch(resolve_ref(v, args.ref), revision=args.revision)
-    return _show_fetched(ctx, args, s)
 
 
 def _confirm(ctx: Context, args: argparse.Namespace, question: str) -> bool:
@@ -900,7 +686,7 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     for i, s in enumerate(revisions):
         current = " (current)" if i == 0 and s.deleted_at is None else (" (deleted)" if i == 0 else "")
         rows.append(
-            [f"{s.revision}{current}", _when(s.updated_at), _short(for_terminal(s.name), 40) or "-", s.type,
+            [f"{s.revision}{current}", when(s.updated_at), _short(for_terminal(s.name), 40) or "-", s.type,
              "@" + s.alias if s.alias else "-"]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -958,7 +744,7 @@ def cmd_trash(ctx: Context, args: argparse.Namespace) -> int:
         else:
             rows = [["ID", "NAME", "TYPE", "DELETED"]]
             rows += [
-                [s.id, _short(for_terminal(s.name), 40) or "-", s.type, _when(s.deleted_at or 0)] for s in items
+                [s.id, _short(for_terminal(s.name), 40) or "-", s.type, when(s.deleted_at or 0)] for s in items
             ]
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             for r in rows:
@@ -1023,24 +809,3 @@ def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
         ctx.say("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
-
-#: Command name -> the function that runs it (serve, sync, completion and demo live in their own modules).
-HANDLERS: Final[dict[str, Callable[[Context, argparse.Namespace], int]]] = {
-    "init": cmd_init,
-    "passwd": cmd_passwd,
-    "unlock": cmd_unlock,
-    "lock": cmd_lock,
-    "status": cmd_status,
-    "create": cmd_create,
-    "fetch": cmd_fetch_any,
-    "list": cmd_list,
-    "update": cmd_update,
-    "delete": cmd_delete_any,
-    "run": cmd_run_logged,
-    "export": cmd_export_logged,
-    "import": cmd_import,
-    "history": cmd_history,
-    "restore": cmd_restore,
-    "trash": cmd_trash,
-    "log": cmd_log,
-}

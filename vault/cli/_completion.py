@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 from ._parser import COMMANDS, PROG, Arg, command_options, top_options
 
 if TYPE_CHECKING:
-    from ._commands import Context
+    from ._context import Context
 
 __all__ = ["completion_command", "render"]
 

@@ -15,7 +15,7 @@ from .._records import Secret
 from ._terminal import PassphraseSource, UsageError, prompt_new_passphrase
 
 if TYPE_CHECKING:
-    from ._commands import Context
+    from ._context import Context
 
 __all__ = ["demo_command", "run"]
 

@@ -5,18 +5,22 @@ once. :func:`build_parser` turns them into argparse; ``_completion`` writes the 
 completion scripts from the same table, so neither has to read the other's internals.
 Nothing here runs a command: ``serve`` and ``sync`` are described here too, but their code
 (and http.server, httpx) is imported only when one of them runs.
+
+Start-up cost: every invocation imports this module, so it imports nothing heavy (no
+dataclasses, no cryptography), and :func:`build_parser` gives each command a subparser that
+is filled in with the command's arguments only when argv names it (or asks for its help).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn
 
 from .. import __version__
-from .._crypto import KDF_PRESETS
 from ._exit_codes import EXIT_HELP, EXIT_USAGE
 from ._terminal import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, dump_json
 
@@ -38,25 +42,65 @@ PROG: Final = "cbk-vault"
 SHELLS: Final = ("bash", "zsh", "fish")
 
 
-@dataclass(frozen=True)
 class Arg:
-    """One option (``--name``) or positional argument: what argparse is told, and what completion offers."""
+    """One option (``--name``) or positional argument: what argparse is told, and what completion offers.
+
+    A plain immutable class: a dataclass or NamedTuple would cost more start-up time (every
+    command line builds this table) than the rest of the grammar.
+    """
+
+    __slots__ = ("action", "choices", "default", "dest", "group", "help", "metavar", "names", "nargs", "type")
 
     #: ``("--path",)``, ``("-n", "--no-newline")``; a positional has one name without a dash.
     names: tuple[str, ...]
     help: str
-    metavar: str | None = None
-    choices: tuple[str, ...] = ()
+    metavar: str | None
+    choices: tuple[str, ...]
     #: store: takes a value; store_true: a switch; append: a value, repeatable; help, version: argparse's own.
-    action: Literal["store", "store_true", "append", "help", "version"] = "store"
-    type: Callable[[str], Any] | None = None
+    action: Literal["store", "store_true", "append", "help", "version"]
+    type: Callable[[str], Any] | None
     #: None leaves argparse's default (None, or False for a switch).
-    default: Any = None
-    dest: str | None = None
+    default: Any
+    dest: str | None
     #: Positionals only: "?" (optional) or argparse.REMAINDER (the rest of argv, a command to run).
-    nargs: str | None = None
+    nargs: str | None
     #: The --help section it is listed under; "" for argparse's own sections.
-    group: str = ""
+    group: str
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        help: str,
+        metavar: str | None = None,
+        choices: tuple[str, ...] = (),
+        action: Literal["store", "store_true", "append", "help", "version"] = "store",
+        type: Callable[[str], Any] | None = None,
+        default: Any = None,
+        dest: str | None = None,
+        nargs: str | None = None,
+        group: str = "",
+    ) -> None:
+        _set = object.__setattr__
+        for key, value in (
+            ("names", names), ("help", help), ("metavar", metavar), ("choices", choices), ("action", action),
+            ("type", type), ("default", default), ("dest", dest), ("nargs", nargs), ("group", group),
+        ):  # fmt: skip
+            _set(self, key, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Arg) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Arg(names={self.names!r}, action={self.action!r})"
 
     @property
     def positional(self) -> bool:
@@ -79,18 +123,41 @@ class Arg:
         return self.nargs == argparse.REMAINDER
 
 
-@dataclass(frozen=True)
 class Command:
     """One subcommand: its line in ``cbk-vault --help``, its own ``--help`` page and its arguments."""
+
+    __slots__ = ("args", "description", "examples", "global_options", "help", "name")
 
     name: str
     help: str
     description: str
     #: Lines of ``  cbk-vault ...``, printed under "examples:".
     examples: str
-    args: tuple[Arg, ...] = ()
+    args: tuple[Arg, ...]
     #: Whether the vault and unlock options are accepted after the command name too.
-    global_options: bool = True
+    global_options: bool
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        description: str,
+        examples: str,
+        args: tuple[Arg, ...] = (),
+        global_options: bool = True,
+    ) -> None:
+        _set = object.__setattr__
+        for key, value in (
+            ("name", name), ("help", help), ("description", description), ("examples", examples), ("args", args),
+            ("global_options", global_options),
+        ):  # fmt: skip
+            _set(self, key, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __repr__(self) -> str:
+        return f"Command(name={self.name!r})"
 
 
 # --- argument types ----------------------------------------------------------------------------
@@ -195,7 +262,9 @@ GLOBAL_OPTIONS: Final = (
     Arg(("--debug",), "show a traceback on errors", action="store_true", group=_UNLOCK),
 )
 
-_KDF_NAMES = tuple(sorted(KDF_PRESETS, key=lambda n: KDF_PRESETS[n].memlimit))
+#: vault._crypto.KDF_PRESETS, cheapest first (tests/test_startup.py checks they agree): named here so
+#: that building the grammar does not import the cryptography.
+_KDF_NAMES: Final = ("interactive", "moderate", "sensitive")
 _REF = Arg(("ref",), "id, @alias, (name) or a unique name", metavar="SECRET")
 
 
@@ -630,9 +699,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"cbk-vault: error: {text} [USAGE]\n")
 
 
+_columns: int | None = None
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, asked once: argparse asks on every ``add_argument``.
+
+    The same rule as shutil's ($COLUMNS, else stdout's terminal, else 80), without importing
+    shutil (and the compression modules it brings) into every command.
+    """
+    global _columns
+    if _columns is None:
+        try:
+            columns = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 0
+            columns = columns or 80
+        _columns = columns
+    return _columns
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32)
+        # argparse's own default width: the terminal's columns minus 2.
+        super().__init__(prog, max_help_position=32, width=_terminal_columns() - 2)
 
 
 def _add(parser: argparse.ArgumentParser, args: Sequence[Arg], *, suppress_defaults: bool = False) -> None:
@@ -665,8 +760,55 @@ def _add(parser: argparse.ArgumentParser, args: Sequence[Arg], *, suppress_defau
         target.add_argument(*arg.names, **options)
 
 
-def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
-    """The argparse parser of the whole command line, built from :data:`COMMANDS`."""
+class _CommandParser(_Parser):
+    """A command's subparser, made real only when argv reaches it (or its help is printed).
+
+    The top-level parser needs every command's name and one-line help (the pseudo-actions
+    ``add_parser(help=...)`` records), not 17 parsers with all their arguments: building those
+    (argparse looks up a translation catalogue for every parser) cost more than the rest of
+    ``cbk-vault fetch``. So argparse's own ``__init__`` and the command's arguments wait for
+    :meth:`fill`, which every way in (parse, usage, help) calls first.
+    """
+
+    command: Command | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        # argparse.ArgumentParser.__init__ runs in fill(), with these arguments.
+        self._deferred: dict[str, Any] | None = kwargs
+
+    def fill(self) -> None:
+        """Become the command's full argparse parser (once)."""
+        kwargs, self._deferred = self._deferred, None
+        if kwargs is None:
+            return
+        super().__init__(**kwargs)
+        command = self.command
+        assert command is not None, "build_parser names the command of every subparser"
+        _add(self, (HELP,))
+        if command.global_options:
+            _add(self, GLOBAL_OPTIONS, suppress_defaults=True)
+        _add(self, command.args)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self.fill()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.fill()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.fill()
+        return super().format_help()
+
+
+def build_parser(*, json_errors: bool = False, command: str | None = None) -> argparse.ArgumentParser:
+    """The argparse parser of the whole command line, built from :data:`COMMANDS`.
+
+    Each command's subparser is built when argv reaches it (:class:`_CommandParser`), or here
+    for ``command`` (the one argv names, found by a scan); the result parses, and prints help,
+    exactly as if all of them had been built up front.
+    """
     parser = _Parser(
         prog=PROG,
         description=_DESCRIPTION,
@@ -676,19 +818,18 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     )
     parser.json_errors = json_errors
     _add(parser, top_options())
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in COMMANDS:
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    for spec in COMMANDS:
         p = sub.add_parser(
-            command.name,
-            help=command.help,
-            description=command.description,
-            epilog="examples:\n" + command.examples,
+            spec.name,
+            help=spec.help,
+            description=spec.description,
+            epilog="examples:\n" + spec.examples,
             formatter_class=_Formatter,
             add_help=False,
         )
         p.json_errors = json_errors
-        _add(p, (HELP,))
-        if command.global_options:
-            _add(p, GLOBAL_OPTIONS, suppress_defaults=True)
-        _add(p, command.args)
+        p.command = spec
+        if spec.name == command:
+            p.fill()
     return parser

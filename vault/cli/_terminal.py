@@ -8,22 +8,17 @@ contents.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import getpass
-import json
-import math
 import os
 import re
 import stat
 import sys
-import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ..errors import InvalidRequestError, StorageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "ENV_NEW_PASSPHRASE",
@@ -79,9 +74,13 @@ def harden_process() -> None:
         pass
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            import ctypes
+
+            # The C library is already loaded into this process: its symbols are found without a
+            # search (ctypes.util.find_library would run `ldconfig -p` in a child process).
+            libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-        except (OSError, AttributeError):
+        except (ImportError, OSError, AttributeError):
             pass
 
 
@@ -138,16 +137,17 @@ _HIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 #: Default-ignorable code points outside those categories: they draw nothing, so "Open\u3164AI"
 #: would look like "OpenAI" (combining grapheme joiner, Hangul fillers, Khmer inherent vowels,
 #: Mongolian and other variation selectors).
-_INVISIBLE: Final = re.compile(
-    r"[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
-)
+#: (Patterns, compiled on first use through re's cache: every command imports this module, few print.)
+_INVISIBLE: Final = r"[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
 #: Everything but printable ASCII: the only characters that need a closer look.
-_NOT_ASCII_TEXT: Final = re.compile(r"[^\x20-\x7e]")
-_NOT_JSON_TEXT: Final = re.compile(r"[^\n\x20-\x7e]")
+_NOT_ASCII_TEXT: Final = r"[^\x20-\x7e]"
+_NOT_JSON_TEXT: Final = r"[^\n\x20-\x7e]"
 
 
 def _hidden(ch: str) -> bool:
-    return unicodedata.category(ch) in _HIDDEN_CATEGORIES or _INVISIBLE.match(ch) is not None
+    import unicodedata  # here: most commands print no text that needs a look
+
+    return unicodedata.category(ch) in _HIDDEN_CATEGORIES or re.match(_INVISIBLE, ch) is not None
 
 
 _SHORT_ESCAPES: Final = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -178,7 +178,7 @@ def for_terminal(text: str) -> str:
     escaped too: one field never spans two lines. Revealed values (``fetch --reveal``, ``run``,
     ``export``) never pass through here: they are the owner's explicit request and stay exact.
     """
-    return _NOT_ASCII_TEXT.sub(_terminal_escape, text)
+    return re.sub(_NOT_ASCII_TEXT, _terminal_escape, text)
 
 
 def _json_escape(match: re.Match[str]) -> str:
@@ -204,11 +204,13 @@ def dump_json(obj: Any, *, indent: int | None = None) -> str:
     string. NaN or Infinity (only a vault written before the core rejected them could hold one)
     is a typed error, never the invalid JSON a reader downstream would choke on.
     """
+    import json  # here, not at the top: --version and --help print no JSON
+
     try:
         text = json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=indent)
     except ValueError:
         raise InvalidRequestError("a stored meta or config holds NaN or Infinity, which JSON cannot carry") from None
-    return _NOT_JSON_TEXT.sub(_json_escape, text)
+    return re.sub(_NOT_JSON_TEXT, _json_escape, text)
 
 
 class _NotFinite(ValueError):
@@ -229,6 +231,8 @@ def _no_constant(name: str) -> Any:
 
 def _finite_float(text: str) -> float:
     value = float(text)
+    import math
+
     if not math.isfinite(value):  # 1e400 parses to inf, which no JSON writer can give back
         raise _NotFinite(text)
     return value
@@ -257,6 +261,8 @@ def load_json(data: bytes | str, what: str) -> Any:
     output invalid JSON. The messages name a position at most, never the text, because the
     input may be a config that holds a clientSecret.
     """
+    import json
+
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return json.loads(
@@ -304,19 +310,37 @@ def _warn_if_readable_by_others(path: str, option: str, err: TextIO) -> None:
         print(f"cbk-vault: warning: {option} {path!r} is readable by other users (chmod 600 it)", file=err)
 
 
-@dataclass
 class PassphraseSource:
     """Where the passphrase comes from, in the documented order: file, descriptor, environment, prompt."""
 
-    file: str | None = None
-    fd: int | None = None
-    env: str | None = None
-    what: str = "passphrase"
-    hint: str = f"--passphrase-file, --passphrase-fd or {ENV_PASSPHRASE} (for CI)"
-    #: The option that named ``file``, for the permission warning.
-    file_option: str = "--passphrase-file"
-    err: TextIO = sys.stderr
-    getpass_fn: Callable[[str], str] = getpass.getpass
+    def __init__(
+        self,
+        file: str | None = None,
+        fd: int | None = None,
+        env: str | None = None,
+        what: str = "passphrase",
+        hint: str = f"--passphrase-file, --passphrase-fd or {ENV_PASSPHRASE} (for CI)",
+        file_option: str = "--passphrase-file",
+        err: TextIO = sys.stderr,
+        getpass_fn: Callable[[str], str] | None = None,
+    ) -> None:
+        # A plain class rather than a dataclass: importing dataclasses costs more start-up time
+        # than every other module a served `fetch` needs.
+        self.file = file
+        self.fd = fd
+        self.env = env
+        self.what = what
+        self.hint = hint
+        #: The option that named ``file``, for the permission warning.
+        self.file_option = file_option
+        self.err = err
+        #: None: getpass.getpass (imported when a prompt is asked, not with this module).
+        self.getpass_fn = getpass_fn
+
+    def __repr__(self) -> str:
+        # Which sources are named, never what the environment variable holds.
+        env = None if self.env is None else "<set>"
+        return f"PassphraseSource(file={self.file!r}, fd={self.fd!r}, env={env}, what={self.what!r})"
 
     @property
     def interactive(self) -> bool:
@@ -338,6 +362,10 @@ class PassphraseSource:
         """Ask at a hidden prompt on the terminal; a usage error when there is no terminal."""
         if not _have_terminal():
             raise UsageError(f"no {self.what}: no terminal to prompt on; use {self.hint}")
+        if self.getpass_fn is None:
+            import getpass
+
+            return getpass.getpass(prompt)
         return self.getpass_fn(prompt)
 
 
@@ -371,7 +399,7 @@ def prompt_new_passphrase(source: PassphraseSource, label: str = "New passphrase
 
 
 def read_value(
-    *, stdin: bool, file: str | None, prompt: str | None, getpass_fn: Callable[[str], str] = getpass.getpass
+    *, stdin: bool, file: str | None, prompt: str | None, getpass_fn: Callable[[str], str] | None = None
 ) -> str:
     """A secret value from stdin, a file or a hidden prompt; never from argv. One trailing newline is dropped."""
     if stdin:
@@ -381,6 +409,10 @@ def read_value(
         return _strip_newline(_read_file(file, "value"))
     if prompt is None or not _have_terminal():
         raise UsageError("no value given: use --value-stdin, --value-file FILE or --no-value (or run on a terminal)")
+    if getpass_fn is None:
+        import getpass
+
+        getpass_fn = getpass.getpass
     return getpass_fn(prompt)
 
 
