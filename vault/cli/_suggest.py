@@ -6,12 +6,9 @@ commands, options, aliases and secret names (metadata), never a value.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from typing import Final
-
-from .._refs import SecretRef
 
 __all__ = ["argparse_hint", "close_to", "secret_hint"]
 
@@ -21,6 +18,7 @@ _UNRECOGNIZED: Final = re.compile(r"unrecognized arguments: (.*)$")
 
 def close_to(word: str, choices: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> list[str]:
     """The ``n`` choices closest to ``word`` (case-insensitively), best first."""
+    import difflib  # only when something went wrong: the parser imports this module on every run
     by_folded: dict[str, str] = {}
     for choice in choices:
         by_folded.setdefault(choice.casefold(), choice)
@@ -58,6 +56,8 @@ def secret_hint(wanted: str, aliases: Iterable[str], names: Iterable[str], *, as
     that equals the bare word (any case) wins; otherwise the closest alias or name. With
     ``as_ref``, suggestions are written as ``cbk://`` references.
     """
+    from .._refs import SecretRef  # an error path: keep the parser's import light
+
     alias_ref = (lambda a: str(SecretRef("@" + a))) if as_ref else (lambda a: "@" + a)
     name_ref = (lambda n: str(SecretRef(n))) if as_ref else _name_ref
     bare = wanted
