@@ -8,12 +8,13 @@ for each call, and through the unlock agent.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -143,8 +144,13 @@ def test_lookup_is_exact_and_needs_the_marker() -> None:
         assert (kr.get_password("true", "x"), kr.get_password("false", "x")) == ("t", "f")
 
 
+def _ticking() -> Callable[[], int]:
+    """One second per call: two secrets made in the same millisecond would sort by their random ids."""
+    return itertools.count(1_767_225_600_000, 1000).__next__
+
+
 def test_get_credential_without_username_gives_the_oldest() -> None:
-    with memory_vault() as v:
+    with memory_vault(clock=_ticking()) as v:
         kr = VaultKeyring(vault=v)
         kr.set_password("svc", "first", "1")
         kr.set_password("svc", "second", "2")
@@ -166,7 +172,7 @@ def test_a_secret_made_by_hand_with_the_marker_is_found() -> None:
 
 
 def test_delete_removes_every_duplicate() -> None:
-    with memory_vault() as v:
+    with memory_vault(clock=_ticking()) as v:
         marker = {"keyring": {"service": "s", "username": "u"}}
         for value in ('{"username":"u","password":"a"}', '{"username":"u","password":"b"}'):
             v.secret.create(name="s", type="basic", value=value, meta=marker)
