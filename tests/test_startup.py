@@ -247,9 +247,9 @@ def test_lazy_subparsers_parse_and_print_help_as_eager_ones_would() -> None:
 def test_usage_errors_from_a_lazy_subparser_keep_their_form() -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exc:
-        _parser.build_parser().parse_args(["fetch", "x", "--bogus"])
+        _parser.build_parser().parse_args(["fetch", "x", "--zzqqxx"])
     assert exc.value.code == 2
-    assert err.getvalue() == "cbk-vault: error: unrecognized arguments: --bogus (see: cbk-vault --help) [USAGE]\n"
+    assert err.getvalue() == "cbk-vault: error: unrecognized arguments: --zzqqxx (see: cbk-vault --help) [USAGE]\n"
 
 
 def test_the_grammar_names_the_kdf_presets_cheapest_first() -> None:

@@ -22,7 +22,7 @@ from ._refs import is_ref, ref_resolver, resolve_refs
 from ._unattended import PathArg, open_unattended
 from .errors import InvalidRequestError, MissingDependencyError
 
-__all__ = ["load_env"]
+__all__ = ["dotenv_file_values", "load_env"]
 
 _DISABLE_ENV: Final = "PYTHON_DOTENV_DISABLED"
 
@@ -39,6 +39,27 @@ def _check_environ(values: dict[str, str]) -> None:
             raise InvalidRequestError(f"{key[:80]!r} cannot be an environment variable name")
         if "\0" in value:
             raise InvalidRequestError(f"{key[:80]}: the value holds a NUL byte, which no environment can carry")
+
+
+def dotenv_file_values(dotenv_path: str | os.PathLike[str], *, override: bool) -> dict[str, str | None]:
+    """The variables of a ``.env`` file as ``load_dotenv(override=...)`` would set them (references unresolved).
+
+    python-dotenv parses the file; ``${VAR}`` is interpolated as ``load_dotenv`` does it,
+    so with ``override=False`` the environment wins inside ``${...}`` too. A name written
+    without ``=`` has the value None. Needs the ``dotenv`` extra
+    (:class:`~vault.MissingDependencyError`). ``cbk-vault run --env-file`` uses it too.
+    """
+    try:
+        from dotenv import dotenv_values
+        from dotenv.main import resolve_variables
+    except ImportError:
+        raise MissingDependencyError(
+            ".env files are parsed with python-dotenv: pip install 'cbk-vault[dotenv]'"
+        ) from None
+    # Interpolated as load_dotenv(override=...) does it: with override=False the environment
+    # wins inside ${...} too (dotenv_values alone always lets the file win).
+    raw = dotenv_values(dotenv_path, interpolate=False, encoding="utf-8")
+    return dict(resolve_variables(raw.items(), override=override))
 
 
 def load_env(
@@ -60,8 +81,7 @@ def load_env(
     value. Needs ``pip install 'cbk-vault[dotenv]'`` (:class:`~vault.MissingDependencyError`).
     """
     try:
-        from dotenv import dotenv_values
-        from dotenv.main import resolve_variables
+        import dotenv  # noqa: F401 - the dependency check comes first, as before
     except ImportError:
         raise MissingDependencyError(
             "vault.load_env parses .env files with python-dotenv: pip install 'cbk-vault[dotenv]'"
@@ -70,10 +90,7 @@ def load_env(
         return {}
     if override not in (True, False):
         raise InvalidRequestError("override must be a bool")
-    # Interpolated as load_dotenv(override=...) does it: with override=False the environment
-    # wins inside ${...} too (dotenv_values alone always lets the file win).
-    raw = dotenv_values(dotenv_path, interpolate=False, encoding="utf-8")
-    values = resolve_variables(raw.items(), override=override)
+    values = dotenv_file_values(dotenv_path, override=override)
     wanted: dict[str, str] = {
         key: value for key, value in values.items() if value is not None and (override or key not in os.environ)
     }

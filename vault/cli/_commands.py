@@ -10,15 +10,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import json
 import os
+import shlex
 import sys
+import tempfile
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from .. import _agent_client
 from .._accesslog import AccessRecord, access_context
 from .._agent_client import resolve_path
+from .._dotenv import dotenv_file_values
 from .._records import Secret
+from .._refs import SecretRef, inject_refs, is_ref, parse_ref, ref_resolver
 from .._vault import Vault, raw_records
 from .._vault import init as vault_init
 from ..errors import (
@@ -31,7 +37,10 @@ from ..errors import (
     WrongPassphraseError,
 )
 from . import _formats
+from ._clipboard import copy_value
 from ._context import TRIES, Context, all_secrets, resolve_ref, when
+from ._passwords import DEFAULT_LENGTH, estimate, generate_password, generated_bits
+from ._suggest import secret_hint
 from ._terminal import (
     ENV_NEW_PASSPHRASE,
     ENV_PASSPHRASE,
@@ -54,6 +63,57 @@ __all__ = ["Context", "resolve_ref"]
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _hint_for(v: Vault, wanted: str, *, as_ref: bool = False) -> str:
+    """`` (did you mean @openai?)`` when ``wanted`` found nothing but an alias or a name is close."""
+    items = [s for s, _, _ in raw_records(v).all()]
+    return secret_hint(wanted, (s.alias or "" for s in items), (s.name for s in items), as_ref=as_ref)
+
+
+def _secret_exists(v: Vault, wanted: str) -> bool:
+    """Whether a reference's SECRET part names something (so a NOT_FOUND is about the field)."""
+    try:
+        resolve_ref(v, wanted)
+    except (NotFoundError, UsageError):
+        return False
+    return True
+
+
+class _LazyResolver:
+    """Resolves references, opening the vault at the first one (a template or a .env file without any
+    needs no passphrase), and adds a did-you-mean when the secret itself is missing."""
+
+    def __init__(self, open_vault: Callable[[], Vault]) -> None:
+        self._open_vault = open_vault
+        self._vault: Vault | None = None
+        self._resolve: Callable[[str], str] | None = None
+        #: How many references were resolved.
+        self.count = 0
+
+    def __call__(self, text: str) -> str:
+        if self._vault is None or self._resolve is None:
+            self._vault = self._open_vault()
+            self._resolve = ref_resolver(self._vault)
+        try:
+            value = self._resolve(text)
+        except NotFoundError as exc:
+            wanted = parse_ref(text).secret
+            if not _secret_exists(self._vault, wanted):
+                hint = _hint_for(self._vault, wanted, as_ref=True)
+                if hint:
+                    exc.message += hint
+                    exc.args = (exc.message,)
+            raise
+        self.count += 1
+        return value
+
+
+def _meta_value(text: str) -> Any:
+    """A ``--meta KEY=VALUE`` value as stored: the cloud's list filter reads ``true``/``false`` as booleans,
+    so they are stored as booleans and ``list --meta KEY=true`` finds them. Everything else, numbers
+    included, stays the text as typed (the filter compares numbers as text, so both match)."""
+    return {"true": True, "false": False}.get(text, text)
 
 
 def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
@@ -153,6 +213,7 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     if path.exists():
         raise VaultExistsError(f"a vault already exists at {path}")
     phrase = prompt_new_passphrase(ctx.passphrase_source(), "New vault passphrase")
+    _warn_if_weak(ctx, phrase)
     started = time.perf_counter()
     with vault_init(path, phrase, kdf=args.kdf, lock_timeout=ctx.lock_timeout) as v:
         kdf = v.kdf
@@ -164,6 +225,17 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
         ctx.say(f"Key derivation: Argon2id '{args.kdf}' ({kdf.memlimit >> 20} MiB, {took:.2f} s to unlock)")
         ctx.say("Keep the passphrase safe: without it the vault cannot be opened.")
     return 0
+
+
+def _warn_if_weak(ctx: Context, phrase: str) -> None:
+    """A warning (never a refusal) for a passphrase a guesser would find soon; it names no character of it."""
+    strength = estimate(phrase)
+    if strength.weak:
+        ctx.note(
+            f"cbk-vault: warning: this passphrase is weak ({strength.reason}; about {strength.bits:.0f} bits). "
+            "Anyone with a copy of the vault file can try guesses offline. Prefer four or more random words, "
+            "or 16 or more random characters (cbk-vault generate)."
+        )
 
 
 def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
@@ -184,6 +256,7 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
             err=ctx.err,
         )
         new = prompt_new_passphrase(source, "New passphrase")
+        _warn_if_weak(ctx, new)
         v.change_passphrase(new, kdf=args.kdf, rekey=args.rekey)
         path = v.path
     if ctx.json:
@@ -259,7 +332,7 @@ def _span(seconds: float) -> str:
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault create``: create a secret, its value from a prompt, stdin or a file."""
     fields = _common_fields(args)
-    meta: dict[str, Any] = dict(_key_values(args.meta, "--meta"))
+    meta: dict[str, Any] = {k: _meta_value(v) for k, v in _key_values(args.meta, "--meta").items()}
     meta_json = _json_arg(args.meta_json, "--meta-json")
     if meta_json is not None:
         if not isinstance(meta_json, dict):
@@ -268,10 +341,14 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     if meta:
         fields["meta"] = meta
     source = _value_source(args)
+    generated = _generated_value(args, source)
     # Unlock first, so a wrong passphrase is reported before the value is typed.
     with ctx.open_vault() as v:
         # A personal secret holds no value in the cloud, so nothing is asked for unless a source is named.
-        if source == "--no-value" or (source == "" and fields.get("kind") == "personal"):
+        if generated is not None:
+            value: str | None = generated
+            fields["value"] = value
+        elif source == "--no-value" or (source == "" and fields.get("kind") == "personal"):
             value = None
         else:
             value = _read_value_for(args, source)
@@ -280,9 +357,29 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(created.to_dict())
     else:
+        # The returned Secret carries no value (as the cloud's create answer), so say what was stored.
         label = f" ({created.name})" if created.name else ""
-        ctx.say(f"Created secret {created.id}{label}" + ("" if value is not None else " without a value"))
+        ctx.say(f"Created secret {created.id}{label}" + _stored_note(value, generated is not None))
     return 0
+
+
+def _stored_note(value: str | None, generated: bool) -> str:
+    if value is None:
+        return " without a value"
+    if generated:
+        return f"; a generated value ({len(value)} characters) is stored, never printed"
+    return "; its value is stored"
+
+
+def _generated_value(args: argparse.Namespace, source: str) -> str | None:
+    """A new random value when --generate is given (and no other value source); None otherwise."""
+    if not args.generate:
+        if args.length is not None or args.no_symbols:
+            raise UsageError("--length and --no-symbols shape a --generate value: add --generate")
+        return None
+    if source:
+        raise UsageError(f"give either --generate or {source}, not both")
+    return generate_password(args.length or DEFAULT_LENGTH, symbols=not args.no_symbols)
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
@@ -308,20 +405,39 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     _table(ctx, items)
     if next_cursor is not None and len(items) >= (args.take or 100):
-        ctx.note(f"(more may follow: cbk-vault list --cursor {next_cursor}, or --all)")
+        ctx.note(f"(more may follow: {_next_page_command(args, next_cursor)}, or --all)")
     return 0
+
+
+def _next_page_command(args: argparse.Namespace, cursor: str) -> str:
+    """The ``list`` command for the next page: the same order, size, filters and vault, after ``cursor``."""
+    words = ["cbk-vault"]
+    if getattr(args, "path", None):
+        words += ["--path", args.path]
+    words.append("list")
+    if args.order != "desc":
+        words += ["--order", args.order]
+    if args.take is not None:
+        words += ["--take", str(args.take)]
+    for item in args.meta or []:
+        words += ["--meta", item]
+    words += ["--cursor", cursor]
+    return shlex.join(words)
 
 
 def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault update``: change the given fields (and the value only with a --value-* option)."""
     fields = _common_fields(args)
-    set_meta = _key_values(args.meta, "--meta")
+    set_meta = {k: _meta_value(v) for k, v in _key_values(args.meta, "--meta").items()}
     meta_json = _json_arg(args.meta_json, "--meta-json")
     if meta_json is not None and not isinstance(meta_json, dict):
         raise UsageError("--meta-json must be a JSON object")
     source = _value_source(args)
+    generated = _generated_value(args, source)
     v = ctx.open_vault()  # unlocked first, so a wrong passphrase is reported before the value is typed
-    value = _read_value_for(args, source) if source and source != "--no-value" else None
+    value = _read_value_for(args, source) if source and source != "--no-value" else generated
+    if generated is not None:
+        source = "--generate"
     with v, v.batch():
         # One batch holds the writer lock: the meta read-modify-write cannot lose a concurrent change.
         ref = resolve_ref(v, args.ref)
@@ -346,7 +462,8 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.emit(updated.to_dict())
     else:
-        ctx.say(f"Updated secret {updated.id}" + (f" ({updated.name})" if updated.name else ""))
+        label = f" ({updated.name})" if updated.name else ""
+        ctx.say(f"Updated secret {updated.id}{label}" + (_stored_note(value, True) if generated is not None else ""))
     return 0
 
 
@@ -435,13 +552,17 @@ def _injections(ctx: Context, v: Vault, args: argparse.Namespace) -> dict[str, s
             wanted.append((name, ref))
     else:
         # Chosen by the secrets themselves: every name is checked before any value is decrypted.
-        for s in all_secrets(v):
+        valueless: dict[str, str] = {}
+        for s, _ext, has_value in raw_records(v).all():
             env_name = (s.meta or {}).get("env")
             if isinstance(env_name, str):
                 wanted.append((env_name, s.id))
+                if not has_value:
+                    valueless[s.id] = s.name
         _check_chosen_names(wanted, allowed, how="sets meta.env to", run=True)
         if not wanted:
             raise UsageError("no secrets to inject: pass --env NAME=@alias, or set meta env=NAME on secrets")
+        wanted = _without_valueless(ctx, wanted, valueless, strict=bool(getattr(args, "strict", False)))
     seen: set[str] = set()
     for name, _ in wanted:
         if name in seen:
@@ -458,6 +579,65 @@ def _injections(ctx: Context, v: Vault, args: argparse.Namespace) -> dict[str, s
     return env
 
 
+def _without_valueless(
+    ctx: Context, wanted: list[tuple[str, str]], valueless: dict[str, str], *, strict: bool
+) -> list[tuple[str, str]]:
+    """Drop meta.env secrets that hold no value (every secret a sync pulled, until one is set), with a warning.
+
+    With --strict the first one is an error instead. Either way the message says how to set one.
+    """
+    kept: list[tuple[str, str]] = []
+    for name, sid in wanted:
+        if sid not in valueless:
+            kept.append((name, sid))
+            continue
+        label = f"{sid} ({valueless[sid]})" if valueless[sid] else sid
+        how = f"set one with: cbk-vault update {sid} --value-prompt"
+        if strict:
+            raise NotFoundError(f"secret {label} has no value to inject as {name}; {how}")
+        ctx.note(f"cbk-vault: warning: {name} is not set: secret {label} has no value ({how}; --strict fails instead)")
+    return kept
+
+
+def _env_file_values(ctx: Context, files: list[str], resolve: Callable[[str], str]) -> dict[str, str]:
+    """The variables of the --env-file files, later files winning, with every cbk:// value resolved.
+
+    A dotenv file is the owner's own choice, named on the command line like --env, so its names
+    are not held to the denylist (docs/CLI.md says why); they must still be variable names.
+    """
+    merged: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for file in files:
+        if not os.path.isfile(file):
+            raise UsageError(f"--env-file {file!r} does not exist")
+        try:
+            values = dotenv_file_values(file, override=True)
+        except UnicodeDecodeError:
+            raise UsageError(f"--env-file {file!r} is not UTF-8 text") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read --env-file {file!r}: {exc.strerror}") from None
+        for name, value in values.items():
+            if value is None:
+                continue  # a bare NAME line sets nothing, as in load_dotenv
+            if not _formats.ENV_NAME.fullmatch(name):
+                raise UsageError(f"--env-file {file!r}: {name[:64]!r} is not a valid environment variable name")
+            merged[name] = value
+            where[name] = file
+    out: dict[str, str] = {}
+    for name, value in merged.items():
+        if is_ref(value):
+            try:
+                value = resolve(value)
+            except VaultError as exc:
+                exc.message = f"--env-file {where[name]!r}, {name}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+        if "\x00" in value:
+            raise UsageError(f"{name} from --env-file {where[name]!r} cannot be injected: its value holds a NUL byte")
+        out[name] = value
+    return out
+
+
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault run``: replace this process with COMMAND, secrets in its environment."""
     command = list(args.cmd)
@@ -465,8 +645,14 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise UsageError("no command given: cbk-vault run [--env NAME=REF ...] -- COMMAND [ARGS...]")
-    with ctx.open_vault() as v:
-        injected = _injections(ctx, v, args)
+    injected: dict[str, str] = {}
+    if args.env_file:
+        # The vault is opened only if a file holds a reference (or --env needs it below).
+        injected.update(_env_file_values(ctx, args.env_file, _LazyResolver(ctx.open_vault)))
+    if args.env or not args.env_file:
+        v = ctx.opened[0] if ctx.opened else ctx.open_vault()
+        with v:
+            injected.update(_injections(ctx, v, args))  # --env wins over the files
     ctx.close_all()  # the data key leaves memory before the command runs
     # exec keeps every inheritable descriptor open: the command could rewind --passphrase-fd and
     # read the passphrase again. 0-2 are the command's own stdio and stay.
@@ -498,6 +684,9 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault export``: every secret in plaintext JSON or dotenv, to a new 0600 file or stdout."""
     if args.output is None and ctx.out.isatty() and not args.force:
         raise UsageError("refusing to print plaintext secrets on a terminal; use --output FILE (or --force)")
+    if args.output is not None and os.path.lexists(args.output):
+        # Before the passphrase is asked for: open_private_output would refuse it anyway, but only after.
+        raise UsageError(f"output file {args.output!r} already exists; choose a new name")
     with ctx.open_vault() as v:
         secrets = [v.secret.fetch(s.id) for s in all_secrets(v)]
     skipped = 0
@@ -553,7 +742,30 @@ def _read_input(path: str) -> bytes:
     return sys.stdin.buffer.read() if path == "-" else read_bytes(path, "file")
 
 
+def _import_format(args: argparse.Namespace, data: bytes | None) -> str:
+    """--format, else a guess from the file's name, else from its first bytes (a JSON file starts with { or [)."""
+    if args.format is not None:
+        return str(args.format)
+    name = os.path.basename(args.file).lower()
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith(".kdbx"):
+        return "kdbx"
+    if name.endswith(".env") or name == ".env" or name.startswith(".env."):
+        return "env"
+    if data is None:
+        return "json"
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head in (b"{", b"["):
+        return "json"
+    if _formats.looks_like_env(data):
+        return "env"
+    raise UsageError(f"cannot tell the format of {args.file!r}: pass --format json, --format env or --format kdbx")
+
+
 def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_formats.Record]:
+    if args.format is None and args.file != "-" and os.path.basename(args.file).lower().endswith(".kdbx"):
+        args.format = "kdbx"
     if args.format == "kdbx":
         if args.file == "-":
             raise UsageError("a KeePass database must be a file, not standard input")
@@ -575,8 +787,14 @@ def _parse_import(ctx: Context, args: argparse.Namespace) -> list[_formats.Recor
         password = None if args.kdbx_no_password else source.read("KeePass database password: ")
         return _formats.parse_kdbx(args.file, password, args.kdbx_keyfile)
     data = _read_input(args.file)
+    args.format = _import_format(args, data)
     if args.format == "json":
-        return _formats.parse_json(data)
+        try:
+            return _formats.parse_json(data)
+        except UsageError as exc:
+            if _formats.looks_like_env(data):
+                raise UsageError(f"{exc} (this looks like a dotenv file: pass --format env)") from None
+            raise
     return _formats.parse_env(data)
 
 
@@ -586,6 +804,9 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError("import from standard input and --passphrase-fd 0 both want standard input")
     records = _parse_import(ctx, args)  # the whole file parses before the vault is touched
     ids: list[str] = []
+    imported: list[tuple[_formats.Record, str]] = []
+    outcome = {"skipped": 0, "replaced": 0}
+    policy = getattr(args, "on_conflict", None)
     with ctx.open_vault() as v:
         progress = Progress(len(records), "importing", stream=ctx.err)
         try:
@@ -593,19 +814,28 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
                 existing = {s.id for s in all_secrets(v)} if any(r.id for r in records) else set()
                 for n, rec in enumerate(records, 1):
                     try:
-                        ids.append(_import_one(v, rec, existing, new_ids=args.new_ids))
+                        sid, what = _import_one(v, rec, existing, new_ids=args.new_ids, policy=policy)
                     except VaultError as exc:
                         exc.message = f"item {n} ({_short(for_terminal(rec.label), 40)}): {exc.message}"
                         raise
+                    if what in outcome:
+                        outcome[what] += 1
+                    if sid is not None:
+                        ids.append(sid)
+                        imported.append((rec, sid))
                     progress.update(n)
         finally:
             progress.finish()
-    with_value = sum(1 for r in records if r.fields.get("value") is not None)
+    with_value = sum(1 for r, _ in imported if r.fields.get("value") is not None)
     if ctx.json:
-        ctx.emit({"imported": len(ids), "withValue": with_value, "ids": ids})
+        ctx.emit({"imported": len(ids), "withValue": with_value, "ids": ids, **outcome})
     else:
-        ctx.say(f"Imported {len(ids)} secret(s) from {args.file} ({with_value} with a value) into {v.path}")
-    for rec, sid in zip(records, ids, strict=True):
+        extra = "".join(f", {count} {what}" for what, count in outcome.items() if count)
+        ctx.say(
+            f"Imported {len(ids)} secret(s) from {args.file} ({with_value} with a value{extra}) "
+            f"into {v.path}"
+        )
+    for rec, sid in imported:
         # Stored as data (an export must round-trip), but the owner hears now, not at the next `run`.
         env_name = (rec.fields.get("meta") or {}).get("env")
         if isinstance(env_name, str) and _formats.env_denial(env_name) is not None:
@@ -617,17 +847,241 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_one(v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: bool) -> str:
-    # One path and one write per record, whether the id is kept or new: the same field checks for both.
-    if rec.id is not None and not new_ids:
-        if rec.id in existing:
-            raise ConflictError(f"a secret with id {rec.id} is already in this vault (use --new-ids)")
-        rid: str | None = rec.id
-    else:
-        rid = None  # a fresh id from the vault's own generator
-    new_id = raw_records(v).put(rid, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
+#: Every field an imported item replaces when it takes over a secret (--on-conflict replace).
+_REPLACED_FIELDS: Final = {
+    "name": "",
+    "description": "",
+    "kind": "shared",
+    "type": "plain",
+    "visibility": "private",
+    "alias": None,
+    "meta": None,
+    "config": None,
+    "blueprint_id": None,
+    "value": None,
+}
+
+
+def _import_one(
+    v: Vault, rec: _formats.Record, existing: set[str], *, new_ids: bool, policy: str | None
+) -> tuple[str | None, str]:
+    """Import one record: (its id, "imported"), or on a clash with ``policy`` skip/replace,
+    (None, "skipped") or (the replaced secret's id, "replaced"). One path and one write per record,
+    whether the id is kept or new: the same field checks for both."""
+    raw = raw_records(v)
+    rid: str | None = rec.id if rec.id is not None and not new_ids else None  # None: a fresh id
+    clash: str | None = None
+    why = ""
+    if rid is not None and rid in existing:
+        clash = rid
+        why = f"a secret with id {rid} is already in this vault"
+    alias = rec.fields.get("alias")
+    if clash is None and isinstance(alias, str) and alias:
+        try:
+            clash = raw.lookup("@" + alias).id
+            why = f"alias {alias!r} is already in use by secret {clash}"
+        except NotFoundError:
+            clash = None
+    if clash is not None:
+        if policy == "skip":
+            return None, "skipped"
+        if policy != "replace":
+            hint = "use --new-ids, or " if rid is not None and clash == rid else ""
+            raise ConflictError(f"{why} ({hint}--on-conflict skip|replace)")
+        # Replace: the secret keeps its id (and its sync link), and takes every field of the item.
+        fields = {**_REPLACED_FIELDS, **rec.fields}
+        replaced = raw.put(clash, fields, updated_at=int(time.time() * 1000)).id
+        return replaced, "replaced"
+    new_id = raw.put(rid, rec.fields, created_at=rec.created_at, updated_at=rec.updated_at).id
     existing.add(new_id)
-    return new_id
+    return new_id, "imported"
+
+
+# --- references, clipboard, generate, find -----------------------------------------------------
+
+
+def _clip(ctx: Context, value: str, what: str) -> None:
+    """Copy ``value`` to the clipboard and say so (and when it clears); the value itself is never printed."""
+    seconds = copy_value(value)
+    if ctx.json:
+        ctx.emit({"copied": True, "clearsAfter": seconds})
+    else:
+        ctx.note(f"Copied {what} to the clipboard; it is cleared in {seconds:g} s if it is still there.")
+
+
+def _cli_ref(text: str) -> SecretRef:
+    """The REF argument, parsed before the vault is opened. Never echoed: a value may have been pasted there."""
+    if not is_ref(text):
+        raise UsageError("REF must be a reference: cbk://SECRET[/FIELD], for example cbk://@openai or cbk://@db/password")
+    return parse_ref(text)
+
+
+def clip_fetched(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault fetch REF --clip``: the value to the clipboard, cleared later (``_fetch`` calls it)."""
+    with ctx.open_vault() as v:
+        s = v.secret.fetch(resolve_ref(v, args.ref))
+    if s.value is None:
+        raise NotFoundError(f"secret {s.id} has no value")
+    _clip(ctx, s.value, f"the value of {s.id}" + (f" ({s.name})" if s.name else ""))
+    return 0
+
+
+def cmd_read(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault read REF``: print (or --clip) the one string a ``cbk://`` reference names."""
+    ref = _cli_ref(args.reference)
+    resolve = _LazyResolver(ctx.open_vault)
+    value = resolve(str(ref))
+    ctx.close_all()
+    if args.clip:
+        _clip(ctx, value, str(ref))
+    elif ctx.json:
+        ctx.emit({"reference": str(ref), "value": value})
+    else:
+        ctx.out.write(value + ("" if args.no_newline else "\n"))
+    return 0
+
+
+def _write_replacing(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a 0600 temporary file renamed over it (``--force``).
+
+    The rename replaces a symlink itself rather than writing through it, and a reader sees the
+    old file or the new one, never half of one.
+    """
+    if os.path.isdir(path):
+        raise UsageError(f"output file {path!r} is a directory")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cbk-vault-", dir=folder)  # created 0600
+    except OSError as exc:
+        raise StorageError(f"cannot create a file next to {path!r}: {exc.strerror}", errno=exc.errno) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise StorageError(f"cannot write {path!r}: {exc.strerror}", errno=exc.errno) from None
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+def _write_new(path: str, text: str) -> None:
+    """Write ``text`` to a new 0600 file (never an existing one, never through a symlink)."""
+    handle = open_private_output(path)
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        remove_quietly(path)
+        raise StorageError(f"cannot write {path!r}: {exc.strerror}", errno=exc.errno) from None
+    except BaseException:
+        remove_quietly(path)
+        raise
+
+
+def cmd_inject(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault inject``: a template with its ``{{ cbk://... }}`` placeholders filled, to a file or stdout."""
+    out = args.out_file
+    # Refused before any passphrase is asked for, or any secret decrypted.
+    if out is not None and not args.force and os.path.lexists(out):
+        raise UsageError(f"output file {out!r} already exists; choose a new name, or pass --force to replace it")
+    if args.in_file is None and getattr(args, "passphrase_fd", None) == 0:
+        raise UsageError("a template on standard input and --passphrase-fd 0 both want standard input")
+    if args.in_file is None or args.in_file == "-":
+        data, source = sys.stdin.buffer.read(), "standard input"
+    else:
+        data, source = read_bytes(args.in_file, "template"), f"template {args.in_file!r}"
+    try:
+        template = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{source} is not UTF-8 text") from None
+    resolve = _LazyResolver(ctx.open_vault)
+    text = inject_refs(template, resolve)  # every placeholder resolves before a byte is written
+    ctx.close_all()
+    if out is None:
+        ctx.out.write(text)
+        ctx.out.flush()
+        return 0
+    if args.force:
+        _write_replacing(out, text)
+    else:
+        _write_new(out, text)
+    if ctx.json:
+        ctx.emit({"path": os.path.abspath(out), "placeholders": resolve.count})
+    else:
+        ctx.note(f"Wrote {out} (mode 0600; {resolve.count} placeholder(s) filled)")
+    return 0
+
+
+def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault generate``: a random password from the OS's random source, printed (or --clip)."""
+    length = args.length or DEFAULT_LENGTH
+    symbols = not args.no_symbols
+    password = generate_password(length, symbols=symbols)
+    if args.clip:
+        _clip(ctx, password, f"a new {length}-character password")
+    elif ctx.json:
+        ctx.emit({"value": password, "length": length, "entropyBits": generated_bits(length, symbols=symbols)})
+    else:
+        ctx.out.write(password + ("" if args.no_newline else "\n"))
+    return 0
+
+
+def _meta_matches(meta: Any, needle: str, path: str = "meta") -> list[str]:
+    """The meta paths whose key or (string form of a) value contains ``needle`` (case-folded)."""
+    found: list[str] = []
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            here = f"{path}.{key}"
+            if needle in str(key).casefold():
+                found.append(here)
+            elif not isinstance(value, (dict, list)):
+                if needle in (value if isinstance(value, str) else json.dumps(value)).casefold():
+                    found.append(here)
+            else:
+                found += _meta_matches(value, needle, here)
+    elif isinstance(meta, list):
+        for i, value in enumerate(meta):
+            found += _meta_matches(value, needle, f"{path}[{i}]")
+    return found
+
+
+def cmd_find(ctx: Context, args: argparse.Namespace) -> int:
+    """``cbk-vault find TEXT``: secrets whose name, alias, description or meta holds TEXT (any case)."""
+    needle = args.text.casefold()
+    if not needle:
+        raise UsageError("TEXT must not be empty (cbk-vault list shows every secret)")
+    hits: list[tuple[Secret, list[str]]] = []
+    with ctx.open_vault() as v:
+        for s in all_secrets(v):
+            where = [
+                label
+                for label, text in (("name", s.name), ("alias", s.alias or ""), ("description", s.description))
+                if needle in text.casefold()
+            ]
+            where += _meta_matches(s.meta, needle)
+            if where:
+                hits.append((s, where))
+    if ctx.json:
+        ctx.emit({"items": [{**s.to_dict(), "matched": where} for s, where in hits]})
+        return 0
+    if not hits:
+        ctx.say(f"No secret matches {args.text!r}.")
+        return 0
+    rows = [["ID", "NAME", "ALIAS", "MATCHED"]]
+    for s, where in hits:
+        matched = ", ".join(where)
+        rows.append([s.id, _short(for_terminal(s.name), 40) or "-", "@" + s.alias if s.alias else "-",
+                     _short(for_terminal(matched), 60)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        ctx.say("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
 
 
 # --- versions, the trash and the access log --------------------------------------------------------

@@ -219,11 +219,21 @@ def resolve(ref: str, lookup_id: Callable[[str], str], ids_and_names: Callable[[
 
 
 def resolve_ref(v: Vault, ref: str) -> str:
-    """:func:`resolve` on an open vault."""
+    """:func:`resolve` on an open vault; a missing secret's error suggests a close alias or name."""
     from .._vault import raw_records
 
-    return resolve(
-        ref,
-        lambda r: raw_records(v).lookup(r).id,
-        lambda: ((s.id, s.name) for s in all_secrets(v)),
-    )
+    try:
+        resolved = resolve(
+            ref,
+            lambda r: raw_records(v).lookup(r).id,
+            lambda: ((s.id, s.name) for s in all_secrets(v)),
+        )
+        if resolved == ref and (ref.startswith("@") or ref.startswith("(")):
+            raw_records(v).lookup(ref)  # metadata only: a missing one gets its did-you-mean here
+        return resolved
+    except NotFoundError as exc:
+        from ._suggest import secret_hint
+
+        items = [s for s, _, _ in raw_records(v).all()]
+        hint = secret_hint(ref, (s.alias or "" for s in items), (s.name for s in items))
+        raise NotFoundError(exc.message + hint) from None

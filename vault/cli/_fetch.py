@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, NotUnlockedError
 from ._context import Context, resolve, resolve_ref, when
-from ._terminal import dump_json
+from ._terminal import UsageError, dump_json
 
 if TYPE_CHECKING:
     import argparse
@@ -74,6 +74,12 @@ def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault fetch``: show a secret's metadata, or only its value with --reveal."""
     if getattr(args, "revision", None) is not None:
         return cmd_fetch_revision(ctx, args)
+    if getattr(args, "clip", False):
+        if args.reveal:
+            raise UsageError("give either --reveal (print the value) or --clip (copy it), not both")
+        from ._commands import clip_fetched  # the clipboard path needs the full vault API anyway
+
+        return clip_fetched(ctx, args)
     local = False
     if args.reveal and not ctx.json:
         conn = ctx.agent_connection()

@@ -26,6 +26,7 @@ __all__ = [
     "Record",
     "env_denial",
     "env_name_for",
+    "looks_like_env",
     "parse_env",
     "parse_json",
     "parse_kdbx",
@@ -341,6 +342,18 @@ def _quote_env(value: str) -> str:
 def render_env(pairs: Iterable[tuple[str, str]]) -> str:
     """``NAME=value`` lines, quoted so that sourcing the file never runs a command."""
     return "".join(f"{name}={_quote_env(value)}\n" for name, value in pairs)
+
+
+_ENV_LINE: Final = re.compile(rb"(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*[ \t]*=")
+
+
+def looks_like_env(data: bytes) -> bool:
+    """Whether the first line that is not blank or a comment reads ``NAME=`` (a guess for import and errors)."""
+    for line in data.lstrip(b"\xef\xbb\xbf").splitlines()[:200]:
+        stripped = line.strip()
+        if stripped and not stripped.startswith(b"#"):
+            return _ENV_LINE.match(stripped) is not None
+    return False
 
 
 def parse_env(data: bytes) -> list[Record]:

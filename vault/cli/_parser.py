@@ -22,6 +22,8 @@ from typing import Any, Final, Literal, NoReturn
 
 from .. import __version__
 from ._exit_codes import EXIT_HELP, EXIT_USAGE
+from ._passwords import DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
+from ._suggest import argparse_hint
 from ._terminal import ENV_NEW_PASSPHRASE, ENV_PASSPHRASE, dump_json
 
 __all__ = [
@@ -210,6 +212,16 @@ def _take(text: str) -> int:
     return value
 
 
+def _length(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from {MIN_LENGTH} to {MAX_LENGTH}") from None
+    if not MIN_LENGTH <= value <= MAX_LENGTH:
+        raise argparse.ArgumentTypeError(f"must be a whole number from {MIN_LENGTH} to {MAX_LENGTH}")
+    return value
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 _DESCRIPTION = (
@@ -265,6 +277,33 @@ GLOBAL_OPTIONS: Final = (
 #: vault._crypto.KDF_PRESETS, cheapest first (tests/test_startup.py checks they agree): named here so
 #: that building the grammar does not import the cryptography.
 _KDF_NAMES: Final = ("interactive", "moderate", "sensitive")
+_CLIP = Arg(
+    ("--clip",),
+    "copy it to the clipboard instead of printing it; cleared after $CBK_VAULT_CLIP_TIME seconds (default 45) "
+    "if the clipboard still holds it",
+    action="store_true",
+)
+
+
+def _generate_args(*, update: bool) -> tuple[Arg, ...]:
+    """``--generate`` and its shape: a new random value that is stored and never printed."""
+    value = "value (never taken from the command line)"
+    return (
+        Arg(
+            ("--generate",),
+            ("replace the value with" if update else "store") + " a random password (never printed)",
+            action="store_true",
+            group=value,
+        ),
+        Arg(
+            ("--length",),
+            f"with --generate: its length (default {DEFAULT_LENGTH})",
+            metavar="N",
+            type=_length,
+            group=value,
+        ),
+        Arg(("--no-symbols",), "with --generate: letters and digits only", action="store_true", group=value),
+    )
 _REF = Arg(("ref",), "id, @alias, (name) or a unique name", metavar="SECRET")
 
 
@@ -414,8 +453,9 @@ COMMANDS: Final = (
         "Create a secret. The value comes from a hidden prompt, --value-stdin or --value-file.",
         "  cbk-vault create --name PaymentAPIKey --type bearer --alias payments\n"
         '  printf %s "$TOKEN" | cbk-vault create --name GitHub --value-stdin --meta env=GITHUB_TOKEN\n'
-        "  cbk-vault create --name Google --type oauth --kind personal --config-file google.json",
-        _field_args(update=False),
+        "  cbk-vault create --name Google --type oauth --kind personal --config-file google.json\n"
+        "  cbk-vault create --name Database --alias db --generate --length 32",
+        (*_field_args(update=False), *_generate_args(update=False)),
     ),
     Command(
         "fetch",
@@ -428,6 +468,23 @@ COMMANDS: Final = (
             Arg(("--reveal",), "print the value (only the value) to stdout", action="store_true"),
             Arg(("-n", "--no-newline"), "with --reveal: no newline after the value", action="store_true"),
             Arg(("--revision",), "a past revision (see: cbk-vault history REF)", metavar="N", type=int),
+            _CLIP,
+        ),
+    ),
+    Command(
+        "read",
+        "print one field of a secret, named by a cbk:// reference",
+        "Print the string a reference names, and nothing else: cbk://SECRET[/FIELD]. SECRET is an id,\n"
+        "@alias, (name) or a unique name (escape / % ? # { } as %XX); FIELD is value (the default),\n"
+        "username, password, token, meta.KEY or a config key (docs/REFERENCES.md).",
+        "  cbk-vault read cbk://@openai\n"
+        '  export DB_USER="$(cbk-vault read cbk://@db/username)"\n'
+        "  cbk-vault read cbk://@db/password --clip\n"
+        "  cbk-vault read 'cbk://Partner%20API/clientId'",
+        (
+            Arg(("reference",), "cbk://SECRET[/FIELD]", metavar="REF"),
+            Arg(("-n", "--no-newline"), "no newline after the value", action="store_true"),
+            _CLIP,
         ),
     ),
     Command(
@@ -450,13 +507,22 @@ COMMANDS: Final = (
         ),
     ),
     Command(
+        "find",
+        "find secrets by name, alias, description or meta (never values)",
+        "List the secrets whose name, alias, description or meta (keys and values) contains TEXT,\n"
+        "ignoring case. Values are never searched, and nothing is decrypted.",
+        "  cbk-vault find openai\n  cbk-vault find OPENAI_API_KEY --json",
+        (Arg(("text",), "the text to look for", metavar="TEXT"),),
+    ),
+    Command(
         "update",
         "change fields or the value of a secret",
         "Change the given fields; the others stay. The value changes only with a --value-* option.",
         "  cbk-vault update @payments --description 'rotated 2026-05'\n"
         "  cbk-vault update @payments --value-prompt\n"
-        "  cbk-vault update PaymentAPIKey --meta env=PAY_KEY --unset-meta old",
-        (_REF, *_field_args(update=True)),
+        "  cbk-vault update PaymentAPIKey --meta env=PAY_KEY --unset-meta old\n"
+        "  cbk-vault update @db --generate                 # rotate: a new random value, never printed",
+        (_REF, *_field_args(update=True), *_generate_args(update=True)),
     ),
     Command(
         "delete",
@@ -535,7 +601,52 @@ COMMANDS: Final = (
                 action="append",
                 metavar="NAME",
             ),
+            Arg(
+                ("--env-file",),
+                "read variables from a dotenv FILE; values that are cbk:// references are resolved "
+                "(repeatable; later files win, --env wins over files)",
+                action="append",
+                metavar="FILE",
+            ),
+            Arg(
+                ("--strict",),
+                "without --env/--env-file: fail when a secret with meta env has no value "
+                "(default: leave it out with a warning)",
+                action="store_true",
+            ),
             Arg(("cmd",), "the command to run", metavar="-- COMMAND [ARGS...]", nargs=argparse.REMAINDER),
+        ),
+    ),
+    Command(
+        "inject",
+        "fill the {{ cbk://... }} placeholders of a template",
+        "Copy a template with every {{ cbk://... }} placeholder replaced by the string it names (other\n"
+        "{{ ... }} text is left alone). Every placeholder is resolved before anything is written. An\n"
+        "--out-file is created with mode 0600 and never replaces an existing file unless --force.",
+        "  cbk-vault inject -i config.tpl.yml -o config.yml\n"
+        "  echo 'api_key: {{ cbk://@openai }}' | cbk-vault inject\n"
+        "  cbk-vault inject -i .env.tpl -o .env --force",
+        (
+            Arg(("-i", "--in-file"), "read the template from FILE (default: standard input)", metavar="FILE"),
+            Arg(("-o", "--out-file"), "write to FILE, mode 0600 (default: standard output)", metavar="FILE"),
+            Arg(("-f", "--force"), "replace an existing --out-file", action="store_true"),
+        ),
+    ),
+    Command(
+        "generate",
+        "print a random password (from the OS's random source)",
+        "Print a random password: every character drawn from the OS's random source (Python's secrets),\n"
+        "with lower- and upper-case letters, digits and, unless --no-symbols, symbols that need no\n"
+        "quoting in a shell or a .env file. To store one without ever printing it: create --generate.",
+        "  cbk-vault generate\n"
+        "  cbk-vault generate --length 40 --no-symbols\n"
+        "  cbk-vault generate --clip\n"
+        "  cbk-vault create --name Database --alias db --generate",
+        (
+            Arg(("--length",), f"number of characters (default {DEFAULT_LENGTH})", metavar="N", type=_length),
+            Arg(("--no-symbols",), "letters and digits only", action="store_true"),
+            Arg(("-n", "--no-newline"), "no newline after the password", action="store_true"),
+            _CLIP,
         ),
     ),
     Command(
@@ -568,8 +679,18 @@ COMMANDS: Final = (
         "  cbk-vault import --format kdbx passwords.kdbx --kdbx-password-file kp.txt",
         (
             Arg(("file",), "the file to read ('-' for stdin; not for kdbx)", metavar="FILE"),
-            Arg(("--format",), "json (default), env or kdbx", choices=("json", "env", "kdbx"), default="json"),
+            Arg(
+                ("--format",),
+                "json, env or kdbx (default: from the file name, *.json, *.env, .env*, *.kdbx; else from its content)",
+                choices=("json", "env", "kdbx"),
+            ),
             Arg(("--new-ids",), "give imported secrets new ids (timestamps are still kept)", action="store_true"),
+            Arg(
+                ("--on-conflict",),
+                "when an item's id or alias is already in the vault: skip the item, or replace that secret "
+                "with it (keeping the secret's id); default: import nothing",
+                choices=("skip", "replace"),
+            ),
             Arg(("--kdbx-password-file",), "KeePass password from FILE (else a prompt)", metavar="FILE"),
             Arg(("--kdbx-password-fd",), "KeePass password from descriptor FD", metavar="FD", type=_fd),
             Arg(("--kdbx-keyfile",), "KeePass key file", metavar="FILE"),
@@ -624,7 +745,8 @@ COMMANDS: Final = (
         "The API token comes from $CHATBOTKIT_API_TOKEN or the vault secret @chatbotkit-api-token.",
         "  cbk-vault sync --dry-run                   # the plan; nothing changes\n"
         "  cbk-vault sync push\n"
-        "  cbk-vault sync --prefer remote --json",
+        "  cbk-vault sync --prefer remote --json\n"
+        "  cbk-vault sync --prefer-for @openai=local --prefer-for @gh=remote",
         (
             Arg(
                 ("direction",),
@@ -644,6 +766,13 @@ COMMANDS: Final = (
                 "settle conflicts: local makes the cloud match the vault, remote the other way "
                 "(default: report them and change neither side)",
                 choices=("local", "remote"),
+            ),
+            Arg(
+                ("--prefer-for",),
+                "settle one secret's conflict: SECRET (id, @alias, name, or the cloud id shown) and the side "
+                "that wins; repeatable, and wins over --prefer",
+                action="append",
+                metavar="SECRET=local|remote",
             ),
         ),
     ),
@@ -682,6 +811,12 @@ def global_value_options() -> frozenset[str]:
     return frozenset(name for arg in GLOBAL_OPTIONS if arg.takes_value for name in arg.names)
 
 
+def _option_names() -> list[str]:
+    """Every --option of every command, for a did-you-mean on an unknown one."""
+    args = (*top_options(), *(arg for command in COMMANDS for arg in command.args))
+    return sorted({name for arg in args for name in arg.names if name.startswith("--")})
+
+
 # --- argparse ----------------------------------------------------------------------------------
 
 
@@ -693,7 +828,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Exit 2 with one error line (one JSON object with --json), not argparse's usage dump."""
-        text = f"{message} (see: {self.prog} --help)"
+        text = f"{argparse_hint(message, _option_names())} (see: {self.prog} --help)"
         if self.json_errors:
             self.exit(EXIT_USAGE, dump_json({"message": text, "code": "USAGE", "exitCode": EXIT_USAGE}) + "\n")
         self.exit(EXIT_USAGE, f"cbk-vault: error: {text} [USAGE]\n")

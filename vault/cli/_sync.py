@@ -13,13 +13,17 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
-from ..sync._client import DEFAULT_BASE_URL, ChatBotKitRemote
+from .._vault import raw_records
+from ..errors import InvalidRequestError, NotFoundError, RemoteAuthError
+from ..sync._client import DEFAULT_BASE_URL, TOKEN_ALIAS, TOKEN_ENV, ChatBotKitRemote
 from ..sync._run import Change, SyncReport, sync
+from ._commands import resolve_ref
 from ._exit_codes import EXIT_UNSETTLED
-from ._terminal import for_terminal
+from ._terminal import UsageError, for_terminal
 
 if TYPE_CHECKING:
     from .._vault import Vault
@@ -38,6 +42,42 @@ _REASONS = {
 }
 
 
+Side = Literal["local", "remote"]
+
+
+def _prefer_for(args: argparse.Namespace, v: Vault) -> dict[str, Side | None]:
+    """--prefer-for SECRET=SIDE as {id: side}. SECRET is resolved in the vault; an id the vault does not
+    have is taken as a cloud id (a secret deleted here has only that one, as the conflict shows it)."""
+    out: dict[str, Side | None] = {}
+    for item in getattr(args, "prefer_for", None) or []:
+        secret, sep, side = item.rpartition("=")
+        if not sep or not secret or side not in ("local", "remote"):
+            raise UsageError("--prefer-for must be SECRET=local or SECRET=remote")
+        try:
+            key = resolve_ref(v, secret)
+            if key.startswith("@") or key.startswith("("):
+                key = raw_records(v).lookup(key).id
+        except NotFoundError:
+            key = secret
+        out[key] = "local" if side == "local" else "remote"
+    return out
+
+
+def _option_names(exc: InvalidRequestError | RemoteAuthError, args: argparse.Namespace) -> None:
+    """Reword a library message that names Python arguments (``base_url``, ``token=``) in the CLI's terms."""
+    if exc.message.startswith("base_url"):
+        where = "--base-url" if args.base_url else f"${BASE_URL_ENV}"
+        exc.message = where + exc.message[len("base_url") :]
+    elif exc.message.startswith("no ChatBotKit API token"):
+        exc.message = (
+            f"no ChatBotKit API token: set ${TOKEN_ENV}, or store it in the vault with "
+            f"cbk-vault create --name 'ChatBotKit API token' --alias {TOKEN_ALIAS}"
+        )
+    else:
+        exc.message = exc.message.replace("(check the API token: argument, ", "(check the API token: ")
+    exc.args = (exc.message,)
+
+
 def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> int:
     """Run ``cbk-vault sync`` on the vault ``open_vault`` unlocks; print the report; return the exit status."""
     out: TextIO = sys.stdout
@@ -52,21 +92,78 @@ def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> i
             err.write(f"\r\033[Ksync: {done + 1}/{total} {op} {_safe(name[:40])}")
         err.flush()
 
-    with open_vault() as v, ChatBotKitRemote(base_url=base_url, vault=v) as remote:
-        report = sync(
-            v,
-            remote,
-            direction=args.direction,
-            dry_run=args.dry_run,
-            prefer=args.prefer,
-            progress=progress if show_progress else None,
-        )
+    def retrying(delay: float) -> None:
+        # The client waits before each retry: say so, or an unreachable host looks like a hang.
+        if not args.json:
+            clear = "\r\033[K" if show_progress else ""
+            err.write(f"{clear}sync: no answer from {_safe(base_url)} yet (or it is busy); retrying in {delay:.2g} s\n")
+            err.flush()
+        time.sleep(delay)
+
+    with open_vault() as v:
+        prefer_for = _prefer_for(args, v)
+        try:
+            remote = ChatBotKitRemote(base_url=base_url, vault=v, sleep=retrying)
+        except (InvalidRequestError, RemoteAuthError) as exc:
+            _option_names(exc, args)
+            raise
+        with remote:
+            try:
+                report = sync(
+                    v,
+                    remote,
+                    direction=args.direction,
+                    dry_run=args.dry_run,
+                    prefer=args.prefer,
+                    prefer_for=prefer_for,
+                    progress=progress if show_progress else None,
+                )
+            except RemoteAuthError as exc:
+                _option_names(exc, args)
+                raise
+        valueless = _pulled_without_value(v, report)
     if args.json:
-        json.dump(report.to_dict(), out, indent=2)
+        doc: dict[str, Any] = report.to_dict()
+        doc["pulledWithoutValue"] = [c.local_id or c.remote_id for c in valueless]
+        json.dump(doc, out, indent=2)
         out.write("\n")
     else:
-        out.write(format_report(report))
+        out.write(format_report(report, pulled_without_value=valueless))
+        for line in _cannot_settle(report, args.prefer, prefer_for):
+            err.write(for_terminal(line) + "\n")
+        matched = {key for c in report.conflicts for key in (c.local_id, c.remote_id) if key}
+        for key in prefer_for:
+            if key not in matched:
+                err.write(f"cbk-vault: note: --prefer-for {_safe(key)}: that secret has no conflict\n")
     return 0 if report.ok else EXIT_UNSETTLED
+
+
+def _pulled_without_value(v: Vault, report: SyncReport) -> list[Change]:
+    """The pulled secrets that hold no value here (the cloud never sends one): they need one set by hand."""
+    if report.dry_run:
+        return [c for c in report.pulled if c.local_id is None]  # a new pull arrives without a value
+    has_value = {sec.id: held for sec, _, held in raw_records(v).all()}
+    return [c for c in report.pulled if c.local_id is not None and not has_value.get(c.local_id, True)]
+
+
+def _cannot_settle(report: SyncReport, prefer: Side | None, prefer_for: dict[str, Side | None]) -> list[str]:
+    """Why a side asked for could not win: push never writes to the vault, pull never to the cloud."""
+    lines: list[str] = []
+    for c in report.conflicts:
+        if c.resolution is not None:
+            continue
+        wanted = next((prefer_for[k] for k in (c.local_id, c.remote_id) if k and k in prefer_for), prefer)
+        if wanted == "remote" and report.direction == "push":
+            lines.append(
+                f"cbk-vault: note: {c.name or c.local_id or c.remote_id}: sync push never writes to the vault, so the "
+                "cloud cannot win it there; run `cbk-vault sync --prefer remote` (or `sync pull --prefer remote`)"
+            )
+        elif wanted == "local" and report.direction == "pull":
+            lines.append(
+                f"cbk-vault: note: {c.name or c.local_id or c.remote_id}: sync pull never writes to the cloud, so the "
+                "vault cannot win it there; run `cbk-vault sync --prefer local` (or `sync push --prefer local`)"
+            )
+    return lines
 
 
 def _safe(text: str) -> str:
@@ -85,7 +182,7 @@ def _label(c: Change) -> str:
     return f"{name} [{_ids(c.local_id, c.remote_id, sep=' -> ')}]"
 
 
-def format_report(report: SyncReport) -> str:
+def format_report(report: SyncReport, *, pulled_without_value: list[Change] | None = None) -> str:
     """Human text: a plan for a dry run, a result otherwise. Names and ids only, never values."""
     verb = "would" if report.dry_run else ""
     sections: list[tuple[str, str, tuple[Change, ...]]] = [
@@ -111,9 +208,25 @@ def format_report(report: SyncReport) -> str:
         for c in report.conflicts:
             ids = _ids(c.local_id, c.remote_id, sep=" / ")
             how = f"settled: {c.resolution} wins" if c.resolution else "left alone on both sides"
-            lines.append(f"    ! {_safe(c.name) or '(no name)'} [{ids}]: {_REASONS[c.reason]}; {how}")
+            differ = f"; differs in: {', '.join(c.fields)}" if c.fields else ""
+            if c.reason == "both-changed" and not c.fields:
+                differ = "; no field differs that the cloud shows (its value may have changed)"
+            lines.append(f"    ! {_safe(c.name) or '(no name)'} [{ids}]: {_REASONS[c.reason]}{differ}; {how}")
         if any(c.resolution is None for c in report.conflicts):
-            lines.append("    (rerun with --prefer local or --prefer remote to settle them)")
+            lines.append(
+                "    (rerun with --prefer local or --prefer remote to settle them all, "
+                "or --prefer-for SECRET=local|remote one by one)"
+            )
+    if pulled_without_value:
+        verb = "would arrive" if report.dry_run else "arrived"
+        lines.append(
+            f"  without a value: {len(pulled_without_value)} ({verb} from the cloud, which never sends values; "
+            "`run` leaves them out until you set one)"
+        )
+        for change in pulled_without_value:
+            lid = change.local_id
+            how = f"cbk-vault update {lid or 'ID'} --value-prompt" + ("" if lid else " (once it is pulled)")
+            lines.append(f"    ? {_label(change)}: {how}")
     if report.errors:
         lines.append(f"  errors: {len(report.errors)}")
         for e in report.errors:

@@ -257,6 +257,10 @@ class Conflict:
     remote_id: str | None
     name: str = ""
     resolution: Literal["local", "remote"] | None = None
+    #: The fields that differ between the two sides (cloud names: ``description``, ``meta``...,
+    #: and ``value`` when the vault's value changed since the last sync). Filled in by the runner,
+    #: which sees the fields; the planner sees fingerprints only.
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,11 +303,14 @@ def _send_value(record: LocalRecord, base: Base) -> bool:
 
 
 class _Planner:
-    def __init__(self, state: SyncState, direction: Direction, prefer: Prefer) -> None:
+    def __init__(
+        self, state: SyncState, direction: Direction, prefer: Prefer, prefer_for: Mapping[str, Prefer] | None = None
+    ) -> None:
         self.state = state
         self.push = direction in ("push", "both")
         self.pull = direction in ("pull", "both")
         self.prefer = prefer
+        self.prefer_for: Mapping[str, Prefer] = prefer_for or {}
         self.actions: list[Action] = []
         self.conflicts: list[Conflict] = []
         self.marked_ids: frozenset[str] = frozenset()
@@ -318,12 +325,18 @@ class _Planner:
         on_local: list[Action] | None = None,
         on_remote: list[Action] | None = None,
     ) -> None:
-        """Record a conflict and, if ``prefer`` picks a side this direction may write, its fix."""
+        """Record a conflict and, if ``prefer`` (or ``prefer_for`` this secret) picks a side this direction
+        may write, its fix."""
         resolution: Literal["local", "remote"] | None = None
-        if self.prefer == "local" and on_local is not None and self.allowed(on_local):
+        side = self.prefer
+        for key in (local_id, remote_id):
+            if key is not None and key in self.prefer_for:
+                side = self.prefer_for[key]
+                break
+        if side == "local" and on_local is not None and self.allowed(on_local):
             self.actions.extend(on_local)
             resolution = "local"
-        elif self.prefer == "remote" and on_remote is not None and self.allowed(on_remote):
+        elif side == "remote" and on_remote is not None and self.allowed(on_remote):
             self.actions.extend(on_remote)
             resolution = "remote"
         self.conflicts.append(Conflict(reason, local_id, remote_id, name, resolution))
@@ -510,8 +523,12 @@ def plan(
     *,
     direction: Direction = "both",
     prefer: Prefer = None,
+    prefer_for: Mapping[str, Prefer] | None = None,
 ) -> Plan:
     """What to do so both sides agree. Pure: equal inputs give equal plans.
+
+    ``prefer_for`` maps a local or remote id to the side that wins that secret's conflict,
+    over ``prefer``.
 
     ``direction="push"`` only writes to the cloud (plus local link bookkeeping),
     ``"pull"`` only writes to the vault, ``"both"`` does both. A secret that exists only
@@ -521,7 +538,11 @@ def plan(
         raise InvalidRequestError("direction must be push, pull or both")
     if prefer not in PREFERENCES:
         raise InvalidRequestError("prefer must be None, 'local' or 'remote'")
-    planner = _Planner(state, direction, prefer)
+    if prefer_for is not None and (
+        not isinstance(prefer_for, Mapping) or any(side not in ("local", "remote") for side in prefer_for.values())
+    ):
+        raise InvalidRequestError("prefer_for must map secret ids to 'local' or 'remote'")
+    planner = _Planner(state, direction, prefer, prefer_for)
     planner.run(local, remote)
     actions = sorted(planner.actions, key=lambda a: _ORDER[a.op])  # stable: keeps Adopt before its follow-up
     return Plan(direction, tuple(actions), tuple(planner.conflicts))

@@ -171,6 +171,7 @@ class SyncReport:
                     "remoteId": c.remote_id,
                     "name": c.name,
                     "resolution": c.resolution,
+                    "fields": list(c.fields),
                 }
                 for c in self.conflicts
             ],
@@ -714,6 +715,31 @@ def _planned(p: Plan) -> dict[str, list[Change]]:
     return out
 
 
+def _with_fields(
+    v: Vault, conflicts: Sequence[Conflict], local: Sequence[LocalRecord], remote: Sequence[RemoteRecord]
+) -> tuple[Conflict, ...]:
+    """Each conflict with the fields that differ between the two sides (names only, never contents)."""
+    if not conflicts:
+        return ()
+    secrets_by_id = {sec.id: sec for sec, _, _ in raw_records(v).all()}
+    records = {rec.id: rec for rec in local}
+    remote_by_id = {r.id: r for r in remote}
+    out: list[Conflict] = []
+    for c in conflicts:
+        sec = secrets_by_id.get(c.local_id or "")
+        r = remote_by_id.get(c.remote_id or "")
+        if sec is None or r is None:
+            out.append(c)  # one side is gone: the reason says so
+            continue
+        mine, theirs = _comparable(_secret_fields(sec)), _comparable(dict(r.item))
+        names = [wire for wire in mine if mine[wire] != theirs.get(wire)]
+        rec = records.get(sec.id)
+        if rec is not None and rec.has_value and (rec.link is None or rec.link.base.value != rec.value):
+            names.append("value")
+        out.append(replace(c, fields=tuple(names)))
+    return tuple(out)
+
+
 def sync(
     v: Vault,
     remote: Remote,
@@ -722,13 +748,15 @@ def sync(
     dry_run: bool = False,
     prefer: Prefer = None,
     progress: Progress | None = None,
+    prefer_for: Mapping[str, Prefer] | None = None,
 ) -> SyncReport:
     """Bring the vault and the cloud together; see docs/SYNC.md for the rules.
 
     ``dry_run`` reads both sides and returns what would happen, writing nothing anywhere.
     ``prefer`` settles conflicts ("local" or "remote"); by default they are reported and
-    both sides are left as they are. Per-secret failures land in ``SyncReport.errors``
-    and the rest goes on; an auth failure, an unreachable cloud or a malformed response
+    both sides are left as they are; ``prefer_for`` ({local or remote id: side}) settles single
+    secrets, over ``prefer``. Each conflict names the fields that differ. Per-secret failures
+    land in ``SyncReport.errors`` and the rest goes on; an auth failure, an unreachable cloud or a malformed response
     stops the sync with a ``RemoteError`` (what was done so far is saved).
     """
     if direction not in ("push", "pull", "both"):
@@ -742,7 +770,15 @@ def sync(
     remote_records = [_parse_item(item, fp)[0] for item in items]
     local_records = _local_records(v, fp, *_token_check(remote))
     index = _load_index(v)
-    p = plan(SyncState(cfg.ref, index), local_records, remote_records, direction=direction, prefer=prefer)
+    p = plan(
+        SyncState(cfg.ref, index),
+        local_records,
+        remote_records,
+        direction=direction,
+        prefer=prefer,
+        prefer_for=prefer_for,
+    )
+    p = replace(p, conflicts=_with_fields(v, p.conflicts, local_records, remote_records))
     _check_capacity(p, len(local_records))
     if dry_run:
         return _report(p, _planned(p), (), True)
