@@ -360,3 +360,11 @@ def test_meta_and_config_refuse_values_json_cannot_spell(v: vault.Vault, bad: fl
         with pytest.raises(vault.InvalidRequestError, match=field):
             v.secret.create({field: {"x": [1, {"y": bad}]}})
     assert v.secret.create(meta={"ok": 1.5}).meta == {"ok": 1.5}
+
+
+def test_create_hands_back_the_value_it_stored(v: vault.Vault) -> None:
+    # A created secret whose .value read None looked as if nothing was stored.
+    s = v.secret.create(name="k", value="sk-stored")
+    assert s.value == "sk-stored" and "sk-stored" not in repr(s)
+    assert v.secret.create(name="no value").value is None
+    assert [x.value for x in v.secret.list()] == [None, None]  # list still never decrypts

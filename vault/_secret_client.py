@@ -47,7 +47,9 @@ class SecretClient:
                 _rules.new_entry(txn.new_id(), txn.now()), checked, txn.index, txn.seal, merge=False
             )
             txn.put(entry)
-        return secret_from_entry(entry)
+        # The value the caller just gave is handed back (not decrypted: it never left this call), so
+        # ``create(...).value`` says what was stored rather than reading None.
+        return secret_from_entry(entry, checked.get("value"))
 
     def fetch(self, secret_id: str, *, revision: int | None = None) -> Secret:
         """The secret with its decrypted ``value``; ``secret_id`` is an id, ``@alias`` or ``(name)``.
