@@ -92,7 +92,10 @@ def one_input(data: bytes) -> None:
             ids: list[str] = []
             for rec in records:
                 try:
-                    ids.append(_commands._import_one(v, rec, existing, new_ids=False))
+                    # No policy: a clash is a ConflictError (a VaultError), as `import` without --on-conflict.
+                    sid, _ = _commands._import_one(v, rec, existing, new_ids=False, policy=None)
+                    assert sid is not None  # only the skip policy yields no id
+                    ids.append(sid)
                 except vault.VaultError:
                     raise _Rollback from None
             for sid, rec in zip(ids, records, strict=True):
