@@ -93,6 +93,11 @@ def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
         local = True  # the agent was asked already: no agent, or it does not hold this vault
     with ctx.open_vault(local=local) as v:
         s = v.secret.fetch(resolve_ref(v, args.ref))
+    return _show_fetched(ctx, args, s, revision=False)
+
+
+def _show_fetched(ctx: Context, args: argparse.Namespace, s: Secret, *, revision: bool) -> int:
+    """Print a fetched secret: its value with --reveal, else its fields (and, for a past revision, its number)."""
     if args.reveal:
         if s.value is None:
             raise NotFoundError(f"secret {s.id} has no value")
@@ -102,26 +107,11 @@ def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
             ctx.out.write(s.value + ("" if args.no_newline else "\n"))
         return 0
     if ctx.json:
-        ctx.emit(s.to_dict())
+        ctx.emit({**s.to_dict(), "revision": s.revision} if revision else s.to_dict())
     else:
         describe(ctx, s, has_value=s.value is not None)
-    return 0
-
-
-def _show_fetched(ctx: Context, args: argparse.Namespace, s: Secret) -> int:
-    if args.reveal:
-        if s.value is None:
-            raise NotFoundError(f"secret {s.id} has no value")
-        if ctx.json:
-            ctx.emit(s.to_dict(reveal=True))
-        else:
-            ctx.out.write(s.value + ("" if args.no_newline else "\n"))
-        return 0
-    if ctx.json:
-        ctx.emit({**s.to_dict(), "revision": s.revision})
-    else:
-        describe(ctx, s, has_value=s.value is not None)
-        ctx.say(f"{'revision':<12} {s.revision}")
+        if revision:
+            ctx.say(f"{'revision':<12} {s.revision}")
     return 0
 
 
@@ -129,4 +119,4 @@ def cmd_fetch_revision(ctx: Context, args: argparse.Namespace) -> int:
     """``cbk-vault fetch --revision N``: a past revision of a secret."""
     with ctx.open_vault() as v:
         s = v.secret.fetch(resolve_ref(v, args.ref), revision=args.revision)
-    return _show_fetched(ctx, args, s)
+    return _show_fetched(ctx, args, s, revision=True)
