@@ -406,6 +406,9 @@ class Index:
             if type(op) is not list or not op:
                 raise corrupt("malformed operation")
             code = op[0]
+            # The code is hostile bytes too: an unhashable one must be corruption, not a TypeError.
+            if type(code) is not int:
+                raise corrupt("malformed operation")
             if code in _format.V2_OPS and version < 2:
                 raise corrupt("unknown operation")
             if code == OP_PUT and len(op) == 2:
