@@ -154,3 +154,83 @@ def test_value_lengths_are_bucketed(tmp_path_factory: Any, a: str, b: str) -> No
             v.secret.create(value=value)
         sizes.append(path.stat().st_size)
     assert sizes[0] == sizes[1]
+
+
+def _json_tree(depth: int) -> st.SearchStrategy[Any]:
+    """JSON values nested at most ``depth`` levels below their parent (tuples as msgpack's lists)."""
+    leaf = st.one_of(json_leaf, st.floats(allow_nan=False, allow_infinity=False))
+    if depth == 0:
+        return leaf
+    inner = _json_tree(depth - 1)
+    return st.one_of(
+        leaf,
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    )
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+_DEPTH = vault._format.MAX_DEPTH  # the format's own limit, not a copy of it
+# The cloud's rule for a top-level meta key (not empty, no leading "_") is tested elsewhere.
+_META_KEY = st.text(alphabet=string.ascii_letters, min_size=1, max_size=4)
+
+
+@settings(max_examples=80, deadline=None)
+@given(m=st.dictionaries(_META_KEY, _json_tree(_DEPTH - 1), max_size=4))
+def test_meta_within_the_depth_limit_is_stored_as_a_copy(tmp_path_factory: Any, m: dict[str, Any]) -> None:
+    path = tmp_path_factory.mktemp("js") / "js.cbkv"
+    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        s = v.secret.create(name="n", meta=m)
+        expected = _plain(m)
+        m["added after create"] = 1  # the caller's object is not the vault's
+        assert v.secret.fetch(s.id).meta == expected
+    with vault.open(path, PASSPHRASE) as v:
+        assert v.secret.fetch(s.id).meta == expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    m=st.dictionaries(_META_KEY, _json_tree(2), min_size=1, max_size=3),
+    bad=st.sampled_from(["nan", "inf", "int key", "bytes", "too deep", "set"]),
+    data=st.data(),
+)
+def test_meta_that_is_not_json_is_refused_and_nothing_is_written(
+    tmp_path_factory: Any, m: dict[str, Any], bad: str, data: st.DataObject
+) -> None:
+    poison: Any = {
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "int key": {1: "x"},
+        "bytes": b"x",
+        "set": {"x"},
+        "too deep": "leaf",
+    }[bad]
+    if bad == "too deep":
+        for _ in range(_DEPTH):
+            poison = [poison]
+    # Plant the poison at a random place in the tree.
+    node: Any = m
+    key: Any = data.draw(st.sampled_from(sorted(m)))
+    while isinstance(node[key], (dict, list)) and node[key] and data.draw(st.booleans()):
+        node = node[key]
+        key = data.draw(st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node))))
+    node[key] = poison
+    path = tmp_path_factory.mktemp("bad") / "bad.cbkv"
+    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        size = path.stat().st_size
+        try:
+            v.secret.create(name="n", meta=m)
+        except vault.InvalidRequestError as e:
+            assert "meta" in str(e)
+        else:
+            raise AssertionError(f"{bad} was stored")
+        assert path.stat().st_size == size
+        assert len(v.secret.list()) == 0

@@ -56,15 +56,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _json_copy(obj: Any) -> Any:
-    # A copy the caller cannot change after the commit (tuples become lists, as msgpack reads them).
-    if isinstance(obj, dict):
-        return {k: _json_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_copy(v) for v in obj]
-    return obj
-
-
 def _op_size(op: list[Any]) -> int:
     """About how many packed bytes an op of a compacted log takes (a record's value box dominates)."""
     record = op[1] if len(op) > 1 and type(op[1]) is list else None
@@ -157,9 +148,10 @@ class Txn:
         if type(key) is not str or not key or len(key) > _format.MAX_ID:
             raise InvalidRequestError(f"a setting's key must be text of 1 to {_format.MAX_ID} characters")
         if value is not None:
-            if not _format.json_depth_ok(value):
-                raise InvalidRequestError(f"setting {key!r} must be JSON (string keys, finite numbers)")
-            value = _json_copy(value)
+            try:
+                value = _format.json_copy_checked(value)
+            except ValueError:
+                raise InvalidRequestError(f"setting {key!r} must be JSON (string keys, finite numbers)") from None
             try:
                 _format.packb(value)
             except (TypeError, ValueError, OverflowError):

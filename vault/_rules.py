@@ -192,22 +192,15 @@ def json_copy(obj: Any) -> Any:
 # vault's own words for its own limits (size, depth, Unicode).
 
 
-def _plain_json(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {k: _plain_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain_json(v) for v in obj]
-    return obj
-
-
 def _check_json(name: str, obj: object) -> dict[str, Any] | None:
     if obj is None:
         return None
     if not isinstance(obj, Mapping):
         raise _bad(f'"{name}" must be of type object')
-    if not _format.json_depth_ok(obj):
-        raise _bad(f"{name} must be JSON (string keys; nested at most {_format.MAX_DEPTH} deep)")
-    copied: dict[str, Any] = _plain_json(obj)
+    try:
+        copied: dict[str, Any] = _format.json_copy_checked(obj)
+    except ValueError:
+        raise _bad(f"{name} must be JSON (string keys; nested at most {_format.MAX_DEPTH} deep)") from None
     try:
         size = len(_format.packb(copied))
     except (TypeError, ValueError, OverflowError):
