@@ -179,11 +179,16 @@ def _utf8_length(text: str) -> int:
 
 def json_copy(obj: Any) -> Any:
     """A deep copy of JSON-shaped data: callers never hold a reference into the vault's state."""
+    # Leaves are immutable and shared; only containers are copied. Testing the child's type
+    # inline spares a call per leaf: list and fetch copy every item's meta this way.
     if type(obj) is dict:
-        return {k: json_copy(v) for k, v in obj.items()}
+        return {k: json_copy(v) if type(v) in _CONTAINERS else v for k, v in obj.items()}
     if type(obj) is list:
-        return [json_copy(v) for v in obj]
+        return [json_copy(v) if type(v) in _CONTAINERS else v for v in obj]
     return obj
+
+
+_CONTAINERS: Final = (dict, list)
 
 
 # --- field validation -----------------------------------------------------------------------
