@@ -368,3 +368,58 @@ def test_create_hands_back_the_value_it_stored(v: vault.Vault) -> None:
     assert s.value == "sk-stored" and "sk-stored" not in repr(s)
     assert v.secret.create(name="no value").value is None
     assert [x.value for x in v.secret.list()] == [None, None]  # list still never decrypts
+
+
+def test_every_stored_field_reaches_its_own_attribute(tmp_path: Path) -> None:
+    # Secrets are built positionally on the read paths (speed); distinct values per field catch a
+    # field out of place on each path that builds one.
+    now = [1_700_000_000_000]
+    clock = Clock()
+    clock.source = lambda: now[0]
+    with vault.init(tmp_path / "f.cbkv", PASSPHRASE, kdf=FAST, clock=clock) as v:
+        s = v.secret.create(
+            name="the name",
+            description="the description",
+            kind="personal",
+            type="bearer",
+            visibility="protected",
+            alias="the-alias",
+            meta={"m": 1},
+            config={"c": 2},
+            value="the value",
+        )
+        now[0] += 5
+        v.secret.update(s.id, name="the name 2")
+        expected = {
+            "id": s.id,
+            "created_at": 1_700_000_000_000,
+            "updated_at": 1_700_000_000_005,
+            "name": "the name 2",
+            "description": "the description",
+            "kind": "personal",
+            "type": "bearer",
+            "visibility": "protected",
+            "alias": "the-alias",
+            "blueprint_id": None,
+            "meta": {"m": 1},
+            "config": {"c": 2},
+            "revision": 2,
+            "deleted_at": None,
+        }
+        views = {
+            "fetch": v.secret.fetch(s.id),
+            "list": v.secret.list().items[0],
+            "history": v.secret.history(s.id)[-1],  # newest first: the last is revision 1
+        }
+        for how, got in views.items():
+            seen = {k: getattr(got, k) for k in expected}
+            want = {**expected, "name": "the name"} if how == "history" else dict(expected)
+            if how == "history":
+                want.update(updated_at=1_700_000_000_000, revision=1)
+            assert seen == want, how
+        assert views["fetch"].value == "the value"
+        assert views["list"].value is None
+        v.secret.delete(s.id)
+        trashed = v.secret.list(deleted=True).items[0]
+        assert trashed.deleted_at == 1_700_000_000_005
+        assert (trashed.name, trashed.revision, trashed.alias) == ("the name 2", 2, "the-alias")

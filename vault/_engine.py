@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Final
 
 from . import _crypto, _format, _keys
@@ -173,6 +174,72 @@ class Txn:
         self.ops.append(op)
 
 
+class _Reading:
+    """``Engine.reading()``: a plain context manager, since every fetch and list page enters one.
+
+    It holds no state of its own (the mutex is reentrant), so one per engine serves every
+    caller; a generator-based ``contextmanager`` cost a fetch a tenth of its time.
+    """
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __enter__(self) -> Index:
+        engine = self._engine
+        engine._mutex.acquire()
+        try:
+            engine.keys()
+            if engine._txn is None:
+                engine._refresh()
+        except BaseException:
+            engine._mutex.release()
+            raise
+        return engine._index
+
+    def __exit__(self, *exc: object) -> None:
+        self._engine._mutex.release()
+
+
+class _Transaction:
+    """``Engine.transaction()``. Joining an open transaction is a plain method call: a batch of
+    10,000 creates joins 10,000 times, where a generator-based context manager cost each a
+    microsecond or two. Only the outermost block runs the generator that locks and commits.
+    """
+
+    __slots__ = ("_engine", "_outer")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._outer: AbstractContextManager[Txn] | None = None
+
+    def __enter__(self) -> Txn:
+        engine = self._engine
+        engine._mutex.acquire()
+        try:
+            engine.keys()
+            if engine._txn is not None:
+                return engine._txn
+            outer = engine._outermost()
+            txn = outer.__enter__()
+            self._outer = outer
+            return txn
+        except BaseException:
+            engine._mutex.release()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            if self._outer is not None:
+                return self._outer.__exit__(kind, error, tb)
+            return None
+        finally:
+            self._engine._mutex.release()
+
+
 class Engine:
     """One open vault file. Thread-safe; several processes may open the same file at once."""
 
@@ -196,6 +263,7 @@ class Engine:
         self.rng: _crypto.RandomSource = rng or _crypto.random_bytes
         self._lock_timeout = lock_timeout
         self._mutex = threading.RLock()
+        self._reading = _Reading(self)
         self._txn: Txn | None = None
         self._index = Index()
         self._epoch = 0
@@ -349,14 +417,9 @@ class Engine:
         self._seq = result.seq
         self._size_seen = self._end + len(data) - result.end
 
-    @contextmanager
-    def reading(self) -> Iterator[Index]:
+    def reading(self) -> _Reading:
         """The index, caught up with the file (or the open transaction's view), under the lock."""
-        with self._mutex:
-            self.keys()
-            if self._txn is None:
-                self._refresh()
-            yield self._index
+        return self._reading
 
     def open_value(self, entry: Entry, *, operation: str = "fetch") -> str | None:
         """Decrypt one record's value (None when it holds none) and record the read in the access log.
@@ -383,41 +446,38 @@ class Engine:
             keys = self.access_keys()
         records = self.access.read(keys)
         return [
-            r
-            for r in records
-            if (secret_id is None or r.secret_id == secret_id) and (since is None or r.at >= since)
+            r for r in records if (secret_id is None or r.secret_id == secret_id) and (since is None or r.at >= since)
         ]
 
     # --- writing ---------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[Txn]:
+    def transaction(self) -> _Transaction:
         """Every change made in the block commits as one frame with one fsync: all or nothing.
 
         The writer lock is held for the whole block. A nested block joins the outer one.
         On any error the file is cut back and the index undone.
         """
-        with self._mutex:
-            self.keys()
-            if self._txn is not None:
-                yield self._txn
-                return
-            with self._store.locked(exclusive=True, timeout=self._lock_timeout):
-                self._refresh()
-                txn = self._txn = Txn(self, self._index)
-                try:
-                    yield txn
-                    self._commit(txn)
-                except _Committed as done:
-                    # The new file is in place (renamed) but its directory sync failed: the index
-                    # already matches the file, so nothing is undone.
-                    raise done.error from None
-                except BaseException:
-                    self._index.undo(txn.undo)
-                    raise
-                finally:
-                    self._txn = None
-            self._after_commit()
+        return _Transaction(self)
+
+    @contextmanager
+    def _outermost(self) -> Iterator[Txn]:
+        # Called with the mutex held and no transaction open (see _Transaction).
+        with self._store.locked(exclusive=True, timeout=self._lock_timeout):
+            self._refresh()
+            txn = self._txn = Txn(self, self._index)
+            try:
+                yield txn
+                self._commit(txn)
+            except _Committed as done:
+                # The new file is in place (renamed) but its directory sync failed: the index
+                # already matches the file, so nothing is undone.
+                raise done.error from None
+            except BaseException:
+                self._index.undo(txn.undo)
+                raise
+            finally:
+                self._txn = None
+        self._after_commit()
 
     def _commit(self, txn: Txn) -> None:
         if not txn.ops:
