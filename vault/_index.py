@@ -401,7 +401,8 @@ class Index:
 
         ``version`` is the file's format version: a version-1 file holds no version-2 op.
         """
-        entries = self.entries
+        entries, trash, history = self.entries, self.trash, self.history
+        v1 = version < 2
         for op in ops:
             if type(op) is not list or not op:
                 raise corrupt("malformed operation")
@@ -409,17 +410,17 @@ class Index:
             # The code is hostile bytes too: an unhashable one must be corruption, not a TypeError.
             if type(code) is not int:
                 raise corrupt("malformed operation")
-            if code in _format.V2_OPS and version < 2:
+            if v1 and code in _format.V2_OPS:
                 raise corrupt("unknown operation")
             if code == OP_PUT and len(op) == 2:
                 entry = _format.decode_entry(op[1])
                 old = entries.get(entry.id)
-                if old is None and entry.id in self.trash:
-                    old = self.trash[entry.id][0]
+                if old is None and trash and entry.id in trash:
+                    old = trash[entry.id][0]
                 if old is not None:
                     if entry.rev != old.rev + 1:
                         raise corrupt(f"secret {entry.id} has a revision out of sequence")
-                else:
+                elif history:  # (tested first: opening a file without history skips the call)
                     self._check_follows(entry)
                 if entry.alias is not None:
                     owner = self.aliases.get(entry.alias)
