@@ -37,6 +37,7 @@ with atheris.instrument_imports():
 _DIR = scratch_dir()
 _VAULT = vault.init(_DIR / "import.cbkv", "fuzz passphrase", kdf=vault.KdfParams(1, 8192))
 
+
 class _Rollback(Exception):
     """Raised inside the batch to undo the import: every input starts from the same empty vault."""
 
