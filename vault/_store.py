@@ -31,13 +31,6 @@ __all__ = ["IO", "AccessFile", "Store", "create_file", "default_path", "resolve_
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
-#: Waiting for the vault lock (seconds): the first sleep between attempts, the longest sleep during
-#: the first ``_POLL_BUSY_FOR`` of a wait, and the longest after that.
-_POLL_FIRST = 0.0005
-_POLL_BUSY = 0.002
-_POLL_BUSY_FOR = 1.0
-_POLL_LONG = 0.02
-
 
 def default_path() -> Path:
     """``$CBK_VAULT_PATH`` if set, else ``platformdirs.user_data_path("cbk-vault") / "vault.cbkv"``."""
@@ -343,9 +336,8 @@ class Store:
                 self._lock_depth -= 1
             return
         op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        started = time.monotonic()
-        deadline = started + timeout
-        delay = _POLL_FIRST
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
         while True:
             try:
                 fcntl.flock(self.lock_fd, op | fcntl.LOCK_NB)
@@ -358,14 +350,7 @@ class Store:
                 if while_waiting is not None:
                     while_waiting()
                 time.sleep(delay)
-                # flock(2) has no timeout, so waiting is polling. A writer holds the lock for one
-                # commit (~0.3 ms) at a time; a waiter asleep for 20 ms left it idle for most of
-                # that once its holder stopped or was preempted, and on a loaded machine that idle
-                # lock was where 4 writers lost to 1. Polling faster for the first second costs a
-                # stat and an fstat per wake-up (the catch-up done then is owed anyway); after it,
-                # a long hold (a batch) gets the old 20 ms back-off.
-                cap = _POLL_BUSY if time.monotonic() - started < _POLL_BUSY_FOR else _POLL_LONG
-                delay = min(delay * 2, cap)
+                delay = min(delay * 2, 0.02)
             except OSError as exc:
                 raise _storage_error("lock the vault", exc) from exc
         self._lock_depth = 1
