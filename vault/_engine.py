@@ -271,7 +271,6 @@ class Engine:
         self._tag = b""
         self._seq = 0
         self._size_seen = 0
-        self._size_peeked = 0
         self.stale_slot: int | None = None
         self._must_load = False
         self._close_hooks: list[Callable[[], None]] = []
@@ -418,41 +417,6 @@ class Engine:
         self._seq = result.seq
         self._size_seen = self._end + len(data) - result.end
 
-    def _catch_up_while_waiting(self) -> None:
-        """While another process holds the writer lock: take in the frames it can no longer take back.
-
-        A writer that takes the lock after others committed must first verify, decrypt and apply
-        their frames, while every other writer waits: with 4 writer processes that is 3 frames per
-        commit, under the lock. Done here instead, it overlaps the holder's fsync.
-
-        Without the lock, the last frame may belong to a writer whose fsync is about to fail and
-        cut it off (FORMAT.md §10), so it is left for the locked catch-up. Every frame before it
-        is settled: the frame after it chains from its tag, and only a writer that took the lock
-        after its writer let go (synced, or dead) can have sealed that. A frame that fails to
-        verify here may be a cut frame written over while we read: we stop, and the locked
-        catch-up decides. A replaced or shorter file is left to it too (it reloads).
-        """
-        store = self._store
-        if self._must_load or store.replaced():
-            return
-        size = store.size()
-        if size <= self._end or size == self._size_peeked:
-            return
-        self._size_peeked = size
-        data = store.read(self._end, size - self._end)
-        result = LogRead(end=0, tag=self._tag, seq=self._seq)
-        settled: list[tuple[list[Any], int, bytes, int]] = []
-        try:
-            for ops in iter_log(self.keys().keys, data, self._epoch, result):
-                settled.append((ops, result.end, result.tag, result.seq))
-        except CorruptVaultError:
-            pass
-        start = self._end
-        for ops, end, tag, seq in settled[:-1]:
-            self._index.apply_logged(ops, bulk=False, version=self.version)
-            self._end, self._tag, self._seq = start + end, tag, seq
-            self._size_seen = self._end  # the rest is read again, under the lock
-
     def reading(self) -> _Reading:
         """The index, caught up with the file (or the open transaction's view), under the lock."""
         return self._reading
@@ -498,7 +462,7 @@ class Engine:
     @contextmanager
     def _outermost(self) -> Iterator[Txn]:
         # Called with the mutex held and no transaction open (see _Transaction).
-        with self._store.locked(exclusive=True, timeout=self._lock_timeout, while_waiting=self._catch_up_while_waiting):
+        with self._store.locked(exclusive=True, timeout=self._lock_timeout):
             self._refresh()
             txn = self._txn = Txn(self, self._index)
             try:

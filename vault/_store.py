@@ -314,15 +314,8 @@ class Store:
     # --- locking ---------------------------------------------------------------------
 
     @contextmanager
-    def locked(
-        self, *, exclusive: bool, timeout: float, while_waiting: Callable[[], None] | None = None
-    ) -> Iterator[None]:
-        """flock on the sidecar file: the data file's inode changes on replace, the lock file's never does.
-
-        ``while_waiting`` runs between attempts while another process holds the lock: a writer
-        takes in there what the holder committed, so that work is not left for when it holds
-        the lock itself and everyone else waits.
-        """
+    def locked(self, *, exclusive: bool, timeout: float) -> Iterator[None]:
+        """flock on the sidecar file: the data file's inode changes on replace, the lock file's never does."""
         self._after_fork()
         if self._lock_depth:
             # Already held by this handle (a catch-up inside a write): flock would convert
@@ -347,8 +340,6 @@ class Store:
                     raise LockTimeoutError(
                         f"vault {self.path} is locked by another process (waited {timeout:g} s)"
                     ) from None
-                if while_waiting is not None:
-                    while_waiting()
                 time.sleep(delay)
                 delay = min(delay * 2, 0.02)
             except OSError as exc:
