@@ -34,6 +34,7 @@ REQUIRED: dict[str, tuple[str, int]] = {
     "kills_fork": ("SIGKILLs survived (forked writer)", 200),
     "kills_subprocess": ("SIGKILLs survived (fresh interpreter)", 30),
     "concurrency": ("concurrent updates (8 processes x 100) with a live reader", 800),
+    "kills_while_holding_the_lock": ("SIGKILLs of the writer holding the lock, 2 others waiting", 8),
     "kdf_hostile_refused": ("hostile KDF parameter sets refused before derivation", 10),
     "leak_checks": ("leak checks (marker forms x places)", 1),
     "cli_leak_checks": ("CLI leak checks (marker x stream, every command and error path, --debug too)", 1),
