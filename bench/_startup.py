@@ -291,7 +291,7 @@ def measure(quick: bool, scratch: Path, log: Callable[[str], None] = lambda _: N
     per = 100 if quick else 200
     w: dict[str, Any] = {}
     # 1 and 4 writers on the file take turns, round by round, and each row is its median round:
-    # one run of each swung from 0.3x to 1.2x between runs on this shared machine.
+    # single rounds swung from 0.14x to 5.9x at load 4-6 on this shared machine.
     rounds_w = 3 if quick else 5
     direct: dict[str, list[dict[str, Any]]] = {W1: [], W4: []}
     for _ in range(rounds_w):
