@@ -168,7 +168,7 @@ class _World:
             }
             handler = _Honest(cloud)
             with ChatBotKitRemote(TOKEN, BASE_URL, transport=httpx.MockTransport(handler)) as r:
-                assert sync(v, r).ok
+                assert sync(v, r, concurrency=1).ok
             v.secret.update(ids["changed"], value=SHARED_3)
             ids["draft"] = v.secret.create(name="draft", value=DRAFT).id
             ids["token"] = v.secret.create(name="token", alias="chatbotkit-api-token", value=TOKEN).id
@@ -456,7 +456,9 @@ def _run(data: bytes) -> _HostileCloud:
 def _sync(cloud: _HostileCloud, remote: ChatBotKitRemote, direction: str, prefer: Any, dry_run: bool) -> None:
     try:
         with vault.open(_WORK, PASSPHRASE, clock=cloud.vault_clock, _rng=cloud.rng) as v:
-            sync(v, remote, direction=direction, prefer=prefer, dry_run=dry_run)  # type: ignore[arg-type]
+            # One write at a time: an input must replay the same answers to the same requests, in
+            # the same order (the concurrent path is tested in tests/test_sync_concurrency.py).
+            sync(v, remote, direction=direction, prefer=prefer, dry_run=dry_run, concurrency=1)  # type: ignore[arg-type]
     except vault.VaultError:
         pass  # documented: the cloud may stop a sync, never damage the vault
 

@@ -36,6 +36,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeGuard
 
 import httpcore
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "MARKER_KEY",
     "MAX_BODY",
+    "MAX_CONCURRENCY",
     "MAX_ERROR_BODY",
     "MAX_REMOTE_ID",
     "TOKEN_ALIAS",
@@ -93,6 +95,10 @@ _MAX_INT_DIGITS: Final = 20
 _MAX_CURSOR: Final = 1024
 
 _RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
+#: The most requests one remote sends at once (sync's ``concurrency`` is capped here). The
+#: stand-in serves 64 connections; the cloud's rate limit is per token, so more workers only
+#: meet 429 sooner (docs/SYNC.md, "Concurrency").
+MAX_CONCURRENCY: Final = 16
 _MAX_ITEMS: Final = 1_000_000  # the vault's own record cap; a listing longer than this is a runaway server
 _MAX_MESSAGE: Final = 200
 
@@ -270,7 +276,9 @@ class _Transport(httpx.BaseTransport):
             # verify=True is the default; spelt out because it must never change.
             # trust_env=False: the CA bundle is certifi's, not whatever SSL_CERT_FILE points at.
             ssl_context=httpx.create_ssl_context(verify=True, trust_env=False),
-            max_connections=10,
+            # One connection per sync worker at most (``sync(concurrency=...)`` is capped at
+            # MAX_CONCURRENCY), so no worker ever waits in the pool for another's socket.
+            max_connections=MAX_CONCURRENCY,
             keepalive_expiry=5.0,
             network_backend=backend,
         )
@@ -301,6 +309,39 @@ class _Transport(httpx.BaseTransport):
     def close(self) -> None:
         """Close every pooled connection."""
         self._pool.close()
+
+
+class _Gate:
+    """Held closed while any thread sleeps out a 429: the other threads of one remote wait for it.
+
+    A 429 (or any retryable answer with ``Retry-After``) speaks about the token, not about one
+    request: while one worker waits as it was told, every worker waits, or their requests would
+    meet 429 too and spend their retries. The thread that was told sleeps (the injected
+    ``sleep``) with the gate held; the others block until no thread holds it, each within its
+    own call's deadline.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holders = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep every other request of this remote from starting for the duration of the block."""
+        with self._cond:
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holders -= 1
+                if not self._holders:
+                    self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until no thread holds the gate; False when it is still held after ``timeout`` s."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._holders, timeout=max(0.0, timeout))
 
 
 class _Answer:
@@ -379,6 +420,9 @@ class ChatBotKitRemote:
         )
         #: Requests sent (including retries), for the CLI's summary and tests.
         self.requests = 0
+        # Sync's workers share this remote: the counter and the 429 gate are theirs in common.
+        self._count_lock = threading.Lock()
+        self._gate = _Gate()
 
     def __repr__(self) -> str:
         return f"<ChatBotKitRemote {self.base_url!r}>"
@@ -508,6 +552,11 @@ class ChatBotKitRemote:
             attempt += 1
             answer: _Answer | None = None
             failure = ""
+            if not self._gate.wait(deadline - self._clock()):
+                # Another worker was told to back off for longer than this call may last.
+                raise RemoteUnavailableError(
+                    f"ChatBotKit asked to wait past this call's {self._max_total:g} s budget", status=429
+                )
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise RemoteUnavailableError(
@@ -515,7 +564,8 @@ class ChatBotKitRemote:
                     status=0,
                 )
             try:
-                self.requests += 1
+                with self._count_lock:
+                    self.requests += 1
                 answer = self._attempt(method, url, params, json, headers, deadline, min(self._timeout, remaining))
             except httpx.TransportError as exc:
                 # The exception text names the host, never the headers; keep only its class.
@@ -541,7 +591,12 @@ class ChatBotKitRemote:
                         status=answer.status,
                     )
                 raise RemoteUnavailableError(f"ChatBotKit unreachable after {attempt} attempts: {failure}", status=0)
-            self._sleep(delay)
+            if answer is not None and (answer.status == 429 or "retry-after" in answer.headers):
+                # The server asked the token to slow down: every worker holds off, not only this one.
+                with self._gate.held():
+                    self._sleep(delay)
+            else:
+                self._sleep(delay)
 
     def _attempt(
         self,

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import secrets
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -39,7 +42,7 @@ from ..errors import (
     StorageError,
     VaultError,
 )
-from ._client import MARKER_KEY, TOKEN_ALIAS, remote_id_ok
+from ._client import MARKER_KEY, MAX_CONCURRENCY, TOKEN_ALIAS, remote_id_ok
 from ._plan import (
     Action,
     Adopt,
@@ -84,6 +87,11 @@ HOLD_KEY: Final = "cbkSyncHold"
 #: The longest marker a link keeps. Ours are "<16 hex>:<local id>"; a longer one is not a marker
 #: of any vault, and keeping it would let the cloud grow a record's link past the vault's limits.
 _MAX_REF: Final = 256
+
+#: Cloud writes run concurrently, a phase at a time; every other action is a local write.
+_PUSHES: Final = frozenset({"delete-remote", "update-remote", "create-remote"})
+#: ``sync(concurrency=...)``'s default: docs/SYNC.md, "Concurrency", says why 4.
+DEFAULT_CONCURRENCY: Final = 4
 
 _FATAL: Final = (RemoteAuthError, RemoteUnavailableError, RemoteProtocolError, StorageError, LockTimeoutError)
 
@@ -483,59 +491,248 @@ def _confirm_missing(v: Vault, remote: Remote, items: list[Mapping[str, Any]]) -
 # --- the runner ------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Push:
+    """One cloud write in flight: what the main thread read and will send, what a worker got back.
+
+    Workers only talk to the cloud; every vault read and write stays on the main thread, so
+    the vault never sees two threads of one sync at once (and a local write never waits on
+    the network).
+    """
+
+    action: CreateRemote | UpdateRemote | DeleteRemote
+    sec: Secret | None = None
+    ext: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+    marker: str | None = None
+    send_value: bool = False
+    #: The base an update will have once confirmed (saved as ``pend`` before it is sent).
+    intended: Base | None = None
+    #: The worker's answer: the cloud id (a create) and the cloud's ``updatedAt`` after the write.
+    remote_id: str | None = None
+    updated_at: int | None = None
+
+
 class _Runner:
-    def __init__(self, v: Vault, remote: Remote, fp: _Fingerprints, cfg: _Config, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        v: Vault,
+        remote: Remote,
+        fp: _Fingerprints,
+        cfg: _Config,
+        progress: Progress | None,
+        concurrency: int = 1,
+    ) -> None:
+        self.vault = v
         self.raw: RawRecords = raw_records(v)
         self.remote = remote
         self.fp = fp
         self.cfg = cfg
         self.progress = progress
+        self.concurrency = concurrency
         self.done: dict[str, list[Change]] = {
             k: [] for k in ("created_remote", "updated_remote", "deleted_remote", "pulled", "deleted_local")
         }
         self.errors: list[SyncIssue] = []
         self.dropped: set[str] = set()
         self.local_ids: set[str] = set()
+        self._started = 0
+        self._total = 0
 
-    # each returns nothing; failures raise a VaultError
+    # --- cloud writes: prepared and recorded on this thread, sent by workers ------------------
 
-    def create_remote(self, a: CreateRemote) -> None:
-        """Push a local secret the cloud does not have, then link the two."""
+    def _prepare(self, a: CreateRemote | UpdateRemote | DeleteRemote) -> _Push:
+        """Read what the write needs from the vault (main thread)."""
+        if isinstance(a, DeleteRemote):
+            return _Push(a)
         sec, ext = self.raw.fetch(a.local_id)
-        marker = f"{self.cfg.ref}:{sec.id}"
-        send_value = sec.kind == "shared" and sec.value is not None and not self._withheld(sec, ext)
-        body = _body(sec, marker, send_value=send_value)
-        rid = self.remote.create(body, marker=marker)
-        if not remote_id_ok(rid):
-            raise RemoteProtocolError("the cloud answered a create with an id that is not a plain path segment")
-        record, _ = _parse_item(self.remote.fetch(rid), self.fp, expect_id=rid)
-        base = self._pushed_base(sec, send_value, None, record.updated_at)
-        self._save_link(sec, ext, Link(rid, base, marker))
-        old = _link_from_json(ext.get(EXT_KEY))
-        if old is not None and old.remote_id != rid:
-            self.dropped.add(old.remote_id)  # re-created after a delete in the cloud: the old id is history
-        self.done["created_remote"].append(Change(sec.id, rid, sec.name))
-
-    def update_remote(self, a: UpdateRemote) -> None:
-        """Push a local change to the linked cloud secret, crash-safely (pending base first)."""
-        sec, ext = self.raw.fetch(a.local_id)
+        if isinstance(a, CreateRemote):
+            marker = f"{self.cfg.ref}:{sec.id}"
+            send_value = sec.kind == "shared" and sec.value is not None and not self._withheld(sec, ext)
+            return _Push(a, sec, ext, _body(sec, marker, send_value=send_value), marker, send_value)
         # The planner already withholds; checked again here, where the value is in hand.
         send_value = a.send_value and not self._withheld(sec, ext)
-        body = _body(sec, a.ref, send_value=send_value)
         intended = self._pushed_base(sec, send_value, a.prior, None)
-        self._save_link(sec, ext, Link(a.remote_id, a.prior, a.ref, pending=intended))
-        self.remote.update(a.remote_id, body)
-        record, _ = _parse_item(self.remote.fetch(a.remote_id), self.fp, expect_id=a.remote_id)
-        sec2, ext2 = self.raw.fetch(a.local_id)
-        self._save_link(sec2, ext2, Link(a.remote_id, replace(intended, updated_at=record.updated_at), a.ref))
-        self.done["updated_remote"].append(Change(sec.id, a.remote_id, sec.name))
+        return _Push(a, sec, ext, _body(sec, a.ref, send_value=send_value), a.ref, send_value, intended)
 
-    def delete_remote(self, a: DeleteRemote) -> None:
-        """Delete the cloud copy of a secret deleted locally."""
-        with contextlib.suppress(RemoteNotFoundError):  # already gone: the goal is reached
-            self.remote.delete(a.remote_id)
-        self.dropped.add(a.remote_id)
-        self.done["deleted_remote"].append(Change(a.local_id, a.remote_id, a.name))
+    def _send(self, push: _Push) -> None:
+        """The network half of one write (a worker thread): no vault access here."""
+        a = push.action
+        if isinstance(a, DeleteRemote):
+            with contextlib.suppress(RemoteNotFoundError):  # already gone: the goal is reached
+                self.remote.delete(a.remote_id)
+            return
+        if isinstance(a, CreateRemote):
+            rid = self.remote.create(push.body, marker=push.marker)
+            if not remote_id_ok(rid):
+                raise RemoteProtocolError("the cloud answered a create with an id that is not a plain path segment")
+        else:
+            rid = a.remote_id
+            self.remote.update(rid, push.body)
+        record, _ = _parse_item(self.remote.fetch(rid), self.fp, expect_id=rid)
+        push.remote_id, push.updated_at = rid, record.updated_at
+
+    def _save_pending(self, push: _Push) -> None:
+        """Before an update is sent: the base it will have, so a stop after it lands is recognised."""
+        a = push.action
+        assert isinstance(a, UpdateRemote) and push.sec is not None and push.intended is not None
+        self._save_link(push.sec, push.ext, Link(a.remote_id, a.prior, a.ref, pending=push.intended))
+
+    def _finish(self, push: _Push) -> tuple[str, Change, str | None]:
+        """After the cloud confirmed a write: its link (main thread, inside the round's one commit).
+
+        Returns the report list, the change, and a cloud id the link index may forget.
+        """
+        a = push.action
+        if isinstance(a, DeleteRemote):
+            return "deleted_remote", Change(a.local_id, a.remote_id, a.name), a.remote_id
+        sec = push.sec
+        assert sec is not None and push.remote_id is not None
+        if isinstance(a, CreateRemote):
+            rid = push.remote_id
+            base = self._pushed_base(sec, push.send_value, None, push.updated_at)
+            self._save_link(sec, push.ext, Link(rid, base, push.marker))
+            old = _link_from_json(push.ext.get(EXT_KEY))
+            # Re-created after a delete in the cloud: the old id is history.
+            gone = old.remote_id if old is not None and old.remote_id != rid else None
+            return "created_remote", Change(sec.id, rid, sec.name), gone
+        assert push.intended is not None
+        sec2, ext2 = self.raw.fetch(a.local_id)
+        self._save_link(sec2, ext2, Link(a.remote_id, replace(push.intended, updated_at=push.updated_at), a.ref))
+        return "updated_remote", Change(sec.id, a.remote_id, sec.name), None
+
+    def _record(self, finished: Sequence[_Push], pending: Sequence[_Push]) -> list[_Push]:
+        """One vault commit (one fsync) for a round: the links of the writes the cloud confirmed,
+        and the pending bases of the updates about to be sent. Returns the updates that may go.
+
+        Batching is safe because each piece stays recoverable on its own: a create whose link
+        is lost in a crash is re-linked by its marker, an update whose final base is lost is
+        confirmed by its pending one, and no update is sent before its pending base is durable.
+        """
+        if not finished and not pending:
+            return []
+        confirmed: list[tuple[str, Change, str | None]] = []
+        ready: list[_Push] = []
+        with self.vault.batch():
+            for push in finished:
+                try:
+                    confirmed.append(self._finish(push))
+                except _FATAL:
+                    raise
+                except VaultError as exc:
+                    self._issue(push.action, exc)
+            for push in pending:
+                try:
+                    self._save_pending(push)
+                except _FATAL:
+                    raise
+                except VaultError as exc:
+                    self._issue(push.action, exc)
+                else:
+                    ready.append(push)
+        # Reported only once durable: a failed commit leaves nothing claimed that was not kept.
+        for kind, change, gone in confirmed:
+            self.done[kind].append(change)
+            if gone is not None:
+                self.dropped.add(gone)
+        return ready
+
+    def _pick(self, queue: deque[Action], busy: set[str]) -> Action | None:
+        """The next action whose secret has no write in flight (the plan holds at most one per
+        secret and phase, but two writes to one secret must never race)."""
+        for i, a in enumerate(itertools.islice(queue, 64)):
+            if not busy.intersection(k for k in _action_ids(a) if k is not None):
+                del queue[i]
+                return a
+        return None
+
+    def push(self, actions: Sequence[Action]) -> None:
+        """One phase of cloud writes (deletes, updates or creates), ``concurrency`` at a time.
+
+        The main thread reads the vault, writes the links (one commit per round) and hands
+        the HTTP to at most ``concurrency`` workers. A fatal error stops new writes; those in
+        flight finish (each within its call's budget) and are recorded before it is raised.
+        """
+        queue: deque[Action] = deque(actions)
+        running: dict[Future[None], _Push] = {}
+        busy: set[str] = set()
+        finished: list[_Push] = []
+        fatal: BaseException | None = None
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cbk-vault-sync")
+        interrupted = False
+        try:
+            while True:
+                starting: list[_Push] = []
+                updates: list[_Push] = []
+                while fatal is None and queue and len(running) + len(starting) + len(updates) < self.concurrency:
+                    a = self._pick(queue, busy)
+                    if a is None:
+                        break
+                    self._tick(a)
+                    assert isinstance(a, (CreateRemote, UpdateRemote, DeleteRemote))
+                    try:
+                        prepared = self._prepare(a)
+                    except _FATAL as exc:
+                        fatal = exc
+                        break
+                    except VaultError as exc:
+                        self._issue(a, exc)
+                        continue
+                    busy.update(k for k in _action_ids(a) if k is not None)
+                    (updates if isinstance(a, UpdateRemote) else starting).append(prepared)
+                # Creates and deletes need nothing durable first: off they go, and the commit
+                # below overlaps their round trips.
+                for p in starting:
+                    running[pool.submit(self._send, p)] = p
+                try:
+                    ready = self._record(finished, updates)
+                except Exception as exc:  # raised below, once the writes in flight are in
+                    fatal = exc
+                    ready = []
+                finished = []
+                for p in updates:
+                    if p not in ready:
+                        busy.difference_update(k for k in _action_ids(p.action) if k is not None)
+                for p in ready:
+                    running[pool.submit(self._send, p)] = p
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    p = running.pop(f)
+                    busy.difference_update(k for k in _action_ids(p.action) if k is not None)
+                    try:
+                        f.result()
+                    except _FATAL as exc:
+                        fatal = fatal or exc
+                    except VaultError as exc:
+                        self._issue(p.action, exc)
+                    except BaseException as exc:  # a bug: stop, but record what the cloud confirmed
+                        fatal = fatal or exc
+                    else:
+                        finished.append(p)
+        except BaseException:
+            # Ctrl-C (or a failure of ours): the writes in flight may land or not; their markers
+            # and pending bases make the next run recognise them. Do not wait for the network.
+            interrupted = True
+            pool.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(VaultError):
+                self._record(finished, [])
+            raise
+        finally:
+            if not interrupted:
+                pool.shutdown(wait=True)
+        if fatal is not None:
+            raise fatal
+
+    def _tick(self, action: Action) -> None:
+        if self.progress is not None:
+            self.progress(self._started, self._total, action.op, _action_name(action))
+        self._started += 1
+
+    def _issue(self, action: Action, exc: VaultError) -> None:
+        local_id, remote_id = _action_ids(action)
+        self.errors.append(SyncIssue(action.op, local_id, remote_id, _action_name(action), exc.code, exc.message))
 
     def delete_local(self, a: DeleteLocal) -> None:
         """Delete the local copy of a secret deleted in the cloud."""
@@ -608,11 +805,13 @@ class _Runner:
         self.raw.put(sec.id, {}, ext={**kept, EXT_KEY: _link_to_json(link)})
 
     def execute(self, p: Plan) -> None:
-        """Apply every action of the plan; per-secret failures are collected, fatal ones raised."""
+        """Apply every action of the plan; per-secret failures are collected, fatal ones raised.
+
+        Phases run in the plan's order (local bookkeeping, cloud deletes, updates, creates, then
+        local writes from the cloud), each finished before the next starts: a delete frees an
+        alias an update or a create may need. Within a cloud phase, writes run concurrently.
+        """
         handlers: dict[str, Callable[[Any], None]] = {
-            "create-remote": self.create_remote,
-            "update-remote": self.update_remote,
-            "delete-remote": self.delete_remote,
             "delete-local": self.delete_local,
             "pull-new": self.pull_new,
             "pull-update": self.pull_update,
@@ -620,20 +819,22 @@ class _Runner:
             "rebase": self.rebase,
             "forget": self.forget,
         }
-        total = len(p.actions)
-        for i, action in enumerate(p.actions):
-            name = _action_name(action)
-            if self.progress is not None:
-                self.progress(i, total, action.op, name)
-            try:
-                handlers[action.op](action)
-            except _FATAL:
-                raise
-            except VaultError as exc:
-                local_id, remote_id = _action_ids(action)
-                self.errors.append(SyncIssue(action.op, local_id, remote_id, name, exc.code, exc.message))
+        self._total = len(p.actions)
+        for op, group in itertools.groupby(p.actions, key=lambda a: a.op if a.op in _PUSHES else "local"):
+            actions = list(group)
+            if op in _PUSHES:
+                self.push(actions)
+                continue
+            for action in actions:
+                self._tick(action)
+                try:
+                    handlers[action.op](action)
+                except _FATAL:
+                    raise
+                except VaultError as exc:
+                    self._issue(action, exc)
         if self.progress is not None:
-            self.progress(total, total, "done", "")
+            self.progress(self._total, self._total, "done", "")
 
     def save_index(self, old: Mapping[str, tuple[str, int | None]]) -> None:
         """Rewrite the link index (remote id -> local id) once, at the end of a run."""
@@ -749,6 +950,7 @@ def sync(
     prefer: Prefer = None,
     progress: Progress | None = None,
     prefer_for: Mapping[str, Prefer] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> SyncReport:
     """Bring the vault and the cloud together; see docs/SYNC.md for the rules.
 
@@ -758,7 +960,14 @@ def sync(
     secrets, over ``prefer``. Each conflict names the fields that differ. Per-secret failures
     land in ``SyncReport.errors`` and the rest goes on; an auth failure, an unreachable cloud or a malformed response
     stops the sync with a ``RemoteError`` (what was done so far is saved).
+
+    ``concurrency`` (1..16, default 4) is how many cloud writes may be in flight at once; all
+    of them hold off together when the cloud answers 429. The vault is read and written by
+    the calling thread only. ``remote`` must then be safe to call from several threads
+    (``ChatBotKitRemote`` is); pass 1 for a remote that is not.
     """
+    if type(concurrency) is not int or not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise InvalidRequestError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}")
     if direction not in ("push", "pull", "both"):
         raise InvalidRequestError("direction must be push, pull or both")
     if dry_run not in (True, False):
@@ -785,7 +994,7 @@ def sync(
     if fresh:
         # Stored only now: whatever the cloud answered has been checked, and nothing was written before.
         _store_config(v, cfg)
-    runner = _Runner(v, remote, fp, cfg, progress)
+    runner = _Runner(v, remote, fp, cfg, progress, concurrency)
     runner.local_ids = {rec.id for rec in local_records}
     try:
         runner.execute(p)
