@@ -715,6 +715,16 @@ def test_serve_and_sync_help_names_the_variables_their_commands_read() -> None:
     assert f"${BASE_URL_ENV}" in text["sync"] and _client.DEFAULT_BASE_URL in text["sync"]
 
 
+def test_sync_concurrency_option_agrees_with_the_library() -> None:
+    pytest.importorskip("httpx")
+    from vault.cli._parser import COMMANDS
+    from vault.sync import _client, _run
+
+    arg = next(a for c in COMMANDS if c.name == "sync" for a in c.args if a.names == ("--concurrency",))
+    assert arg.default == _run.DEFAULT_CONCURRENCY
+    assert f"default {_run.DEFAULT_CONCURRENCY}" in arg.help and f"1..{_client.MAX_CONCURRENCY}" in arg.help
+
+
 def test_demo_still_runs() -> None:
     proc = ok(cli(None, "demo"))
     assert "1. init" in proc.stdout and "sk_live_12345" not in proc.stdout

@@ -746,7 +746,8 @@ COMMANDS: Final = (
         "  cbk-vault sync --dry-run                   # the plan; nothing changes\n"
         "  cbk-vault sync push\n"
         "  cbk-vault sync --prefer remote --json\n"
-        "  cbk-vault sync --prefer-for @openai=local --prefer-for @gh=remote",
+        "  cbk-vault sync --prefer-for @openai=local --prefer-for @gh=remote\n"
+        "  cbk-vault sync push --concurrency 8",
         (
             Arg(
                 ("direction",),
@@ -773,6 +774,14 @@ COMMANDS: Final = (
                 "that wins; repeatable, and wins over --prefer",
                 action="append",
                 metavar="SECRET=local|remote",
+            ),
+            Arg(
+                ("--concurrency",),
+                # vault.sync._run.DEFAULT_CONCURRENCY and _client.MAX_CONCURRENCY (tests/test_cli.py checks they agree).
+                "cloud requests in flight at once, 1..16 (default 4; all wait together when the cloud says 429)",
+                type=int,
+                default=4,
+                metavar="N",
             ),
         ),
     ),

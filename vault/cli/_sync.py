@@ -1,4 +1,4 @@
-"""``cbk-vault sync [push|pull|both] [--dry-run] [--base-url URL] [--prefer local|remote] [--json]``.
+"""``cbk-vault sync [push|pull|both] [--dry-run] [--base-url URL] [--prefer local|remote] [--concurrency N] [--json]``.
 
 The options are in ``_parser``; the CLI imports this module (and so httpx) only when ``sync``
 runs. Nothing here reads a passphrase or a token from argv. Exit statuses, as in
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
@@ -92,9 +93,16 @@ def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> i
             err.write(f"\r\033[Ksync: {done + 1}/{total} {op} {_safe(name[:40])}")
         err.flush()
 
+    quiet_until = [0.0]
+    announce_lock = threading.Lock()
+
     def retrying(delay: float) -> None:
         # The client waits before each retry: say so, or an unreachable host looks like a hang.
-        if not args.json:
+        # Several workers may meet the same 429 at once: one line for them all.
+        with announce_lock:
+            now = time.monotonic()
+            announce, quiet_until[0] = now >= quiet_until[0], max(quiet_until[0], now + delay)
+        if announce and not args.json:
             clear = "\r\033[K" if show_progress else ""
             err.write(f"{clear}sync: no answer from {_safe(base_url)} yet (or it is busy); retrying in {delay:.2g} s\n")
             err.flush()
@@ -117,6 +125,7 @@ def sync_command(args: argparse.Namespace, open_vault: Callable[[], Vault]) -> i
                     prefer=args.prefer,
                     prefer_for=prefer_for,
                     progress=progress if show_progress else None,
+                    concurrency=args.concurrency,
                 )
             except RemoteAuthError as exc:
                 _option_names(exc, args)
