@@ -74,6 +74,7 @@ _READS: Final = {
     ("secret", "list"),
     ("secret", "history"),
     ("raw", "all"),
+    ("raw", "value_tags"),
     ("raw", "lookup"),
     ("raw", "fetch"),
     ("raw", "fetch_for_use"),

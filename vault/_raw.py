@@ -12,6 +12,7 @@ if it were deleted), so the stand-in, sync and import treat a trashed secret as 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,21 @@ class RawRecords:
             return [
                 (secret_from_entry(e), _rules.json_copy(e.ext), e.value_box is not None) for e in index.iter_live()
             ]
+
+    def value_tags(self) -> dict[str, str]:
+        """For every live record that holds a value: a digest of its sealed value box.
+
+        Equal tags mean the very same sealed bytes, so the very same value: sync keeps the tag
+        beside a value's fingerprint and decrypts only values whose box changed since. A value
+        is sealed anew (fresh nonce) whenever it changes, so a new value never keeps a tag. The
+        digest is of ciphertext and tells nothing of the value; nothing is decrypted or logged.
+        """
+        with self._engine.reading() as index:
+            return {
+                e.id: hashlib.blake2b(e.value_box, digest_size=16).hexdigest()
+                for e in index.iter_live()
+                if e.value_box is not None
+            }
 
     def lookup(self, identifier: str) -> Secret:
         """Like ``secret.fetch`` but without decrypting the value."""

@@ -250,6 +250,9 @@ class _AgentRawRecords(RawRecords):
     def all(self) -> list[tuple[Secret, dict[str, Any], bool]]:
         return [(decode_secret(s), ext, bool(has)) for s, ext, has in self._backend.call("raw", "all")]
 
+    def value_tags(self) -> dict[str, str]:
+        return {str(k): str(t) for k, t in self._backend.call("raw", "value_tags").items()}
+
     def lookup(self, identifier: str) -> Secret:
         return decode_secret(self._backend.call("raw", "lookup", identifier))
 

@@ -436,6 +436,11 @@ class ChatBotKitRemote:
             return False
         return hmac.compare_digest(value.strip().encode("utf-8"), self._token.encode("utf-8"))
 
+    def token_digest(self, digest: Callable[[str], str | None]) -> str | None:
+        """``digest`` of the token: sync compares it with its keyed fingerprints of values it did
+        not decrypt this time (unchanged since the last sync), to keep a value equal to the token local."""
+        return digest(self._token)
+
     def close(self) -> None:
         """Close the HTTP client (only one this remote created itself)."""
         self._client.close()

@@ -84,6 +84,11 @@ LOCAL_ONLY_META: Final = "cbkVaultLocalOnly"
 #: value that a pull turned shared (the cloud flipped the kind, ``prefer="remote"`` took it).
 HOLD_KEY: Final = "cbkSyncHold"
 
+#: Key, in a link, of the value cache ``[value tag, value fingerprint, stripped value's fingerprint]``:
+#: the fingerprints of the value whose sealed box had that tag (``RawRecords.value_tags``). While the
+#: box is unchanged, sync reuses them instead of decrypting the value (and logging the read) again.
+VALUE_CACHE_KEY: Final = "vc"
+
 #: The longest marker a link keeps. Ours are "<16 hex>:<local id>"; a longer one is not a marker
 #: of any vault, and keeping it would let the cloud grow a record's link past the vault's limits.
 _MAX_REF: Final = 256
@@ -434,35 +439,111 @@ def _token_check(remote: Remote) -> tuple[Callable[[str | None], bool], str | No
     return check, source if isinstance(source, str) else None
 
 
+#: What ``RawRecords.all()`` answers: (metadata, extension map, holds a value).
+_Records = list[tuple["Secret", dict[str, Any], bool]]
+#: Local id -> (value tag, value fingerprint, stripped value's fingerprint), as of this run's start.
+_ValueCache = dict[str, tuple[str, str, str]]
+
+
+def _value_cache(ext: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    link = ext.get(EXT_KEY)
+    raw = link.get(VALUE_CACHE_KEY) if type(link) is dict else None
+    if type(raw) is list and len(raw) == 3 and all(type(x) is str for x in raw):
+        return raw[0], raw[1], raw[2]
+    return None
+
+
+def _token_digest(remote: Remote, fp: _Fingerprints) -> str | None:
+    """The value fingerprint of the stripped token (None: this remote cannot tell; values are then
+    always decrypted, to be checked with ``is_token``)."""
+    digest = getattr(remote, "token_digest", None)
+    if not callable(digest):
+        return None
+    out = digest(fp.value)
+    return out if isinstance(out, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Scanned:
+    """One local record as read before the listing is in: everything but a value to decrypt."""
+
+    sec: Secret
+    ext: dict[str, Any]
+    link: Link | None
+    fields: str
+    #: (tag, value fingerprint, stripped value's fingerprint) when the value need not be decrypted.
+    kept: tuple[str, str, str] | None
+    #: The sealed box's tag (None: no value).
+    tag: str | None
+
+
+def _scan_local(v: Vault, fp: _Fingerprints, records: _Records, token_fp: str | None) -> list[_Scanned]:
+    """The vault's side, fingerprinted without opening any value (it runs while the listing does).
+
+    A value's fingerprint comes from its link's cache while its sealed box is unchanged (its tag
+    is the one kept), and only when the remote can say whether a fingerprint is the token's;
+    any other value is left for ``_local_records`` to decrypt, once the cloud has answered.
+    """
+    tags = raw_records(v).value_tags()
+    out: list[_Scanned] = []
+    for sec, ext, has_value in records:
+        tag = tags.get(sec.id) if has_value else None
+        kept = _value_cache(ext) if tag is not None and token_fp is not None else None
+        if kept is not None and kept[0] != tag:
+            kept = None
+        fields = fp.fields(_comparable(_secret_fields(sec)))
+        out.append(_Scanned(sec, ext, _link_from_json(ext.get(EXT_KEY)), fields, kept, tag))
+    return out
+
+
 def _local_records(
-    v: Vault, fp: _Fingerprints, is_token: Callable[[str | None], bool], token_record: str | None
-) -> list[LocalRecord]:
+    v: Vault,
+    fp: _Fingerprints,
+    scanned: Sequence[_Scanned],
+    is_token: Callable[[str | None], bool],
+    token_record: str | None,
+    token_fp: str | None,
+) -> tuple[list[LocalRecord], _ValueCache]:
+    """The vault's side as the planner sees it, and the value cache for the links this run writes.
+
+    Only values whose box changed since the last sync are decrypted: a no-change sync of
+    10,000 secrets opens (and logs the read of) no value at all.
+    """
+    raw = raw_records(v)
+    cache: _ValueCache = {}
     out: list[LocalRecord] = []
-    for sec, ext, has_value in raw_records(v).all():
+    for item in scanned:
+        sec, kept, tag = item.sec, item.kept, item.tag
         value_fp: str | None = None
         holds_token = sec.id == token_record
-        if has_value:
-            full, _ = raw_records(v).fetch(sec.id)
+        if kept is not None:
+            value_fp = kept[1]
+            holds_token = holds_token or kept[2] == token_fp
+            cache[sec.id] = kept
+        elif tag is not None:
+            full, _ = raw.fetch(sec.id)
             value_fp = fp.value(full.value)
             holds_token = holds_token or is_token(full.value)
+            if full.value is not None and value_fp is not None:
+                cache[sec.id] = (tag, value_fp, fp.value(full.value.strip()) or "")
         out.append(
             LocalRecord(
                 id=sec.id,
-                fields=fp.fields(_comparable(_secret_fields(sec))),
+                fields=item.fields,
                 value=value_fp,
                 secret=fp.secret(sec.config),
                 kind=sec.kind,
                 alias=sec.alias,
                 name=sec.name,
-                link=_link_from_json(ext.get(EXT_KEY)),
+                link=item.link,
                 local_only=holds_token or _is_local_only(sec),
-                withheld=_held(ext, sec.kind, value_fp),
+                withheld=_held(item.ext, sec.kind, value_fp),
             )
         )
-    return out
+    return out, cache
 
 
-def _confirm_missing(v: Vault, remote: Remote, items: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _confirm_missing(remote: Remote, items: list[Mapping[str, Any]], known: set[str]) -> list[Mapping[str, Any]]:
     """Fetch every secret the vault knows by remote id that the listing did not return.
 
     The cloud's cursor is the last item's id: when that row is deleted between two page
@@ -471,11 +552,6 @@ def _confirm_missing(v: Vault, remote: Remote, items: list[Mapping[str, Any]]) -
     from a listing is only a hint: a secret counts as gone when its own fetch answers 404.
     """
     listed = {item.get("id") for item in items}
-    known: set[str] = set(_load_index(v))
-    for _, ext, _ in raw_records(v).all():
-        link = _link_from_json(ext.get(EXT_KEY))
-        if link is not None:
-            known.add(link.remote_id)
     out = list(items)
     for rid in sorted(known - listed):
         try:
@@ -536,6 +612,7 @@ class _Runner:
         self.errors: list[SyncIssue] = []
         self.dropped: set[str] = set()
         self.local_ids: set[str] = set()
+        self.value_cache: _ValueCache = {}
         self._started = 0
         self._total = 0
 
@@ -766,7 +843,7 @@ class _Runner:
         # the user: hold it back from every later push (planned: kind-changed, alias-taken).
         flipped = value_fp is not None and sec.kind != "shared" and fields["kind"] == "shared"
         ext = _with_hold(ext, fields["kind"], value_fp, hold=flipped)
-        ext[EXT_KEY] = _link_to_json(Link(r.id, base, r.ref))
+        ext[EXT_KEY] = self._link_json(a.local_id, Link(r.id, base, r.ref), value_fp)
         self.raw.put(a.local_id, fields, updated_at=r.updated_at, ext=ext)
         self.done["pulled"].append(Change(a.local_id, r.id, r.name))
 
@@ -801,8 +878,18 @@ class _Runner:
         return Base(fields_fp, value_fp, self.fp.secret(sec.config), sent, updated_at)
 
     def _save_link(self, sec: Secret, ext: dict[str, Any], link: Link) -> None:
-        kept = _with_hold(ext, sec.kind, self.fp.value(sec.value))
-        self.raw.put(sec.id, {}, ext={**kept, EXT_KEY: _link_to_json(link)})
+        value_fp = self.fp.value(sec.value)
+        kept = _with_hold(ext, sec.kind, value_fp)
+        self.raw.put(sec.id, {}, ext={**kept, EXT_KEY: self._link_json(sec.id, link, value_fp)})
+
+    def _link_json(self, local_id: str, link: Link, value_fp: str | None) -> dict[str, Any]:
+        """The link as stored, with the value cache when the value is still the one this run
+        fingerprinted at its start (its box then still has that tag: a link write never reseals it)."""
+        out = _link_to_json(link)
+        cached = self.value_cache.get(local_id)
+        if cached is not None and value_fp is not None and cached[1] == value_fp:
+            out[VALUE_CACHE_KEY] = list(cached)
+        return out
 
     def execute(self, p: Plan) -> None:
         """Apply every action of the plan; per-secret failures are collected, fatal ones raised.
@@ -836,10 +923,13 @@ class _Runner:
         if self.progress is not None:
             self.progress(self._total, self._total, "done", "")
 
-    def save_index(self, old: Mapping[str, tuple[str, int | None]]) -> None:
-        """Rewrite the link index (remote id -> local id) once, at the end of a run."""
+    def save_index(self, old: Mapping[str, tuple[str, int | None]], records: _Records | None = None) -> None:
+        """Rewrite the link index (remote id -> local id) once, at the end of a run.
+
+        ``records``: the vault as read at the start, when the run wrote nothing since.
+        """
         new: dict[str, list[Any]] = {}
-        for sec, ext, _ in self.raw.all():
+        for sec, ext, _ in self.raw.all() if records is None else records:
             link = _link_from_json(ext.get(EXT_KEY))
             if link is not None:
                 new[link.remote_id] = [sec.id, link.base.updated_at]
@@ -972,13 +1062,30 @@ def sync(
         raise InvalidRequestError("direction must be push, pull or both")
     if dry_run not in (True, False):
         raise InvalidRequestError("dry_run must be a bool")
-    # The cloud first: a wrong token or an unreachable cloud must leave the vault untouched.
-    items = _confirm_missing(v, remote, _listing(remote.list_all()))
-    cfg, fresh = _load_config(v)
-    fp = _Fingerprints(cfg.key)
+    # The cloud first: a wrong token or an unreachable cloud must leave the vault untouched. The
+    # listing is mostly waiting on the cloud, so the vault's side is read and fingerprinted
+    # meanwhile: reads only, and no value is decrypted before the listing has succeeded.
+    lister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cbk-vault-list")
+    try:
+        listed = lister.submit(remote.list_all)
+        records = raw_records(v).all()  # one snapshot: links, the local side, and an unchanged index
+        index = _load_index(v)
+        cfg, fresh = _load_config(v)
+        fp = _Fingerprints(cfg.key)
+        token_fp = _token_digest(remote, fp)
+        scanned = _scan_local(v, fp, records, token_fp)
+        listing = _listing(listed.result())
+    except BaseException:
+        lister.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait on the network
+        raise
+    lister.shutdown()
+    known = set(index) | {s.link.remote_id for s in scanned if s.link is not None}
+    items = _confirm_missing(remote, listing, known)
+    del listing
     remote_records = [_parse_item(item, fp)[0] for item in items]
-    local_records = _local_records(v, fp, *_token_check(remote))
-    index = _load_index(v)
+    del items  # parsed: the raw answers need not stay in memory while the plan runs
+    local_records, value_cache = _local_records(v, fp, scanned, *_token_check(remote), token_fp)
+    del scanned
     p = plan(
         SyncState(cfg.ref, index),
         local_records,
@@ -996,6 +1103,10 @@ def sync(
         _store_config(v, cfg)
     runner = _Runner(v, remote, fp, cfg, progress, concurrency)
     runner.local_ids = {rec.id for rec in local_records}
+    runner.value_cache = value_cache
+    if not p.actions:
+        runner.save_index(index, records)  # nothing written: the snapshot is the vault as it is
+        return _report(p, runner.done, runner.errors, False)
     try:
         runner.execute(p)
     except BaseException:
