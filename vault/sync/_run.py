@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import json
 import secrets
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -95,6 +96,8 @@ _MAX_REF: Final = 256
 
 #: Cloud writes run concurrently, a phase at a time; every other action is a local write.
 _PUSHES: Final = frozenset({"delete-remote", "update-remote", "create-remote"})
+#: Writes queued per worker (read ahead from the vault, not yet sent): workers never wait for a commit.
+_QUEUED: Final = 4
 #: ``sync(concurrency=...)``'s default: docs/SYNC.md, "Concurrency", says why 4.
 DEFAULT_CONCURRENCY: Final = 4
 
@@ -567,6 +570,10 @@ def _confirm_missing(remote: Remote, items: list[Mapping[str, Any]], known: set[
 # --- the runner ------------------------------------------------------------------------------
 
 
+class _NotSent(Exception):
+    """A queued write dropped because the phase was stopping (a fatal error elsewhere)."""
+
+
 @dataclass(slots=True)
 class _Push:
     """One cloud write in flight: what the main thread read and will send, what a worker got back.
@@ -648,6 +655,24 @@ class _Runner:
             self.remote.update(rid, push.body)
         record, _ = _parse_item(self.remote.fetch(rid), self.fp, expect_id=rid)
         push.remote_id, push.updated_at = rid, record.updated_at
+
+    def _work(self, push: _Push, stop: threading.Event) -> None:
+        """A worker's job: one write, unless a fatal error already stopped the phase.
+
+        The worker that meets a fatal error raises the flag itself, so no write queued behind
+        it (on any worker) is sent once it is known that the sync is stopping.
+        """
+        if stop.is_set():
+            raise _NotSent
+        try:
+            self._send(push)
+        except VaultError as exc:
+            if isinstance(exc, _FATAL):
+                stop.set()
+            raise
+        except BaseException:
+            stop.set()
+            raise
 
     def _save_pending(self, push: _Push) -> None:
         """Before an update is sent: the base it will have, so a stop after it lands is recognised."""
@@ -735,13 +760,18 @@ class _Runner:
         busy: set[str] = set()
         finished: list[_Push] = []
         fatal: BaseException | None = None
+        # The pool's threads bound the requests in flight. More writes than that are queued for
+        # them, so a worker that finishes starts the next at once instead of waiting for this
+        # thread, which may be in an fsync; the queue is short, so little is read ahead.
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cbk-vault-sync")
+        depth = self.concurrency * _QUEUED
+        stop = threading.Event()
         interrupted = False
         try:
             while True:
                 starting: list[_Push] = []
                 updates: list[_Push] = []
-                while fatal is None and queue and len(running) + len(starting) + len(updates) < self.concurrency:
+                while fatal is None and queue and len(running) + len(starting) + len(updates) < depth:
                     a = self._pick(queue, busy)
                     if a is None:
                         break
@@ -760,7 +790,7 @@ class _Runner:
                 # Creates and deletes need nothing durable first: off they go, and the commit
                 # below overlaps their round trips.
                 for p in starting:
-                    running[pool.submit(self._send, p)] = p
+                    running[pool.submit(self._work, p, stop)] = p
                 try:
                     ready = self._record(finished, updates)
                 except Exception as exc:  # raised below, once the writes in flight are in
@@ -771,15 +801,19 @@ class _Runner:
                     if p not in ready:
                         busy.difference_update(k for k in _action_ids(p.action) if k is not None)
                 for p in ready:
-                    running[pool.submit(self._send, p)] = p
+                    running[pool.submit(self._work, p, stop)] = p
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for f in done:
                     p = running.pop(f)
                     busy.difference_update(k for k in _action_ids(p.action) if k is not None)
+                    if f.cancelled():
+                        continue  # queued behind a fatal error, never sent
                     try:
                         f.result()
+                    except _NotSent:
+                        continue
                     except _FATAL as exc:
                         fatal = fatal or exc
                     except VaultError as exc:
@@ -788,6 +822,9 @@ class _Runner:
                         fatal = fatal or exc
                     else:
                         finished.append(p)
+                if fatal is not None:
+                    for f in running:
+                        f.cancel()  # only those no worker has started: the rest finish and are recorded
         except BaseException:
             # Ctrl-C (or a failure of ours): the writes in flight may land or not; their markers
             # and pending bases make the next run recognise them. Do not wait for the network.
