@@ -459,7 +459,13 @@ class ChatBotKitRemote:
         ``deadline`` (on the ``clock``): when given, every page request must finish by then;
         otherwise each page has its own ``max_total`` budget.
         """
-        items: list[dict[str, Any]] = []
+        return [item for page in self.list_pages(meta=meta, deadline=deadline) for item in page]
+
+    def list_pages(
+        self, *, meta: Mapping[str, str] | None = None, deadline: float | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """``list_all``, one page at a time: sync parses each page as it comes and keeps no raw answer."""
+        count = 0
         seen: set[str] = set()
         cursor: str | None = None
         while True:
@@ -473,7 +479,7 @@ class ChatBotKitRemote:
             if not isinstance(page, list):
                 raise RemoteProtocolError("the list response has no items array")
             if not page:
-                return items
+                return
             for item in page:
                 item_id = item.get("id") if isinstance(item, dict) else None
                 if not remote_id_ok(item_id):
@@ -481,8 +487,8 @@ class ChatBotKitRemote:
                 if item_id in seen:
                     raise RemoteProtocolError("the listing repeated a secret (the cursor did not advance)")
                 seen.add(item_id)
-                items.append(item)
-            if len(items) > _MAX_ITEMS:
+            count += len(page)
+            if count > _MAX_ITEMS:
                 raise RemoteProtocolError(f"the listing passed {_MAX_ITEMS} secrets")
             nxt = body.get("cursor")
             if isinstance(nxt, str) and nxt:
@@ -495,6 +501,7 @@ class ChatBotKitRemote:
                 cursor = nxt
             else:
                 cursor = page[-1]["id"]
+            yield page
 
     def fetch(self, secret_id: str) -> dict[str, Any]:
         """One secret's item by id (no value; ``config.clientSecret`` masked)."""

@@ -24,7 +24,7 @@ import json
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -546,7 +546,28 @@ def _local_records(
     return out, cache
 
 
-def _confirm_missing(remote: Remote, items: list[Mapping[str, Any]], known: set[str]) -> list[Mapping[str, Any]]:
+def _remote_side(remote: Remote, fp: _Fingerprints) -> list[RemoteRecord]:
+    """The cloud's listing, parsed and checked a page at a time as the pages come in.
+
+    No raw answer outlives its page (a 10k listing is ~15 MB of JSON objects), and the
+    parsing overlaps the wait for the next page. A ``Remote`` without ``list_pages`` is
+    listed whole, as before.
+    """
+    pages = getattr(remote, "list_pages", None)
+    source: Iterable[object] = pages() if callable(pages) else (remote.list_all(),)
+    out: list[RemoteRecord] = []
+    seen: set[str] = set()
+    for page in source:
+        for item in _listing(page):
+            record = _parse_item(item, fp)[0]
+            if record.id in seen:
+                raise RemoteProtocolError("the cloud's listing holds one secret twice")
+            seen.add(record.id)
+            out.append(record)
+    return out
+
+
+def _confirm_missing(remote: Remote, listed: Sequence[RemoteRecord], known: set[str]) -> list[Mapping[str, Any]]:
     """Fetch every secret the vault knows by remote id that the listing did not return.
 
     The cloud's cursor is the last item's id: when that row is deleted between two page
@@ -554,9 +575,8 @@ def _confirm_missing(remote: Remote, items: list[Mapping[str, Any]], known: set[
     would then look deleted in the cloud, and a pull would delete its local copy. So absence
     from a listing is only a hint: a secret counts as gone when its own fetch answers 404.
     """
-    listed = {item.get("id") for item in items}
-    out = list(items)
-    for rid in sorted(known - listed):
+    out: list[Mapping[str, Any]] = []
+    for rid in sorted(known - {r.id for r in listed}):
         try:
             item = remote.fetch(rid)
         except RemoteNotFoundError:
@@ -1104,23 +1124,20 @@ def sync(
     # meanwhile: reads only, and no value is decrypted before the listing has succeeded.
     lister = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cbk-vault-list")
     try:
-        listed = lister.submit(remote.list_all)
-        records = raw_records(v).all()  # one snapshot: links, the local side, and an unchanged index
-        index = _load_index(v)
         cfg, fresh = _load_config(v)
         fp = _Fingerprints(cfg.key)
+        listed = lister.submit(_remote_side, remote, fp)
+        records = raw_records(v).all()  # one snapshot: links, the local side, and an unchanged index
+        index = _load_index(v)
         token_fp = _token_digest(remote, fp)
         scanned = _scan_local(v, fp, records, token_fp)
-        listing = _listing(listed.result())
+        remote_records = listed.result()
     except BaseException:
         lister.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait on the network
         raise
     lister.shutdown()
     known = set(index) | {s.link.remote_id for s in scanned if s.link is not None}
-    items = _confirm_missing(remote, listing, known)
-    del listing
-    remote_records = [_parse_item(item, fp)[0] for item in items]
-    del items  # parsed: the raw answers need not stay in memory while the plan runs
+    remote_records += [_parse_item(item, fp)[0] for item in _confirm_missing(remote, remote_records, known)]
     local_records, value_cache = _local_records(v, fp, scanned, *_token_check(remote), token_fp)
     del scanned
     p = plan(
