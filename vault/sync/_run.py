@@ -817,8 +817,9 @@ class _Runner:
                     fatal = exc
                     ready = []
                 finished = []
+                sent = {id(p) for p in ready}
                 for p in updates:
-                    if p not in ready:
+                    if id(p) not in sent:  # its pending base was not saved: it must not go
                         busy.difference_update(k for k in _action_ids(p.action) if k is not None)
                 for p in ready:
                     running[pool.submit(self._work, p, stop)] = p
