@@ -7,6 +7,7 @@ four writes in flight) that a rerun finishes with no duplicate and no loss.
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
@@ -99,6 +100,8 @@ def assert_one_copy_each(v: vault.Vault, server: StandInServer, ids: list[str]) 
 
 def test_the_default_is_small_and_out_of_range_is_refused(v: vault.Vault, server: StandInServer) -> None:
     assert DEFAULT_CONCURRENCY == 4
+    for call in (sync, vault.Vault.sync):
+        assert inspect.signature(call).parameters["concurrency"].default == DEFAULT_CONCURRENCY
     for bad in (0, MAX_CONCURRENCY + 1, 2.0, True):
         with pytest.raises(vault.InvalidRequestError):
             sync(v, remote(server), concurrency=bad)  # type: ignore[arg-type]

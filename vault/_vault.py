@@ -231,17 +231,20 @@ class Vault:
         direction: Literal["push", "pull", "both"] = "both",
         dry_run: bool = False,
         prefer: Literal["local", "remote"] | None = None,
+        *,
+        concurrency: int = 4,  # vault.sync's DEFAULT_CONCURRENCY (tests/test_sync_concurrency.py checks)
     ) -> SyncReport:
         """Push local changes to / pull remote changes from the ChatBotKit workspace (needs ``cbk-vault[sync]``).
 
         ``direction`` is "push", "pull" or "both"; ``dry_run`` plans without writing anywhere;
-        ``prefer`` ("local" or "remote") settles conflicts, which are otherwise only reported.
+        ``prefer`` ("local" or "remote") settles conflicts, which are otherwise only reported;
+        ``concurrency`` (1..16) is how many cloud writes may be in flight at once.
         See docs/SYNC.md.
         """
         # The one import that points up the layers: sync is an optional extra built on Vault.
         from .sync import sync
 
-        return sync(self, remote, direction=direction, dry_run=dry_run, prefer=prefer)
+        return sync(self, remote, direction=direction, dry_run=dry_run, prefer=prefer, concurrency=concurrency)
 
 
 def _since_ms(since: object) -> int | None:
