@@ -530,3 +530,32 @@ def test_a_secret_turned_personal_has_its_old_value_cleared_in_the_cloud(v: vaul
     assert v.secret.fetch(s.id).value == "team-value" and v.secret.fetch(never.id).value == "mine"
     mark = len(cloud.log)
     assert run(v, cloud) == SyncReport() and writes_since(cloud, mark) == []
+
+
+def test_a_sync_with_nothing_to_do_opens_no_value_and_a_changed_one_is_still_sent(
+    v: vault.Vault, cloud: FakeCloud
+) -> None:
+    ids = [v.secret.create(name=f"s{i}", value=f"v{i}").id for i in range(5)]
+    run(v, cloud, "push")
+    reads = len([r for r in v.access_log() if r.secret_id])
+    assert run(v, cloud) == SyncReport()
+    assert len([r for r in v.access_log() if r.secret_id]) == reads  # the value cache: nothing decrypted
+    v.secret.update(ids[2], value="v2-rotated")  # sealed anew: its box's tag changes
+    report = run(v, cloud, "push")
+    assert [c.local_id for c in report.updated_remote] == [ids[2]]
+    assert sorted(r["value"] for r in cloud.secrets.values()) == ["v0", "v1", "v2-rotated", "v3", "v4"]
+    read_now = [r.secret_id for r in v.access_log() if r.secret_id][reads:]
+    assert set(read_now) == {ids[2]}  # only the changed value was opened
+
+
+def test_a_cached_value_equal_to_the_token_stays_local_unopened(v: vault.Vault, cloud: FakeCloud) -> None:
+    kept = v.secret.create(name="kept", value="sk-new-token").id
+    run(v, cloud, "push")  # pushed while it was just a value
+    reads = len([r for r in v.access_log() if r.secret_id])
+    cloud.token = "sk-new-token"  # later that very value becomes the API token in use
+    v.secret.update(kept, description="edited")
+    mark = len(cloud.log)
+    with ChatBotKitRemote(base_url=cloud.url, token="sk-new-token", sleep=Sleeps()) as r:
+        report = sync(v, r, direction="push")
+    assert report.ok and not report.updated_remote and writes_since(cloud, mark) == []  # local-only now
+    assert len([r for r in v.access_log() if r.secret_id]) == reads  # recognised from its fingerprint
