@@ -450,9 +450,12 @@ def test_h10_event_stream_frames_each_item(fresh: StandInServer) -> None:
         ids = [make(http, name=f"e{i}\u2028") for i in range(3)]
         r = http.get("/v1/secret/list", params={"order": "asc"}, headers={"accept": "text/event-stream"})
         assert r.headers["content-type"] == "text/event-stream"
+        # The list's own order (createdAt, then id): secrets made in one millisecond sort by id.
+        listed = [item["id"] for item in http.get("/v1/secret/list", params={"order": "asc"}).json()["items"]]
+    assert sorted(listed) == sorted(ids)
     events = r.text.split("\n\n")
     assert events[-1] == "" and len(events) == 4
-    for sid, event in zip(ids, events[:-1], strict=True):
+    for sid, event in zip(listed, events[:-1], strict=True):
         kind, data = event.split("\n")
         assert kind == "event: item" and data.startswith("data: ")
         assert json.loads(data[len("data: ") :])["id"] == sid
