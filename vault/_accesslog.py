@@ -1,43 +1,71 @@
 """The access log: a sealed, hash-chained record of every read of a secret value, in sidecar files.
 
 Each read of a value (``fetch``, the records seam's ``fetch``/``fetch_for_use``, and so ``run``,
-``export``, the stand-in's use-time routes, sync's pushes, the unlock agent) appends one record
-before the value is returned: time, secret id, revision, operation, and who (pid and executable of
-the reading process, plus the peer's pid and executable when the reader serves another process:
-the unlock agent from ``SO_PEERCRED``, or any caller through :func:`access_context`).
+``export``, ``read``, ``inject``, the keyring, the stand-in's use-time routes, sync's pushes, the
+unlock agent) makes one record: time (the vault's clock), secret id, revision, operation, and who
+(pid and executable of the reading process, plus the peer's pid and executable when the reader
+serves another process: the unlock agent from ``SO_PEERCRED``, the stand-in from its socket, or any
+caller through :func:`access_context`).
 
 Layout (docs/FORMAT.md, "Access log"): ``<vault>.access`` is the current segment, appended in place
 under its ``flock``; ``<vault>.access.old`` the previous one. A segment is a 112-byte header with its
-tag, then frames ``len | ~len | nonce || secretbox(K_alog_box, record) | tag``, each tag a keyed
+tag, then frames ``len | ~len | nonce || secretbox(K_alog_box, records) | tag``, each tag a keyed
 BLAKE2b over the previous tag and the frame, starting from the header tag; a segment's header links
 to the last tag of the one before. Both subkeys come from the vault's data key: nothing is in clear.
 
-Durability: an append is one ``pwrite`` and no fsync (a read stays a read). A process crash loses
-nothing appended; an OS crash or power loss can lose the records written since the last sync,
-which a background timer does about once a second after a read (and ``close`` and rotation do).
+Off the read's path: a read puts its record in this process's buffer (a tuple on a deque, well
+under a microsecond) and returns. The buffer is sealed as one frame and written with one ``pwrite``
+when it holds FLUSH_RECORDS records (by the read that fills it), FLUSH_DELAY after its first record
+(by one daemon thread per process), at ``close``, at interpreter exit, and before any read of the
+log, so ``v.access_log()`` always shows this process's own reads. The first read of a handle, and
+every read after a write failed, writes its record before the value is returned, so a log that
+cannot be written refuses reads. A crash of the process loses at most the buffered records: at
+most FLUSH_RECORDS reads, all of the last FLUSH_DELAY or so. A forked child starts with an empty
+buffer: the parent's records are written by the parent, once.
+
+Durability: no fsync per read or per batch (a read stays a read). The daemon thread syncs the file
+about SYNC_DELAY after a write (and ``close`` and rotation do), so an OS crash or power loss can
+lose about the last second of records as well.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import contextvars
+import logging
 import os
 import struct
 import sys
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from . import _crypto, _format
 from ._format import corrupt
 from ._log import tail_is_torn
+from ._peer import exe_of
 from ._store import AccessFile
-from .errors import CorruptVaultError, InvalidRequestError
+from .errors import CorruptVaultError, InvalidRequestError, KeyChangedError
 
-__all__ = ["AccessKeys", "AccessLog", "AccessRecord", "access_context", "current_context"]
+__all__ = [
+    "AccessKeys",
+    "AccessLog",
+    "AccessRecord",
+    "PeerLookup",
+    "access_context",
+    "current_context",
+    "exe_of",
+    "peer_lookup",
+    "surface",
+]
+
+log = logging.getLogger("vault")
 
 MAGIC: Final = b"CBKVALOG"
 VERSION: Final = 1
@@ -48,10 +76,21 @@ _TAG: Final = _crypto.TAG_SIZE
 RECORD_PAD: Final = 64
 MIN_SEALED: Final = _crypto.NONCE_SIZE + _crypto.MAC_SIZE + RECORD_PAD
 MAX_SEALED: Final = 64 << 10
+#: A frame's records, packed, stay under this (a batch is split in two until they do), so a
+#: padded, sealed frame never exceeds MAX_SEALED.
+_FRAME_PLAIN: Final = MAX_SEALED - 1024
+#: A frame holds at most this many records (readers refuse more).
+MAX_BATCH: Final = 4096
 #: A segment is rotated (copied to ``.old``) once it reaches this size: the log never exceeds
-#: about twice this (~10,000 records per segment).
+#: about twice this (~10,000 records per segment at the least).
 SEGMENT_MAX: Final = 2 << 20
-#: An OS crash can lose the records of about this long: the background sync's delay.
+#: The buffer is written by the read that brings it to this many records: a crash of the process
+#: loses at most this many (and a read pays the write once per this many).
+FLUSH_RECORDS: Final = 128
+#: ...or this many seconds after its first record, by the daemon thread: a crash loses at most the
+#: reads of about this long.
+FLUSH_DELAY: Final = 0.1
+#: An OS crash can lose the records of about this long: the daemon thread's fdatasync delay.
 SYNC_DELAY: Final = 1.0
 _ZERO_TAG: Final = bytes(_TAG)
 MAX_TEXT: Final = 4096
@@ -79,9 +118,10 @@ class AccessKeys:
 class AccessRecord:
     """One read of a secret's value, as the access log holds it.
 
-    ``at`` is epoch milliseconds; ``operation`` says how (``fetch``, ``use``, ``run``, ...) or, for
-    ``log-new``/``log-reset`` (empty ``secret_id``), that the log began there. ``pid``/``exe`` are the
-    process that opened the value; ``peer_pid``/``peer_exe`` the process it served, when known.
+    ``at`` is epoch milliseconds (the vault's clock); ``operation`` says how (``fetch``, ``use``,
+    ``read``, ``inject``, ``keyring``, ``run``, ...) or, for ``log-new``/``log-reset`` (empty
+    ``secret_id``), that the log began there. ``pid``/``exe`` are the process that opened the value;
+    ``peer_pid``/``peer_exe`` the process it served, when known.
     """
 
     seq: int
@@ -110,15 +150,23 @@ class AccessRecord:
 
 # --- who is reading ------------------------------------------------------------------------------
 
+#: Finds the peer of the request being served, at the first read that needs it: (pid, exe), each
+#: None when unknown. The stand-in's lookup costs a walk of /proc, so it runs only for a read of a
+#: value, at most once per connection (the lookup caches its answer).
+PeerLookup = Callable[[], "tuple[int | None, str | None]"]
+
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    operation: str | None
+    operation: str | None  # named by the caller (access_context): wins over everything
     peer_pid: int | None
     peer_exe: str | None
+    surface: str | None = None  # the library entry point (read, inject, keyring...): wins over the call's name
+    lookup: PeerLookup | None = None  # the peer, found lazily (the stand-in), when peer_pid is not given
 
 
 _CONTEXT: contextvars.ContextVar[_Context | None] = contextvars.ContextVar("cbk_vault_access", default=None)
+_EMPTY: Final = _Context(None, None, None)
 
 
 @contextmanager
@@ -127,9 +175,9 @@ def access_context(
 ) -> Iterator[None]:
     """Say, for every read of a value inside the block, how and for whom it is done.
 
-    The access log records ``operation`` instead of the call's own name (``run``, ``inject``,
-    ``keyring``...), and ``peer_pid``/``peer_exe`` as the process served (a server that knows its
-    client's pid from the socket). Blocks nest; the innermost value of each field wins.
+    The access log records ``operation`` instead of the call's own name (``fetch``, ``read``,
+    ``inject``, ``keyring``...), and ``peer_pid``/``peer_exe`` as the process served (a server that
+    knows its client's pid from the socket). Blocks nest; the innermost value of each field wins.
     """
     if operation is not None and (type(operation) is not str or not 0 < len(operation) <= 64):
         raise InvalidRequestError("operation must be a non-empty string of at most 64 characters")
@@ -137,16 +185,59 @@ def access_context(
         raise InvalidRequestError("peer_pid must be a positive integer")
     if peer_exe is not None and (type(peer_exe) is not str or len(peer_exe) > MAX_TEXT):
         raise InvalidRequestError(f"peer_exe must be a string of at most {MAX_TEXT} characters")
-    outer = _CONTEXT.get()
-    if outer is not None:
-        operation = operation or outer.operation
-        peer_pid = peer_pid if peer_pid is not None else outer.peer_pid
-        peer_exe = peer_exe if peer_exe is not None else outer.peer_exe
-    token = _CONTEXT.set(_Context(operation, peer_pid, peer_exe))
+    outer = _CONTEXT.get() or _EMPTY
+    ctx = _Context(
+        operation or outer.operation,
+        peer_pid if peer_pid is not None else outer.peer_pid,
+        peer_exe if peer_exe is not None else outer.peer_exe,
+        outer.surface,
+        outer.lookup if peer_pid is None else None,
+    )
+    token = _CONTEXT.set(ctx)
     try:
         yield
     finally:
         _CONTEXT.reset(token)
+
+
+@contextmanager
+def surface(name: str) -> Iterator[None]:
+    """Name the reads inside the block after the library entry point that makes them (``read``,
+    ``inject``, ``keyring``...), unless an outer entry point already named them: ``load_env``
+    resolves through ``resolve_refs``, and its reads are ``load-env``. An ``access_context``
+    operation still wins (the caller's own claim)."""
+    outer = _CONTEXT.get() or _EMPTY
+    if outer.surface is not None:
+        yield
+        return
+    token = _CONTEXT.set(replace(outer, surface=name))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+@contextmanager
+def peer_lookup(lookup: PeerLookup) -> Iterator[None]:
+    """Reads inside the block are for the peer ``lookup`` finds, called at the first read of a value
+    (a server's request handler: the lookup is per connection and caches what it found)."""
+    outer = _CONTEXT.get() or _EMPTY
+    token = _CONTEXT.set(replace(outer, peer_pid=None, peer_exe=None, lookup=lookup))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _resolved(ctx: _Context, operation: str) -> tuple[str, int | None, str | None]:
+    """The operation and peer a read inside ``ctx`` is recorded with (a lookup, if any, runs now)."""
+    peer_pid, peer_exe = ctx.peer_pid, ctx.peer_exe
+    if peer_pid is None and ctx.lookup is not None:
+        try:
+            peer_pid, peer_exe = ctx.lookup()
+        except Exception:  # a peer that cannot be found is unknown; the read is not refused for it
+            peer_pid = peer_exe = None
+    return ctx.operation or ctx.surface or operation, peer_pid, peer_exe
 
 
 def current_context() -> dict[str, Any]:
@@ -154,27 +245,25 @@ def current_context() -> dict[str, Any]:
     ctx = _CONTEXT.get()
     if ctx is None:
         return {}
-    return {k: v for k, v in (("operation", ctx.operation), ("peerPid", ctx.peer_pid)) if v is not None} | (
-        {"peerExe": ctx.peer_exe} if ctx.peer_exe is not None else {}
-    )
+    operation, peer_pid, peer_exe = _resolved(ctx, "")
+    out: dict[str, Any] = {}
+    if operation:
+        out["operation"] = operation
+    if peer_pid is not None:
+        out["peerPid"] = peer_pid
+    if peer_exe is not None:
+        out["peerExe"] = peer_exe
+    return out
 
 
-def exe_of(pid: int) -> str | None:
-    """The executable of a process (Linux ``/proc``), or None when it cannot be read."""
-    try:
-        return os.readlink(f"/proc/{pid}/exe")[:MAX_TEXT]
-    except OSError:
-        return None
-
-
-_SELF: dict[str, str] = {}
+_SELF: dict[str, Any] = {}
 
 
 def _self_exe() -> str:
     exe = _SELF.get("exe")
     if exe is None:
         exe = _SELF["exe"] = exe_of(os.getpid()) or sys.executable or "?"
-    return exe
+    return str(exe)
 
 
 # --- the format (pure) ----------------------------------------------------------------------------
@@ -198,13 +287,13 @@ class _Segment:
     torn: bool
 
 
-def _decode_record(plain: bytes, seq: int) -> AccessRecord:
-    obj = _format.unpackb(_format.unpad(plain, RECORD_PAD))
+def _decode_row(obj: Any, seq: int | None) -> AccessRecord:
     if type(obj) is not list or len(obj) != 9:
         raise corrupt("malformed access record")
     r_seq, at, sid, op, rev, pid, exe, ppid, pexe = obj
     ok = (
-        r_seq == seq
+        type(r_seq) is int
+        and (r_seq == seq if seq is not None else r_seq >= 0)
         and type(at) is int
         and at >= 0
         and type(sid) is str
@@ -217,7 +306,44 @@ def _decode_record(plain: bytes, seq: int) -> AccessRecord:
     )
     if not ok:
         raise corrupt("access record out of sequence or malformed")
-    return AccessRecord(seq, at, sid, op, rev, pid, exe, ppid, pexe)
+    return AccessRecord(r_seq, at, sid, op, rev, pid, exe, ppid, pexe)
+
+
+def _decode_frame(plain: bytes, seq: int | None) -> list[AccessRecord]:
+    """A frame's records: an array of 1..MAX_BATCH records with consecutive ``seq`` from ``seq``
+    (None: from whatever the first says), or one bare record (frames written before batching)."""
+    obj = _format.unpackb(_format.unpad(plain, RECORD_PAD))
+    if type(obj) is not list or not obj:
+        raise corrupt("malformed access record")
+    rows = obj if type(obj[0]) is list else [obj]
+    if len(rows) > MAX_BATCH:
+        raise corrupt("too many records in one access log frame")
+    out: list[AccessRecord] = []
+    for row in rows:
+        record = _decode_row(row, seq)
+        out.append(record)
+        seq = record.seq + 1
+    return out
+
+
+def _seal_frames(keys: AccessKeys, rows: list[list[Any]], tag: bytes) -> tuple[list[bytes], bytes]:
+    """``rows`` sealed as few frames as fit (one, unless long executable paths make it too big),
+    chained from ``tag``; returns the frames and the last tag."""
+    frames: list[bytes] = []
+    for plain in _packed(rows):
+        sealed = _crypto.seal(keys.box, _format.pad(plain, RECORD_PAD))
+        body = _HEAD.pack(len(sealed), len(sealed) ^ 0xFFFFFFFF) + sealed
+        tag = _crypto.mac(keys.chain, tag + body)
+        frames.append(body + tag)
+    return frames, tag
+
+
+def _packed(rows: list[list[Any]]) -> list[bytes]:
+    packed = _format.packb(rows)
+    if (len(packed) <= _FRAME_PLAIN and len(rows) <= MAX_BATCH) or len(rows) == 1:
+        return [packed]
+    half = len(rows) // 2
+    return _packed(rows[:half]) + _packed(rows[half:])
 
 
 def parse_segment(keys: AccessKeys, data: bytes, *, decrypt: bool = True) -> _Segment:
@@ -239,9 +365,14 @@ def parse_segment(keys: AccessKeys, data: bytes, *, decrypt: bool = True) -> _Se
 
 
 def walk(keys: AccessKeys, data: bytes, out: _Segment, *, decrypt: bool) -> None:
-    """Verify the frames of ``data`` from ``out.end`` (chained from ``out.tag``), advancing ``out``."""
+    """Verify the frames of ``data`` from ``out.end`` (chained from ``out.tag``), advancing ``out``.
+
+    Without ``decrypt`` only the chain is checked, and the last frame is opened for the next ``seq``
+    (a frame holds any number of records): what an append needs to continue the log.
+    """
     view = memoryview(data)
     pos, n = out.end, len(data)
+    last: tuple[bytes, int] | None = None
     while pos < n:
         if n - pos < _HEAD.size:
             out.torn = True
@@ -266,45 +397,155 @@ def walk(keys: AccessKeys, data: bytes, out: _Segment, *, decrypt: bool) -> None
                 break
             raise corrupt(f"access log record at offset {pos} fails its integrity check")
         if decrypt:
-            try:
-                plain = _crypto.open_box(keys.box, body[_HEAD.size :])
-            except _crypto.OpenFailed:
-                raise corrupt(f"access log record at offset {pos} fails to decrypt") from None
-            out.records.append(_decode_record(plain, out.next_seq))
-        out.next_seq += 1
+            records = _open_frame(keys, body, out.next_seq, pos)
+            out.records.extend(records)
+            out.next_seq += len(records)
+        else:
+            last = (body, pos)
         out.tag = frame_tag
         out.end = pos = end
+    if last is not None:
+        out.next_seq = _open_frame(keys, last[0], None, last[1])[-1].seq + 1
+
+
+def _open_frame(keys: AccessKeys, body: bytes, seq: int | None, pos: int) -> list[AccessRecord]:
+    try:
+        plain = _crypto.open_box(keys.box, body[_HEAD.size :])
+    except _crypto.OpenFailed:
+        raise corrupt(f"access log record at offset {pos} fails to decrypt") from None
+    return _decode_frame(plain, seq)
 
 
 # --- the log (one per open vault) -------------------------------------------------------------------
 
+#: A read waiting in the buffer: (keys, secret id, operation, revision, at, peer pid, peer exe).
+_Pending = tuple[AccessKeys, str, str, "int | None", int, "int | None", "str | None"]
 
 _LOGS: weakref.WeakSet[AccessLog] = weakref.WeakSet()
 
 
+class _FlushFailed(Exception):
+    """Writing a buffer failed after ``done`` of its records were written (only when keys changed
+    within it: each key's records are one write)."""
+
+    def __init__(self, done: int) -> None:
+        super().__init__(done)
+        self.done = done
+
+
+class _Flusher:
+    """One daemon thread per process: writes each log's buffer FLUSH_DELAY after its first record,
+    and syncs a written log SYNC_DELAY later. It holds the logs it has work for, so a handle
+    dropped without ``close`` still has its records written."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._flush: set[AccessLog] = set()
+        self._sync: dict[AccessLog, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def flush_soon(self, log: AccessLog) -> None:
+        with self._cond:
+            self._flush.add(log)
+            self._start()
+            self._cond.notify()
+
+    def sync_soon(self, log: AccessLog) -> None:
+        with self._cond:
+            if log not in self._sync:
+                self._sync[log] = time.monotonic() + SYNC_DELAY
+                self._start()
+                self._cond.notify()
+
+    def forget(self, log: AccessLog) -> None:
+        with self._cond:
+            self._flush.discard(log)
+            self._sync.pop(log, None)
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="cbk-vault-access-log", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._flush:
+                    if self._sync:
+                        wait = min(self._sync.values()) - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                gather = bool(self._flush)
+            if gather:
+                time.sleep(FLUSH_DELAY)  # the reads of the next few ms join the same frame
+            with self._cond:
+                flush, self._flush = self._flush, set()
+                now = time.monotonic()
+                due = [one for one, at in self._sync.items() if at <= now]
+                for one in due:
+                    del self._sync[one]
+            for one in flush:
+                one.flush_background()
+            for one in due:
+                one.sync_background()
+
+    def after_fork(self) -> None:
+        # The parent's thread does not exist here, and it may have held the lock at the fork.
+        self.__init__()  # type: ignore[misc]
+
+
+_FLUSHER: Final = _Flusher()
+
+
 def _after_fork_in_child() -> None:
     _SELF.clear()
-    for log in list(_LOGS):
-        log.forget_after_fork()
+    _FLUSHER.after_fork()
+    for one in list(_LOGS):
+        one.forget_after_fork()
+
+
+def _flush_at_exit() -> None:
+    for one in list(_LOGS):
+        one.flush_quietly()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_at_exit)
 
 
 class AccessLog:
     """Appends and reads one vault's access log. Thread-safe; several processes may append at once."""
 
-    def __init__(self, vault_path: os.PathLike[str] | str) -> None:
+    def __init__(
+        self,
+        vault_path: os.PathLike[str] | str,
+        *,
+        clock: Callable[[], int] | None = None,
+        rekeyed: Callable[[], bool] | None = None,
+    ) -> None:
         from pathlib import Path
 
         self._file = AccessFile(Path(vault_path))
-        self._mutex = threading.Lock()
+        self._clock = clock or _now_ms
+        #: Whether another handle re-keyed the vault since ours was opened (then a log that does not
+        #: verify under our keys is the resealed one, not a damaged one: never set it aside).
+        self._rekeyed = rekeyed
+        self._mutex = threading.Lock()  # the file and our end/tag/seq; a write of the buffer holds it
         self._known: AccessKeys | None = None  # the keys our end/tag/seq are valid for (None: catch up)
         self._end = 0
         self._tag = b""
         self._seq = 0
-        self._timer: threading.Timer | None = None
+        # Reads append here without a lock (deque appends are atomic); a write takes what is there.
+        self._pending: collections.deque[_Pending] = collections.deque()
+        #: The daemon thread has been asked to write the buffer (cleared when it takes it).
+        self._armed = False
+        #: Write each record before its read returns: until the first write succeeded (a log that
+        #: cannot be written refuses reads from the first) and after any write failed.
+        self._direct = True
         _LOGS.add(self)
 
     @property
@@ -312,44 +553,108 @@ class AccessLog:
         return self._file.path
 
     def forget_after_fork(self) -> None:
+        """In a forked child: the parent's buffered records are the parent's to write (once)."""
         self._mutex = threading.Lock()  # another thread may have held it at the fork
-        self._timer = None
+        self._pending = collections.deque()
+        self._armed = False
+        self._direct = True
         self._known = None
         self._file.forget_after_fork()
 
     def append(self, keys: AccessKeys, secret_id: str, operation: str, revision: int | None, now: int) -> None:
-        """Record one read before its value is returned. Raises StorageError when it cannot be written:
-        a read that cannot be recorded does not happen."""
+        """Record one read of a value; raises StorageError when it must be written now and cannot be
+        (a read that cannot be recorded does not happen). Usually it only joins the buffer."""
         ctx = _CONTEXT.get()
-        peer_pid = peer_exe = None
-        if ctx is not None:
-            operation = ctx.operation or operation
-            peer_pid, peer_exe = ctx.peer_pid, ctx.peer_exe
-        fields = [0, now, secret_id, operation, revision, os.getpid(), _self_exe(), peer_pid, peer_exe]
-        with self._mutex:
-            f = self._file
-            f.lock()
-            try:
-                # One pread: the file still ends with our last tag, so nobody appended or rotated since.
-                if self._known is not keys or not f.ends_with(self._end, self._tag):
-                    self._catch_up(keys)
-                if self._end >= 2 * SEGMENT_MAX:
-                    self._rotate(keys)  # the background sync fell behind: rotate here (rare)
-                fields[0] = self._seq
-                self._write(keys, fields)
-            finally:
-                f.unlock()
-            if self._timer is None:
-                self._schedule_sync()
+        if ctx is None:
+            record: _Pending = (keys, secret_id, operation, revision, now, None, None)
+        else:
+            operation, peer_pid, peer_exe = _resolved(ctx, operation)
+            record = (keys, secret_id, operation, revision, now, peer_pid, peer_exe)
+        pending = self._pending
+        pending.append(record)
+        if self._direct or len(pending) >= FLUSH_RECORDS:
+            self._flush_now(record)
+        elif not self._armed:
+            self._armed = True
+            _FLUSHER.flush_soon(self)
 
-    def _write(self, keys: AccessKeys, fields: list[Any], *, cut: bool = False) -> None:
-        sealed = _crypto.seal(keys.box, _format.pad(_format.packb(fields), RECORD_PAD))
-        body = _HEAD.pack(len(sealed), len(sealed) ^ 0xFFFFFFFF) + sealed
-        tag = _crypto.mac(keys.chain, self._tag + body)
-        self._file.append(body + tag, self._end, cut=cut)
-        self._end += len(body) + _TAG
+    def flush(self) -> None:
+        """Write every buffered record now (StorageError when it cannot: they stay buffered)."""
+        self._flush_now(None)
+
+    def flush_quietly(self) -> None:
+        """:meth:`flush` for close and exit, which must not fail: a failure is logged, records stay."""
+        try:
+            self._flush_now(None)
+        except Exception as exc:
+            log.warning("access log: %d buffered record(s) not written: %s", len(self._pending), exc)
+
+    def flush_background(self) -> None:
+        """The daemon thread's write, FLUSH_DELAY after the buffer's first record."""
+        self._armed = False  # before taking the buffer: a read appended after this wakes the thread again
+        with contextlib.suppress(Exception):  # no caller to tell; the next read writes directly
+            self._flush_now(None)
+
+    def _flush_now(self, own: _Pending | None) -> None:
+        """Write the buffer in order under the log's flock. On failure, every record but ``own``
+        (whose read is refused) goes back to the front of the buffer, and reads write directly."""
+        with self._mutex:
+            pending = self._pending
+            batch = [pending.popleft() for _ in range(len(pending))]
+            if not batch:
+                return
+            try:
+                self._write_batch(batch)
+            except BaseException as exc:
+                done = exc.done if isinstance(exc, _FlushFailed) else 0
+                back = [r for r in batch[done:] if r is not own]
+                pending.extendleft(reversed(back))
+                self._direct = True
+                if isinstance(exc, _FlushFailed) and exc.__cause__ is not None:
+                    raise exc.__cause__ from None
+                raise
+            self._direct = False
+        _FLUSHER.sync_soon(self)
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        """Seal and append ``batch``, one write per run of records under the same keys; caller holds the mutex."""
+        f = self._file
+        f.lock()
+        try:
+            start = 0
+            while start < len(batch):
+                keys = batch[start][0]
+                stop = start + 1
+                while stop < len(batch) and batch[stop][0] is keys:
+                    stop += 1
+                try:
+                    # One pread: the file still ends with our last tag, so nobody appended or rotated since.
+                    if self._known is not keys or not f.ends_with(self._end, self._tag):
+                        self._catch_up(keys)
+                    if self._end >= 2 * SEGMENT_MAX:
+                        self._rotate(keys)  # the background sync fell behind: rotate here (rare)
+                    self._write(keys, batch[start:stop])
+                except Exception as exc:
+                    if start == 0:
+                        raise
+                    raise _FlushFailed(start) from exc
+                start = stop
+        finally:
+            f.unlock()
+
+    def _write(self, keys: AccessKeys, batch: list[_Pending], *, cut: bool = False) -> None:
+        pid, exe = os.getpid(), _self_exe()
+        rows: list[list[Any]] = []
+        seq = self._seq
+        for _keys, sid, op, rev, at, ppid, pexe in batch:
+            rows.append([seq, at, sid, op, rev, pid, exe, ppid, pexe])
+            seq += 1
+        frames, tag = _seal_frames(keys, rows, self._tag)
+        data = b"".join(frames)
+        self._file.append(data, self._end, cut=cut)
+        self._end += len(data)
         self._tag = tag
-        self._seq += 1
+        self._seq = seq
 
     def _catch_up(self, keys: AccessKeys) -> None:
         """Take in what other processes appended (verified), or start the log; caller holds the lock."""
@@ -383,6 +688,14 @@ class AccessLog:
         try:
             seg = parse_segment(keys, data, decrypt=False)
         except CorruptVaultError:
+            if self._rekeyed is not None and self._rekeyed():
+                # Records buffered before another handle re-keyed the vault and resealed the log:
+                # they cannot be sealed under the new key, and setting the good log aside would
+                # destroy it. The caller keeps them until close, which reports them lost.
+                self._known = None
+                raise KeyChangedError(
+                    "the vault was re-keyed by another handle; buffered access records are lost"
+                ) from None
             # Damaged, edited, or sealed under another key (a re-key interrupted before the log was
             # resealed): keep it as evidence and begin a new log that says so in its first record.
             f.set_aside()
@@ -414,8 +727,7 @@ class AccessLog:
         self._end, self._tag, self._seq = HEADER_SIZE, tag, seq
         self._known = keys
         if previous is None:
-            who = [os.getpid(), _self_exe(), None, None]
-            self._write(keys, [0, _now_ms(), "", LOG_RESET if reset else LOG_NEW, None, *who])
+            self._write(keys, [(keys, "", LOG_RESET if reset else LOG_NEW, None, self._clock(), None, None)])
 
     def _rotate(self, keys: AccessKeys) -> None:
         """The current segment becomes ``.old`` (durably), then the current file restarts with a linked header."""
@@ -427,20 +739,12 @@ class AccessLog:
         f.rewrite(head)
         self._end, self._tag = HEADER_SIZE, tag
 
-    def _schedule_sync(self) -> None:
-        if self._timer is None:
-            timer = threading.Timer(SYNC_DELAY, self._background_sync)
-            timer.daemon = True
-            self._timer = timer
-            timer.start()
-
-    def _background_sync(self) -> None:
-        """About once a second after reads: rotate a full segment, then fdatasync; off every read's path."""
+    def sync_background(self) -> None:
+        """About a second after a write: rotate a full segment, then fdatasync; off every read's path."""
         with self._mutex:
-            self._timer = None
             keys = self._known
             if keys is not None and self._end >= SEGMENT_MAX:
-                # A background flush has no caller to tell; the next append catches up either way.
+                # A background rotation has no caller to tell; the next write catches up either way.
                 with contextlib.suppress(Exception), self._file.locked(exclusive=True):
                     if self._file.ends_with(self._end, self._tag):
                         self._rotate(keys)
@@ -451,10 +755,12 @@ class AccessLog:
     def read(self, keys: AccessKeys) -> list[AccessRecord]:
         """Every record the log holds, oldest first, verified; CorruptVaultError when any was tampered with.
 
-        A removed or edited record breaks the chain; a removed or replaced previous segment breaks
-        the link from the current one. Cutting records off the end cannot be told from fewer reads
-        (the rollback class, as for the vault file).
+        This process's buffered records are written first, so they are there (StorageError when
+        they cannot be). A removed or edited record breaks the chain; a removed or replaced
+        previous segment breaks the link from the current one. Cutting frames off the end cannot be
+        told from fewer reads (the rollback class, as for the vault file).
         """
+        self.flush()
         with self._mutex:
             f = self._file
             if not os.path.exists(f.path):
@@ -479,8 +785,18 @@ class AccessLog:
         return records
 
     def reseal(self, old_keys: AccessKeys, new_keys: AccessKeys) -> None:
-        """After a re-key: every record sealed again under the new subkeys (as ``.old``), then a new linked segment."""
+        """After a re-key: every record sealed again under the new subkeys (as ``.old``), then a new linked segment.
+
+        Records still buffered are written under the old keys first, so they are resealed with the
+        rest; if that fails they are written later under the new keys.
+        """
+        with contextlib.suppress(Exception):  # they stay buffered, and are sealed under the new keys below
+            self.flush()
         with self._mutex:
+            pending = self._pending
+            for _ in range(len(pending)):
+                record = pending.popleft()
+                pending.append((new_keys, *record[1:]) if record[0] is old_keys else record)
             f = self._file
             if not os.path.exists(f.path):
                 return
@@ -492,14 +808,12 @@ class AccessLog:
                     self._known = None
                     return
                 head, tag = _header(new_keys, 0, records[0].seq if records else 0, _ZERO_TAG)
-                chunks, prev = [head], tag
-                for r in records:
-                    fields = [r.seq, r.at, r.secret_id, r.operation, r.revision, r.pid, r.exe, r.peer_pid, r.peer_exe]
-                    sealed = _crypto.seal(new_keys.box, _format.pad(_format.packb(fields), RECORD_PAD))
-                    body = _HEAD.pack(len(sealed), len(sealed) ^ 0xFFFFFFFF) + sealed
-                    prev = _crypto.mac(new_keys.chain, prev + body)
-                    chunks.append(body + prev)
-                f.write_old(b"".join(chunks))
+                rows = [
+                    [r.seq, r.at, r.secret_id, r.operation, r.revision, r.pid, r.exe, r.peer_pid, r.peer_exe]
+                    for r in records
+                ]
+                frames, prev = _seal_frames(new_keys, rows, tag) if rows else ([], tag)
+                f.write_old(head + b"".join(frames))
                 next_seq = records[-1].seq + 1 if records else 0
                 head, tag = _header(new_keys, 1, next_seq, prev)
                 f.rewrite(head)
@@ -520,17 +834,16 @@ class AccessLog:
         return cur.records
 
     def close(self) -> None:
+        self.flush_quietly()  # closing must not fail on a write: a failure is logged
+        _FLUSHER.forget(self)
         with self._mutex:
-            timer, self._timer = self._timer, None
-            if timer is not None:
-                timer.cancel()
-            with contextlib.suppress(Exception):  # closing must not fail on a flush
+            self._pending.clear()  # what could not be written goes with the keys it was to be sealed under
+            with contextlib.suppress(Exception):
                 self._file.sync()
             self._file.close()
             self._known = None
+            self._direct = True
 
 
 def _now_ms() -> int:
-    import time
-
     return time.time_ns() // 1_000_000

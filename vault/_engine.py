@@ -279,7 +279,7 @@ class Engine:
         #: generators ask for a version-1 writer (``_version=1``).
         self.version = write_version
         self.write_version = write_version
-        self.access = AccessLog(store.path)
+        self.access = AccessLog(store.path, clock=self.clock, rekeyed=self._rekeyed_elsewhere)
         self._access_keys: tuple[VaultKeys, AccessKeys] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
@@ -305,14 +305,31 @@ class Engine:
         with self._mutex:
             if self._keys is None:
                 return
+            # First: writing the buffer may ask whether another handle re-keyed (our keys, the store).
+            self.access.close()
             self._keys = None
             self._index = Index()
-            self._store.close()
             self._access_keys = None
-            self.access.close()
+            self._store.close()
             hooks, self._close_hooks = self._close_hooks, []
         for hook in hooks:
             hook()
+
+    def _rekeyed_elsewhere(self) -> bool:
+        """Whether our data key no longer opens the file's header: another handle re-keyed (the access
+        log asks, possibly from its writer thread, before it takes a log it cannot verify for damaged)."""
+        keys = self._keys
+        if keys is None:
+            return False
+        try:
+            # The file now at the path: a re-key renames a new file over the one our store has open.
+            with open(self._store.path, "rb") as current:
+                keys.check_header(current.read(_format.LOG_START))
+        except CorruptVaultError:
+            return True
+        except Exception:  # closed or unreadable: not known to be re-keyed
+            return False
+        return False
 
     def on_close(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` after the vault closes (vault.testing removes its temp directory this way)."""
@@ -424,13 +441,17 @@ class Engine:
     def open_value(self, entry: Entry, *, operation: str = "fetch") -> str | None:
         """Decrypt one record's value (None when it holds none) and record the read in the access log.
 
-        ``operation`` names the read (an enclosing ``access_context`` may rename it). The record is
-        written (no fsync) before the value is returned; when it cannot be written, neither is the value.
+        ``operation`` names the read (an enclosing ``access_context`` or library entry point may
+        rename it); the time is the injected clock's. The record joins the log's buffer (written
+        within FLUSH_DELAY, see ``_accesslog``); when it must be written now and cannot be, the
+        value is not returned.
         """
         keys = self.keys()
         value = keys.open_value(entry)
         if value is not None and self._index.retention.access_log:
-            self.access.append(self.access_keys(keys), entry.id, operation, entry.rev, _now_ms())
+            cached = self._access_keys
+            akeys = cached[1] if cached is not None and cached[0] is keys else self.access_keys(keys)
+            self.access.append(akeys, entry.id, operation, entry.rev, self.clock())
         return value
 
     def access_keys(self, keys: VaultKeys | None = None) -> AccessKeys:

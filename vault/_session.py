@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,6 +186,10 @@ class AgentBackend:
 
     def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]:
         return [decode_access(r) for r in self.call("vault", "access_log", secret, since)]
+
+    def now(self) -> int:
+        """Wall time in epoch ms: the agent's vault has no injected clock."""
+        return time.time_ns() // 1_000_000
 
 
 class _AgentSecretClient(SecretClient):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -62,6 +61,8 @@ class Backend(Protocol):
     def change_passphrase(self, passphrase: bytes, params: _crypto.KdfParams | None, *, rekey: bool) -> None: ...
 
     def access_log(self, secret: str | None, since: int | None) -> list[AccessRecord]: ...
+
+    def now(self) -> int: ...
 
 
 class LocalBackend:
@@ -116,6 +117,10 @@ class LocalBackend:
                 else:
                     secret_id = index.resolve(secret).id
         return self.engine.access_log(secret_id, since)
+
+    def now(self) -> int:
+        """The engine's clock (injected, or wall time) in epoch ms: the access log's times are its."""
+        return self.engine.clock()
 
 
 class Vault:
@@ -196,12 +201,14 @@ class Vault:
         """Who read which secret's value, when: the sealed access log's records, oldest first.
 
         ``secret`` keeps one secret's (an id, ``@alias`` or ``(name)``); ``since`` keeps records from
-        a time on (epoch milliseconds, a ``datetime``, or a ``timedelta`` back from now). The whole
+        a time on (epoch milliseconds, a ``datetime``, or a ``timedelta`` back from now, by the
+        vault's clock: the ``clock=`` it was opened with, which also stamps the records). The whole
         log is verified first: a removed or edited record raises :class:`~vault.CorruptVaultError`.
+        This process's own reads are always there (its buffered records are written first).
         """
         if secret is not None and (type(secret) is not str or not secret):
             raise InvalidRequestError("secret must be a non-empty string")
-        return self._backend.access_log(secret, _since_ms(since))
+        return self._backend.access_log(secret, _since_ms(since, self._backend.now))
 
     def change_passphrase(
         self, new_passphrase: str | bytes, *, kdf: str | _crypto.KdfParams | None = None, rekey: bool = False
@@ -247,11 +254,11 @@ class Vault:
         return sync(self, remote, direction=direction, dry_run=dry_run, prefer=prefer, concurrency=concurrency)
 
 
-def _since_ms(since: object) -> int | None:
+def _since_ms(since: object, now: Clock) -> int | None:
     if since is None:
         return None
     if isinstance(since, _dt.timedelta):
-        return time.time_ns() // 1_000_000 - int(since.total_seconds() * 1000)
+        return now() - int(since.total_seconds() * 1000)
     if isinstance(since, _dt.datetime):
         return int(since.timestamp() * 1000)
     if type(since) is int and since >= 0:

@@ -1,0 +1,243 @@
+"""The access log's buffer (issue 15): what a fork, a crash, an exit, a failed write and a re-key do to
+buffered records, batches under tamper, and the vault's clock.
+
+The processes these tests look at are the ones they start; timings are never asserted (a record
+written by the daemon thread is waited for with a deadline far above FLUSH_DELAY).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import vault
+from tests.conftest import PASSPHRASE, Clock
+from vault import _format
+
+#: Run first in every child interpreter: the daemon thread then never writes within a test's
+#: lifetime, so what a child leaves in the log is what its own count, close, exit or log read wrote.
+_HOLD = "import vault._accesslog as _al; _al.FLUSH_DELAY = 3600.0\n"
+
+
+def _child(code: str, vault_path: Path, sid: str) -> subprocess.CompletedProcess[str]:
+    prelude = f"import os, sys, vault\nPATH, PW, SID = {str(vault_path)!r}, {PASSPHRASE!r}, {sid!r}\n"
+    return subprocess.run(
+        [sys.executable, "-c", _HOLD + prelude + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _fetches(v: vault.Vault) -> list[vault.AccessRecord]:
+    return [r for r in v.access_log() if r.secret_id]
+
+
+def test_a_forked_child_never_writes_the_parents_buffered_reads(v: vault.Vault, vault_path: Path) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    out = _child(
+        """
+        h = vault.open(PATH, PW)
+        for _ in range(3):
+            h.secret.fetch(SID)  # the first is written at once, the other two wait in the buffer
+        child = os.fork()
+        if child == 0:
+            h.secret.fetch(SID)
+            mine = [r for r in h.access_log() if r.pid == os.getpid()]  # writes the child's buffer
+            h.close()
+            os._exit(0 if len(mine) == 1 else 3)
+        _, status = os.waitpid(child, 0)
+        h.close()  # the parent's two buffered reads, written here, once
+        print(os.getpid(), child, os.waitstatus_to_exitcode(status))
+        """,
+        vault_path,
+        sid,
+    )
+    assert out.returncode == 0, out.stderr
+    parent, child, status = map(int, out.stdout.split())
+    assert status == 0
+    records = v.access_log()
+    assert [r.seq for r in records] == list(range(len(records)))
+    assert sorted(r.pid for r in records if r.secret_id) == sorted([parent] * 3 + [child])
+
+
+def test_a_crash_loses_only_buffered_reads_and_the_log_still_verifies(v: vault.Vault, vault_path: Path) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    out = _child(
+        """
+        import signal
+        h = vault.open(PATH, PW)
+        for _ in range(3):
+            h.secret.fetch(SID)
+        print(os.getpid(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        vault_path,
+        sid,
+    )
+    assert out.returncode == -9
+    crashed = int(out.stdout)
+    # The handle's first read was written before its value was returned; the two buffered are gone.
+    assert [(r.operation, r.pid) for r in v.access_log()] == [("log-new", crashed), ("fetch", crashed)]
+    v.secret.fetch(sid)
+    assert [r.seq for r in v.access_log()] == [0, 1, 2]
+
+
+def test_an_exit_without_close_writes_the_buffer(v: vault.Vault, vault_path: Path) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    out = _child(
+        """
+        h = vault.open(PATH, PW)
+        for _ in range(5):
+            h.secret.fetch(SID)
+        print(os.getpid())  # no close: the interpreter's exit writes the buffer
+        """,
+        vault_path,
+        sid,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [r.pid for r in _fetches(v)] == [int(out.stdout)] * 5
+
+
+def test_the_daemon_thread_writes_a_long_lived_readers_buffer(v: vault.Vault, vault_path: Path) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    code = f"""
+import os, sys, vault
+h = vault.open({str(vault_path)!r}, {PASSPHRASE!r})
+h.secret.fetch({sid!r})
+h.secret.fetch({sid!r})  # buffered: only the daemon thread can write it before this process ends
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+os._exit(0)  # no close, no exit handlers
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        reader = int(proc.stdout.readline())
+        deadline = time.monotonic() + 60  # a liveness bound, far above FLUSH_DELAY: not a timing claim
+        while [r.pid for r in _fetches(v)] != [reader, reader] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r.pid for r in _fetches(v)] == [reader, reader]
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+    finally:
+        proc.wait(timeout=60)
+
+
+def test_reads_from_many_threads_are_each_logged_once(v: vault.Vault) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    per, threads = 300, 4
+
+    def reader() -> None:
+        for _ in range(per):
+            v.secret.fetch(sid)
+
+    workers = [threading.Thread(target=reader) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    records = v.access_log()
+    assert len([r for r in records if r.secret_id == sid]) == per * threads
+    assert [r.seq for r in records] == list(range(len(records)))
+
+
+def test_a_failed_write_keeps_the_buffer_and_refuses_reads_until_it_works(
+    v: vault.Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    v.secret.fetch(sid)  # written at once: the log works
+    v.secret.fetch(sid)  # buffered
+    real_pwrite = os.pwrite
+
+    def failing(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", failing)
+    with pytest.raises(vault.StorageError):
+        v.access_log()  # the buffer cannot be written: no log without this process's reads
+    with pytest.raises(vault.StorageError):
+        v.secret.fetch(sid)  # after a failed write, a read writes its record first, and is refused
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert v.secret.fetch(sid).value == "v1"
+    # The buffered read survived the failure; the refused read left nothing.
+    assert len(_fetches(v)) == 3
+
+
+def test_a_batch_is_one_frame_whose_records_cannot_be_edited_dropped_or_reordered(
+    v: vault.Vault, vault_path: Path
+) -> None:
+    from vault._accesslog import HEADER_SIZE
+
+    sid = v.secret.create(name="key", value="v1").id
+    for _ in range(6):
+        v.secret.fetch(sid)
+    assert len(v.access_log()) == 7
+    path = Path(str(vault_path) + ".access")
+    data = path.read_bytes()
+    frames, pos = [], HEADER_SIZE
+    while pos < len(data):
+        (length,) = _format.FRAME_HEAD.unpack_from(data, pos)[:1]
+        frames.append((pos, pos + 8 + length + 32))
+        pos = frames[-1][1]
+    # log-new, the first read (written at once), then the five buffered reads as one frame.
+    assert len(frames) == 3
+    start, end = frames[2]
+    for offset in (start + 8, start + 40, end - 40, end - 1):
+        bad = bytearray(data)
+        bad[offset] ^= 1
+        path.write_bytes(bytes(bad))
+        with pytest.raises(vault.CorruptVaultError):
+            v.access_log()
+    # A whole frame cut off the end reads as fewer reads (the rollback class of SECURITY.md).
+    path.write_bytes(data[:start])
+    assert len(v.access_log()) == 2
+    path.write_bytes(data)
+    assert len(v.access_log()) == 7
+
+
+def test_access_log_times_come_from_the_vaults_clock(v: vault.Vault, clock: Clock) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    start = 1_700_000_000_000
+    clock.source = lambda: start
+    v.secret.fetch(sid)
+    clock.source = lambda: start + 3_600_000
+    v.secret.fetch(sid)
+    records = v.access_log()
+    assert [r.at for r in records] == [start, start, start + 3_600_000]  # log-new too
+    assert [r.at for r in v.access_log(since=dt.timedelta(minutes=30))] == [start + 3_600_000]
+    assert len(v.access_log(since=start)) == 3
+
+
+def test_reads_buffered_before_another_handle_rekeys_never_set_the_resealed_log_aside(
+    v: vault.Vault, vault_path: Path
+) -> None:
+    sid = v.secret.create(name="key", value="v1").id
+    v.close()
+    out = _child(
+        """
+        h = vault.open(PATH, PW)
+        h.secret.fetch(SID)  # written at once
+        h.secret.fetch(SID)  # buffered under the old key
+        with vault.open(PATH, PW) as other:
+            other.change_passphrase("a new passphrase", rekey=True)
+        h.close()  # the buffered read cannot be sealed under the new key: it is reported lost
+        """,
+        vault_path,
+        sid,
+    )
+    assert out.returncode == 0, out.stderr
+    with vault.open(vault_path, "a new passphrase") as again:
+        assert [r.operation for r in again.access_log()] == ["log-new", "fetch"]
+    assert not Path(str(vault_path) + ".access.damaged").exists()
