@@ -1,5 +1,5 @@
-"""The access log's buffer (issue 15): what a fork, a crash, an exit, a failed write and a re-key do to
-buffered records, batches under tamper, and the vault's clock.
+"""The access log's buffer (issue 15): what a fork, a crash, an exit and a failed write do to buffered
+records, batches under tamper, the vault's clock, and each surface's operation name.
 
 The processes these tests look at are the ones they start; timings are never asserted (a record
 written by the daemon thread is waited for with a deadline far above FLUSH_DELAY).
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import vault
-from tests.conftest import PASSPHRASE, Clock
+from tests.conftest import FAST, PASSPHRASE, Clock
 from vault import _format
 
 #: Run first in every child interpreter: the daemon thread then never writes within a test's
@@ -218,6 +218,72 @@ def test_access_log_times_come_from_the_vaults_clock(v: vault.Vault, clock: Cloc
     assert [r.at for r in records] == [start, start, start + 3_600_000]  # log-new too
     assert [r.at for r in v.access_log(since=dt.timedelta(minutes=30))] == [start + 3_600_000]
     assert len(v.access_log(since=start)) == 3
+
+
+def test_every_surface_logs_its_own_operation(v: vault.Vault, vault_path: Path, tmp_path: Path) -> None:
+    pytest.importorskip("keyring")
+    pytest.importorskip("dotenv")
+    from vault.keyring import VaultKeyring
+
+    sid = v.secret.create(name="key", value="v1", alias="k").id
+    VaultKeyring(vault=v).set_password("svc", "alice", "pw")
+    resolver = vault.ref_resolver(v)
+    resolver("cbk://@k")
+    vault.ref_resolver(v)("cbk://@k")
+    vault.inject_refs("x={{ cbk://@k }}", vault.ref_resolver(v))
+    vault.resolve_refs({"A": "cbk://@k"}, vault.ref_resolver(v))
+    assert VaultKeyring(vault=v).get_password("svc", "alice") == "pw"
+    assert VaultKeyring(vault=v).get_credential("svc", None) is not None
+    with vault.access_context("deploy"):
+        vault.inject_refs("{{ cbk://@k }}", vault.ref_resolver(v))  # the caller's name wins
+    v.secret.fetch("@k")
+    ops = [r.operation for r in v.access_log() if r.secret_id == sid]
+    assert ops == ["read", "read", "inject", "resolve", "deploy", "fetch"]
+    keyring_ops = [r.operation for r in v.access_log() if r.secret_id not in ("", sid)]
+    assert keyring_ops == ["keyring", "keyring"]
+
+
+def test_vault_read_and_load_env_log_their_own_operation(
+    v: vault.Vault, vault_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("dotenv")
+    sid = v.secret.create(name="key", value="v1", alias="k").id
+    monkeypatch.setenv("CBK_VAULT_PATH", str(vault_path))
+    monkeypatch.setenv("CBK_VAULT_PASSPHRASE", PASSPHRASE)
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    monkeypatch.setenv("CBK_VAULT_AGENT_SOCK", str(run / "agent.sock"))  # no agent there
+    monkeypatch.delenv("CBK_TEST_ACCESS_VAR", raising=False)
+    assert vault.read("cbk://@k") == "v1"
+    env = tmp_path / ".env"
+    env.write_text("CBK_TEST_ACCESS_VAR=cbk://@k\n")
+    vault.load_env(env)
+    assert os.environ["CBK_TEST_ACCESS_VAR"] == "v1"
+    assert [r.operation for r in v.access_log() if r.secret_id == sid] == ["read", "load-env"]
+
+
+def _cli(path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("cbk-vault")
+    env = {**os.environ, "CBK_VAULT_PATH": str(path), "CBK_VAULT_PASSPHRASE": PASSPHRASE}
+    env["CBK_VAULT_AGENT_SOCK"] = str(path.parent / "no-agent.sock")
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-c", "from vault.cli import main; main()", *args]
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_console_script_read_inject_run_and_fetch_are_logged_by_name(vault_path: Path, tmp_path: Path) -> None:
+    vault.init(vault_path, PASSPHRASE, kdf=FAST).close()
+    made = _cli(vault_path, "create", "--name", "k", "--alias", "k", "--meta", "env=CBK_TEST_VALUE", "--value-stdin",
+                stdin="v1")
+    assert made.returncode == 0, made.stderr
+    assert _cli(vault_path, "read", "cbk://@k").stdout == "v1\n"
+    template = tmp_path / "t.tpl"
+    template.write_text("key={{ cbk://@k }}\n")
+    assert _cli(vault_path, "inject", "-i", str(template)).stdout == "key=v1\n"
+    run = _cli(vault_path, "run", "--", sys.executable, "-c", "import os; print(os.environ['CBK_TEST_VALUE'])")
+    assert run.stdout == "v1\n"
+    assert _cli(vault_path, "fetch", "@k", "--reveal").stdout == "v1\n"
+    with vault.open(vault_path, PASSPHRASE) as v:
+        assert [r.operation for r in v.access_log() if r.secret_id] == ["read", "inject", "run", "fetch"]
 
 
 def test_reads_buffered_before_another_handle_rekeys_never_set_the_resealed_log_aside(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Final
 
+from ._accesslog import surface
 from ._refs import is_ref, ref_resolver, resolve_refs
 from ._unattended import PathArg, open_unattended
 from .errors import InvalidRequestError, MissingDependencyError
@@ -95,7 +96,7 @@ def load_env(
         key: value for key, value in values.items() if value is not None and (override or key not in os.environ)
     }
     if any(is_ref(value) for value in wanted.values()):
-        with open_unattended(path) as v:
+        with open_unattended(path) as v, surface("load-env"):
             resolved: dict[str, str] = resolve_refs(wanted, ref_resolver(v))
     else:
         resolved = wanted

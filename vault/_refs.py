@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from . import _credentials
+from ._accesslog import surface
 from ._credentials import BasicCredentials
 from ._records import Secret
 from ._unattended import PathArg, open_unattended
@@ -327,11 +328,14 @@ class RefResolver:
 
     def __call__(self, ref: str | SecretRef) -> str:
         parsed = ref if isinstance(ref, SecretRef) else parse_ref(ref)
-        secret = self._fetched.get(parsed.secret)
-        if secret is None:
-            secret = self._vault.secret.fetch(self._identifier(parsed.secret))
-            self._fetched[parsed.secret] = secret
-        return field_of(secret, parsed, self._vault)
+        # Its reads are logged as ``read`` unless the entry point that called it named them
+        # (inject_refs, resolve_refs, load_env), or the caller did (access_context).
+        with surface("read"):
+            secret = self._fetched.get(parsed.secret)
+            if secret is None:
+                secret = self._vault.secret.fetch(self._identifier(parsed.secret))
+                self._fetched[parsed.secret] = secret
+            return field_of(secret, parsed, self._vault)
 
     def _identifier(self, secret: str) -> str:
         """What ``fetch`` takes: ``@alias`` and ``(name)`` as written, else an id, else a unique name."""
@@ -372,7 +376,7 @@ def read(ref: str | SecretRef, *, path: PathArg = None) -> str:
     reference fails before the vault is opened.
     """
     parsed = ref if isinstance(ref, SecretRef) else parse_ref(ref)
-    with open_unattended(path) as v:
+    with open_unattended(path) as v, surface("read"):
         return RefResolver(v)(parsed)
 
 
@@ -394,14 +398,15 @@ def resolve_refs(values: Mapping[str, _T], resolve: Resolver) -> dict[str, _T | 
     a variable or setting name, never a value). Pure over ``resolve``.
     """
     out: dict[str, _T | str] = {}
-    for key, value in values.items():
-        if isinstance(value, str) and is_ref(value):
-            try:
-                out[key] = resolve(value)
-            except VaultError as exc:
-                raise _with_context(exc, _shown(str(key))) from None
-        else:
-            out[key] = value
+    with surface("resolve"):  # the access log's name for the reads, unless a caller named them
+        for key, value in values.items():
+            if isinstance(value, str) and is_ref(value):
+                try:
+                    out[key] = resolve(value)
+                except VaultError as exc:
+                    raise _with_context(exc, _shown(str(key))) from None
+            else:
+                out[key] = value
     return out
 
 
@@ -431,7 +436,8 @@ def inject_refs(template: str, resolve: Resolver) -> str:
         if found is None:
             raise InvalidRequestError(f"line {line}: a {{{{ cbk://... }}}} placeholder is not closed on its line")
         try:
-            value = resolve(found.group(1))
+            with surface("inject"):  # the access log's name for the reads, unless a caller named them
+                value = resolve(found.group(1))
         except VaultError as exc:
             raise _with_context(exc, f"line {line}") from None
         out.append(template[pos:start])

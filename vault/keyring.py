@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
+from ._accesslog import surface
 from ._credentials import parse_basic
 from ._format import MAX_NAME
 from ._records import Secret
@@ -162,7 +163,7 @@ class VaultKeyring(KeyringBackend):
     def get_password(self, service: str, username: str) -> str | None:
         """The password stored for (service, username), or None."""
         try:
-            with self._opened() as v:
+            with self._opened() as v, surface("keyring"):
                 found = _find(v, service, username)
                 return _password(v.secret.fetch(found[0].id)) if found else None
         except VaultError as exc:
@@ -198,7 +199,7 @@ class VaultKeyring(KeyringBackend):
     def get_credential(self, service: str, username: str | None) -> _kr_credentials.Credential | None:
         """The credential of (service, username); with ``username=None``, the oldest of the service."""
         try:
-            with self._opened() as v:
+            with self._opened() as v, surface("keyring"):
                 for secret in _find(v, service, username):
                     password = _password(v.secret.fetch(secret.id))
                     mark = _mark(secret)
