@@ -286,6 +286,77 @@ def test_console_script_read_inject_run_and_fetch_are_logged_by_name(vault_path:
         assert [r.operation for r in v.access_log() if r.secret_id] == ["read", "inject", "run", "fetch"]
 
 
+# --- the stand-in's peer -------------------------------------------------------------------------------
+
+
+def test_the_in_process_transport_logs_this_process_as_the_peer(v: vault.Vault) -> None:
+    httpx = pytest.importorskip("httpx")
+    import asyncio
+
+    from vault.testing import transport
+
+    sid = v.secret.create(name="key", type="bearer", value="tok").id
+
+    async def use() -> None:
+        async with httpx.AsyncClient(transport=transport(v, token="t"), base_url="http://127.0.0.1") as client:
+            listed = await client.get("/api/v1/secret/list", headers={"Authorization": "Bearer t"})
+            assert listed.status_code == 200
+            answer = await client.post(
+                f"/api/v1/secret/{sid}/verify", json={}, headers={"Authorization": "Bearer t"}
+            )
+            assert answer.json()["status"] == "authenticated"
+
+    asyncio.run(use())
+    (record,) = _fetches(v)
+    assert (record.operation, record.pid, record.peer_pid) == ("use", os.getpid(), os.getpid())
+    assert record.peer_exe == os.readlink(f"/proc/{os.getpid()}/exe")
+
+
+_CLIENT = """
+import json, os, sys, urllib.request
+base, token, sid = sys.argv[1:4]
+for _ in range(int(sys.argv[4])):  # urllib opens a connection per request
+    request = urllib.request.Request(
+        f"{base}/api/v1/secret/{sid}/verify", data=b"{}", method="POST",
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert json.load(answer)["status"] == "authenticated"
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the TCP peer is found through Linux's /proc")
+def test_cbk_vault_serve_logs_the_tcp_clients_pid(vault_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    with vault.init(vault_path, PASSPHRASE, kdf=FAST) as v:
+        sid = v.secret.create(name="key", type="bearer", value="tok").id
+    exe = Path(sys.executable).with_name("cbk-vault")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from vault.cli import main; main()"]
+    env = {**os.environ, "CBK_VAULT_PATH": str(vault_path), "CBK_VAULT_PASSPHRASE": PASSPHRASE}
+    env["CBK_VAULT_AGENT_SOCK"] = str(vault_path.parent / "no-agent.sock")
+    server = subprocess.Popen([*cmd, "serve", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        started = __import__("json").loads(server.stdout.readline())
+        clients = []
+        for count in (1, 2):
+            client = subprocess.Popen(
+                [sys.executable, "-c", _CLIENT, started["baseUrl"], started["token"], sid, str(count)]
+            )
+            assert client.wait(timeout=120) == 0
+            clients.append(client.pid)
+    finally:
+        server.terminate()  # serve closes the vault on SIGTERM: its buffered records are written
+        server.wait(timeout=60)
+    assert server.returncode == 0, server.stderr.read() if server.stderr else ""
+    with vault.open(vault_path, PASSPHRASE) as v:
+        reads = _fetches(v)
+    assert [(r.operation, r.pid) for r in reads] == [("use", server.pid)] * 3
+    assert [r.peer_pid for r in reads] == [clients[0], clients[1], clients[1]]
+    assert all(r.peer_exe and Path(r.peer_exe).name.startswith("python") for r in reads)
+
+
 def test_reads_buffered_before_another_handle_rekeys_never_set_the_resealed_log_aside(
     v: vault.Vault, vault_path: Path
 ) -> None:

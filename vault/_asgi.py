@@ -19,6 +19,7 @@ import hmac
 import itertools
 import json
 import math
+import os
 import re
 import secrets
 import sys
@@ -27,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
+from ._accesslog import PeerLookup, exe_of, peer_lookup
 from ._api import JSON_NULL, ListQuery, SecretApi
 from ._net import is_loopback
 from ._vault import Vault
 from .errors import InvalidRequestError, VaultError
 
-__all__ = ["BODY_TIMEOUT", "MAX_BODY", "HttpError", "StandInApp"]
+__all__ = ["BODY_TIMEOUT", "MAX_BODY", "PEER_SCOPE_KEY", "HttpError", "StandInApp"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +66,11 @@ _ROUTES: Final[dict[str, str]] = {
     "proxy": "POST",
 }
 _COLLECTION_ACTIONS: Final = frozenset({"list", "create"})
+# The secret routes that may read a value (as the cloud uses it): their reads are logged with
+# the peer process, found from the connection (the stand-in's fetch never returns a value).
+_VALUE_ACTIONS: Final = frozenset({"verify", "revoke", "mint", "proxy"})
+#: Where the server puts a connection's peer lookup (a ``PeerLookup``) in the ASGI scope.
+PEER_SCOPE_KEY: Final = "cbk_vault.peer"
 # platform/pages/api/v1/contact/[contactId]/secret/[secretId]/*.js
 _CONTACT_ACTIONS: Final = frozenset({"verify", "authenticate", "revoke", "mint", "proxy"})
 _RUNAS_HEADERS: Final = (b"x-runas-user-id", b"x-runas-userid", b"x-runas-child-user-email")
@@ -169,6 +176,8 @@ class _Exchange:
     receive: Receive
     body_read: bool = False
     body_done: bool = False
+    #: Finds the process that sent the request (the access log's peer of the reads it makes).
+    peer: PeerLookup | None = None
 
     async def drain(self) -> None:
         """Read and drop what is left of the body, bounded by _DRAIN_LIMIT and _DRAIN_IDLE."""
@@ -182,6 +191,10 @@ class _Exchange:
                 return
             left -= len(message.get("body", b""))
             self.body_done = not message.get("more_body", False)
+
+
+def _this_process() -> tuple[int | None, str | None]:
+    return os.getpid(), exe_of(os.getpid())
 
 
 def escaped(text: str) -> str:
@@ -323,6 +336,7 @@ class StandInApp:
         loopback_only: bool = True,
         frontend_url: str = "http://127.0.0.1",
         verbose: bool = False,
+        in_process: bool = False,
     ) -> None:
         if token is not None and (not token or any(c.isspace() or not c.isprintable() for c in token)):
             raise InvalidRequestError("the token must be non-empty printable text without whitespace")
@@ -333,6 +347,8 @@ class StandInApp:
         self.accepts_any_token = any_token
         self.loopback_only = loopback_only
         self.verbose = verbose
+        #: Requests come from this process (vault.testing.transport): it is the peer of their reads.
+        self.in_process = in_process
         self.api = SecretApi(vault, frontend_url=frontend_url)
 
     def __repr__(self) -> str:
@@ -370,6 +386,7 @@ class StandInApp:
             sys.stderr.write(f"cbk-vault serve: {escaped(method)} {escaped(path)}\n")
         headers = _Headers(scope.get("headers") or [])
         exchange = _Exchange(method, path, scope.get("query_string", b"").decode("latin-1"), headers, receive)
+        exchange.peer = scope.get(PEER_SCOPE_KEY) or (_this_process if self.in_process else None)
         try:
             reply = await self._answer(exchange)
         except _ParserError as exc:
@@ -451,6 +468,10 @@ class StandInApp:
         if route.action == "fetch":
             return _Reply(200, dumps(api.fetch(secret_id)))
         handler: Callable[[str, object], Any] = getattr(api, route.action)
+        if route.action in _VALUE_ACTIONS and exchange.peer is not None:
+            # Looked up only if a value is read, and then once per connection (see _peer).
+            with peer_lookup(exchange.peer):
+                return _Reply(200, dumps(handler(secret_id, body)))
         return _Reply(200, dumps(handler(secret_id, body)))
 
     async def _send(self, reply: _Reply, exchange: _Exchange, send: Send) -> None:

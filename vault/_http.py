@@ -4,7 +4,9 @@ uvicorn (the ``serve`` extra) is the server ``cbk-vault serve`` and ``vault.test
 run. What a local process can make it spend is bounded here: at most MAX_CONNECTIONS
 connections (more are answered 503 and closed before anything is parsed), request headers
 within HEADER_TIMEOUT of the connection or of the previous answer, the body within the
-application's BODY_TIMEOUT. Clients that hang up early are not logged.
+application's BODY_TIMEOUT. Clients that hang up early are not logged. Each connection carries a
+lookup of its peer process (``_peer``), which the application runs only when a request reads a
+value, so the access log names the client that read it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from ._asgi import StandInApp
+from . import _peer
+from ._asgi import PEER_SCOPE_KEY, StandInApp
 from ._net import is_loopback
 from ._vault import Vault
 from .errors import InvalidRequestError, MissingDependencyError
@@ -55,6 +58,7 @@ def _bounded_protocol() -> type[Any]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self._peer = _ConnectionPeer(transport)
             if len(self.connections) > MAX_CONNECTIONS:
                 transport.write(_BUSY)
                 transport.close()
@@ -80,6 +84,9 @@ def _bounded_protocol() -> type[Any]:
             super().handle_events()
             if self.cycle is not None and not self.cycle.response_complete:
                 self._disarm()  # the headers are in; the body has the application's deadline
+                # The request's task has been created but not run yet: the application finds
+                # this connection's peer lookup in the scope (the access log's peer of its reads).
+                cast("dict[str, Any]", self.cycle.scope)[PEER_SCOPE_KEY] = self._peer
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -91,6 +98,29 @@ def _bounded_protocol() -> type[Any]:
             super().connection_lost(exc)
 
     return BoundedH11Protocol
+
+
+class _ConnectionPeer:
+    """The process at the other end of one connection, looked up at the first read of a value and
+    kept for the connection's later requests (a lookup walks /proc: see ``_peer``)."""
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        self._family = getattr(sock, "family", None)
+        self._sock = sock
+        self._local = transport.get_extra_info("sockname")
+        self._remote = transport.get_extra_info("peername")
+        self._found: tuple[int | None, str | None] | None = None
+
+    def __call__(self) -> tuple[int | None, str | None]:
+        if self._found is None:
+            pid: int | None = None
+            if self._family == socket.AF_UNIX:
+                pid = _peer.unix_peer(self._sock)
+            elif self._family in (socket.AF_INET, socket.AF_INET6) and self._local and self._remote:
+                pid = _peer.tcp_peer(tuple(self._local[:2]), tuple(self._remote[:2]))
+            self._found = (pid, _peer.exe_of(pid) if pid is not None else None)
+        return self._found
 
 
 class StandInServer:

@@ -130,13 +130,14 @@ def transport(v: Vault, *, token: str | None = None) -> httpx.AsyncBaseTransport
     the same ASGI application ``cbk-vault serve`` runs; the Host check against DNS rebinding is
     off, as there is no socket to rebind). ``token`` is the bearer token it requires; with
     ``None`` it accepts any bearer token (only the code holding the transport can reach it).
+    The access log records the use-time routes' reads with this process as the peer.
     Needs httpx (``pip install 'cbk-vault[testing]'``).
     """
     try:
         http = importlib.import_module("httpx")
     except ImportError:
         raise MissingDependencyError("vault.testing.transport needs httpx: pip install 'cbk-vault[testing]'") from None
-    app = StandInApp(v, token=token, any_token=token is None, loopback_only=False)
+    app = StandInApp(v, token=token, any_token=token is None, loopback_only=False, in_process=True)
     made: httpx.AsyncBaseTransport = http.ASGITransport(app=app)
     return made
 
