@@ -21,6 +21,7 @@ import pytest
 import vault
 from tests.conftest import FAST, PASSPHRASE, Clock
 from vault import _format
+from vault._vault import engine_of
 
 #: Run first in every child interpreter: the daemon thread then never writes within a test's
 #: lifetime, so what a child leaves in the log is what its own count, close, exit or log read wrote.
@@ -378,3 +379,26 @@ def test_reads_buffered_before_another_handle_rekeys_never_set_the_resealed_log_
     with vault.open(vault_path, "a new passphrase") as again:
         assert [r.operation for r in again.access_log()] == ["log-new", "fetch"]
     assert not Path(str(vault_path) + ".access.damaged").exists()
+
+
+def test_a_log_of_bare_record_frames_still_reads_and_continues(v: vault.Vault, vault_path: Path) -> None:
+    # Frames written before records were batched hold one bare record: the format keeps them readable.
+    from vault import _accesslog, _crypto
+
+    sid = v.secret.create(name="key", value="v1").id
+    keys = engine_of(v).access_keys()
+    head, tag = _accesslog._header(keys, 0, 0, bytes(32))
+    chunks = [head]
+    for seq, (secret, op) in enumerate([("", "log-new"), (sid, "fetch")]):
+        plain = _format.pad(_format.packb([seq, 1_700_000_000_000, secret, op, None, 4242, "/bin/old", None, None]), 64)
+        sealed = _crypto.seal(keys.box, plain)
+        body = _format.FRAME_HEAD.pack(len(sealed), len(sealed) ^ 0xFFFFFFFF) + sealed
+        tag = _crypto.mac(keys.chain, tag + body)
+        chunks.append(body + tag)
+    Path(str(vault_path) + ".access").write_bytes(b"".join(chunks))
+    v.secret.fetch(sid)
+    v.secret.fetch(sid)
+    records = v.access_log()
+    assert [(r.seq, r.operation, r.pid) for r in records] == [
+        (0, "log-new", 4242), (1, "fetch", 4242), (2, "fetch", os.getpid()), (3, "fetch", os.getpid())
+    ]

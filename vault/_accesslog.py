@@ -288,49 +288,66 @@ class _Segment:
 
 
 def _decode_row(obj: Any, seq: int | None) -> AccessRecord:
-    if type(obj) is not list or len(obj) != 9:
+    """A bare record ``[seq, at, secretId, operation, revision, pid, exe, peerPid, peerExe]`` (frames
+    written before records were batched)."""
+    if len(obj) != 9:
         raise corrupt("malformed access record")
     r_seq, at, sid, op, rev, pid, exe, ppid, pexe = obj
+    if type(r_seq) is not int or r_seq < 0 or (seq is not None and r_seq != seq):
+        raise corrupt("access record out of sequence")
+    if type(pid) is not int or type(exe) is not str:
+        raise corrupt("malformed access record")
+    return _record(r_seq, pid, exe, [at, sid, op, rev, ppid, pexe])
+
+
+def _record(seq: int, pid: int, exe: str, row: Any) -> AccessRecord:
+    if type(row) is not list or len(row) != 6:
+        raise corrupt("malformed access record")
+    at, sid, op, rev, ppid, pexe = row
     ok = (
-        type(r_seq) is int
-        and (r_seq == seq if seq is not None else r_seq >= 0)
-        and type(at) is int
+        type(at) is int
         and at >= 0
         and type(sid) is str
         and type(op) is str
         and (rev is None or type(rev) is int)
-        and type(pid) is int
-        and type(exe) is str
         and (ppid is None or type(ppid) is int)
         and (pexe is None or type(pexe) is str)
     )
     if not ok:
-        raise corrupt("access record out of sequence or malformed")
-    return AccessRecord(r_seq, at, sid, op, rev, pid, exe, ppid, pexe)
+        raise corrupt("malformed access record")
+    return AccessRecord(seq, at, sid, op, rev, pid, exe, ppid, pexe)
 
 
 def _decode_frame(plain: bytes, seq: int | None) -> list[AccessRecord]:
-    """A frame's records: an array of 1..MAX_BATCH records with consecutive ``seq`` from ``seq``
-    (None: from whatever the first says), or one bare record (frames written before batching)."""
+    """A frame's records: ``[firstSeq, pid, exe, [[at, secretId, operation, revision, peerPid, peerExe],
+    ...]]`` (1..MAX_BATCH records, numbered from firstSeq, which must be ``seq`` unless None), or one
+    bare record."""
     obj = _format.unpackb(_format.unpad(plain, RECORD_PAD))
-    if type(obj) is not list or not obj:
+    if type(obj) is not list:
         raise corrupt("malformed access record")
-    rows = obj if type(obj[0]) is list else [obj]
-    if len(rows) > MAX_BATCH:
-        raise corrupt("too many records in one access log frame")
-    out: list[AccessRecord] = []
-    for row in rows:
-        record = _decode_row(row, seq)
-        out.append(record)
-        seq = record.seq + 1
-    return out
+    if len(obj) == 9:
+        return [_decode_row(obj, seq)]
+    if len(obj) != 4:
+        raise corrupt("malformed access log frame")
+    first, pid, exe, rows = obj
+    if type(first) is not int or first < 0 or (seq is not None and first != seq):
+        raise corrupt("access record out of sequence")
+    if type(pid) is not int or type(exe) is not str or type(rows) is not list or not 0 < len(rows) <= MAX_BATCH:
+        raise corrupt("malformed access log frame")
+    return [_record(first + n, pid, exe, row) for n, row in enumerate(rows)]
 
 
-def _seal_frames(keys: AccessKeys, rows: list[list[Any]], tag: bytes) -> tuple[list[bytes], bytes]:
-    """``rows`` sealed as few frames as fit (one, unless long executable paths make it too big),
-    chained from ``tag``; returns the frames and the last tag."""
+#: A record as buffered and as packed in a frame: (at, secret id, operation, revision, peer pid, peer exe).
+_Row = tuple[int, str, str, "int | None", "int | None", "str | None"]
+
+
+def _seal_frames(
+    keys: AccessKeys, first_seq: int, pid: int, exe: str, rows: list[_Row], tag: bytes
+) -> tuple[list[bytes], bytes]:
+    """One process's ``rows`` sealed as few frames as fit (one, unless long executable paths make it
+    too big), numbered from ``first_seq`` and chained from ``tag``; returns the frames and the last tag."""
     frames: list[bytes] = []
-    for plain in _packed(rows):
+    for plain in _packed(first_seq, pid, exe, rows):
         sealed = _crypto.seal(keys.box, _format.pad(plain, RECORD_PAD))
         body = _HEAD.pack(len(sealed), len(sealed) ^ 0xFFFFFFFF) + sealed
         tag = _crypto.mac(keys.chain, tag + body)
@@ -338,12 +355,13 @@ def _seal_frames(keys: AccessKeys, rows: list[list[Any]], tag: bytes) -> tuple[l
     return frames, tag
 
 
-def _packed(rows: list[list[Any]]) -> list[bytes]:
-    packed = _format.packb(rows)
+def _packed(first_seq: int, pid: int, exe: str, rows: list[_Row]) -> list[bytes]:
+    # The buffered tuples are packed as they are (msgpack writes a tuple as an array): no copy per read.
+    packed = _format.packb([first_seq, pid, exe, rows])
     if (len(packed) <= _FRAME_PLAIN and len(rows) <= MAX_BATCH) or len(rows) == 1:
         return [packed]
     half = len(rows) // 2
-    return _packed(rows[:half]) + _packed(rows[half:])
+    return _packed(first_seq, pid, exe, rows[:half]) + _packed(first_seq + half, pid, exe, rows[half:])
 
 
 def parse_segment(keys: AccessKeys, data: bytes, *, decrypt: bool = True) -> _Segment:
@@ -418,19 +436,7 @@ def _open_frame(keys: AccessKeys, body: bytes, seq: int | None, pos: int) -> lis
 
 # --- the log (one per open vault) -------------------------------------------------------------------
 
-#: A read waiting in the buffer: (keys, secret id, operation, revision, at, peer pid, peer exe).
-_Pending = tuple[AccessKeys, str, str, "int | None", int, "int | None", "str | None"]
-
 _LOGS: weakref.WeakSet[AccessLog] = weakref.WeakSet()
-
-
-class _FlushFailed(Exception):
-    """Writing a buffer failed after ``done`` of its records were written (only when keys changed
-    within it: each key's records are one write)."""
-
-    def __init__(self, done: int) -> None:
-        super().__init__(done)
-        self.done = done
 
 
 class _Flusher:
@@ -540,7 +546,9 @@ class AccessLog:
         self._tag = b""
         self._seq = 0
         # Reads append here without a lock (deque appends are atomic); a write takes what is there.
-        self._pending: collections.deque[_Pending] = collections.deque()
+        self._pending: collections.deque[_Row] = collections.deque()
+        #: The keys the buffered records are to be sealed under (they change only with a re-key).
+        self._pending_keys: AccessKeys | None = None
         #: The daemon thread has been asked to write the buffer (cleared when it takes it).
         self._armed = False
         #: Write each record before its read returns: until the first write succeeded (a log that
@@ -556,6 +564,7 @@ class AccessLog:
         """In a forked child: the parent's buffered records are the parent's to write (once)."""
         self._mutex = threading.Lock()  # another thread may have held it at the fork
         self._pending = collections.deque()
+        self._pending_keys = None
         self._armed = False
         self._direct = True
         self._known = None
@@ -566,10 +575,12 @@ class AccessLog:
         (a read that cannot be recorded does not happen). Usually it only joins the buffer."""
         ctx = _CONTEXT.get()
         if ctx is None:
-            record: _Pending = (keys, secret_id, operation, revision, now, None, None)
+            record: _Row = (now, secret_id, operation, revision, None, None)
         else:
             operation, peer_pid, peer_exe = _resolved(ctx, operation)
-            record = (keys, secret_id, operation, revision, now, peer_pid, peer_exe)
+            record = (now, secret_id, operation, revision, peer_pid, peer_exe)
+        if keys is not self._pending_keys:
+            self._switch_keys(keys)
         pending = self._pending
         pending.append(record)
         if self._direct or len(pending) >= FLUSH_RECORDS:
@@ -577,6 +588,14 @@ class AccessLog:
         elif not self._armed:
             self._armed = True
             _FLUSHER.flush_soon(self)
+
+    def _switch_keys(self, keys: AccessKeys) -> None:
+        """The first read of a handle (or after a re-key elsewhere in this process): records buffered
+        under other keys are written first."""
+        with self._mutex:
+            if self._pending_keys is not None and self._pending:
+                self._flush_locked(None)
+            self._pending_keys = keys
 
     def flush(self) -> None:
         """Write every buffered record now (StorageError when it cannot: they stay buffered)."""
@@ -595,66 +614,45 @@ class AccessLog:
         with contextlib.suppress(Exception):  # no caller to tell; the next read writes directly
             self._flush_now(None)
 
-    def _flush_now(self, own: _Pending | None) -> None:
-        """Write the buffer in order under the log's flock. On failure, every record but ``own``
-        (whose read is refused) goes back to the front of the buffer, and reads write directly."""
+    def _flush_now(self, own: _Row | None) -> None:
         with self._mutex:
-            pending = self._pending
-            batch = [pending.popleft() for _ in range(len(pending))]
-            if not batch:
-                return
-            try:
-                self._write_batch(batch)
-            except BaseException as exc:
-                done = exc.done if isinstance(exc, _FlushFailed) else 0
-                back = [r for r in batch[done:] if r is not own]
-                pending.extendleft(reversed(back))
-                self._direct = True
-                if isinstance(exc, _FlushFailed) and exc.__cause__ is not None:
-                    raise exc.__cause__ from None
-                raise
-            self._direct = False
+            self._flush_locked(own)
         _FLUSHER.sync_soon(self)
 
-    def _write_batch(self, batch: list[_Pending]) -> None:
-        """Seal and append ``batch``, one write per run of records under the same keys; caller holds the mutex."""
+    def _flush_locked(self, own: _Row | None) -> None:
+        """Write the buffer, in order, as one append under the log's flock. On failure every record
+        but ``own`` (whose read is refused) goes back to the front of the buffer, and reads write
+        directly until a write succeeds."""
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        keys = self._pending_keys
+        if not batch or keys is None:
+            return
         f = self._file
-        f.lock()
         try:
-            start = 0
-            while start < len(batch):
-                keys = batch[start][0]
-                stop = start + 1
-                while stop < len(batch) and batch[stop][0] is keys:
-                    stop += 1
-                try:
-                    # One pread: the file still ends with our last tag, so nobody appended or rotated since.
-                    if self._known is not keys or not f.ends_with(self._end, self._tag):
-                        self._catch_up(keys)
-                    if self._end >= 2 * SEGMENT_MAX:
-                        self._rotate(keys)  # the background sync fell behind: rotate here (rare)
-                    self._write(keys, batch[start:stop])
-                except Exception as exc:
-                    if start == 0:
-                        raise
-                    raise _FlushFailed(start) from exc
-                start = stop
-        finally:
-            f.unlock()
+            f.lock()
+            try:
+                # One pread: the file still ends with our last tag, so nobody appended or rotated since.
+                if self._known is not keys or not f.ends_with(self._end, self._tag):
+                    self._catch_up(keys)
+                if self._end >= 2 * SEGMENT_MAX:
+                    self._rotate(keys)  # the background sync fell behind: rotate here (rare)
+                self._write(keys, batch)
+            finally:
+                f.unlock()
+        except BaseException:
+            pending.extendleft(reversed([r for r in batch if r is not own]))
+            self._direct = True
+            raise
+        self._direct = False
 
-    def _write(self, keys: AccessKeys, batch: list[_Pending], *, cut: bool = False) -> None:
-        pid, exe = os.getpid(), _self_exe()
-        rows: list[list[Any]] = []
-        seq = self._seq
-        for _keys, sid, op, rev, at, ppid, pexe in batch:
-            rows.append([seq, at, sid, op, rev, pid, exe, ppid, pexe])
-            seq += 1
-        frames, tag = _seal_frames(keys, rows, self._tag)
+    def _write(self, keys: AccessKeys, batch: list[_Row], *, cut: bool = False) -> None:
+        frames, tag = _seal_frames(keys, self._seq, os.getpid(), _self_exe(), batch, self._tag)
         data = b"".join(frames)
         self._file.append(data, self._end, cut=cut)
         self._end += len(data)
         self._tag = tag
-        self._seq = seq
+        self._seq += len(batch)
 
     def _catch_up(self, keys: AccessKeys) -> None:
         """Take in what other processes appended (verified), or start the log; caller holds the lock."""
@@ -727,7 +725,7 @@ class AccessLog:
         self._end, self._tag, self._seq = HEADER_SIZE, tag, seq
         self._known = keys
         if previous is None:
-            self._write(keys, [(keys, "", LOG_RESET if reset else LOG_NEW, None, self._clock(), None, None)])
+            self._write(keys, [(self._clock(), "", LOG_RESET if reset else LOG_NEW, None, None, None)])
 
     def _rotate(self, keys: AccessKeys) -> None:
         """The current segment becomes ``.old`` (durably), then the current file restarts with a linked header."""
@@ -793,10 +791,8 @@ class AccessLog:
         with contextlib.suppress(Exception):  # they stay buffered, and are sealed under the new keys below
             self.flush()
         with self._mutex:
-            pending = self._pending
-            for _ in range(len(pending)):
-                record = pending.popleft()
-                pending.append((new_keys, *record[1:]) if record[0] is old_keys else record)
+            if self._pending_keys is old_keys:
+                self._pending_keys = new_keys
             f = self._file
             if not os.path.exists(f.path):
                 return
@@ -807,13 +803,22 @@ class AccessLog:
                     f.set_aside()
                     self._known = None
                     return
-                head, tag = _header(new_keys, 0, records[0].seq if records else 0, _ZERO_TAG)
-                rows = [
-                    [r.seq, r.at, r.secret_id, r.operation, r.revision, r.pid, r.exe, r.peer_pid, r.peer_exe]
-                    for r in records
-                ]
-                frames, prev = _seal_frames(new_keys, rows, tag) if rows else ([], tag)
-                f.write_old(head + b"".join(frames))
+                head, prev = _header(new_keys, 0, records[0].seq if records else 0, _ZERO_TAG)
+                chunks = [head]
+                start = 0
+                while start < len(records):  # one frame (or more) per run of one process's records
+                    first = records[start]
+                    stop = start + 1
+                    while stop < len(records) and (records[stop].pid, records[stop].exe) == (first.pid, first.exe):
+                        stop += 1
+                    rows: list[_Row] = [
+                        (r.at, r.secret_id, r.operation, r.revision, r.peer_pid, r.peer_exe)
+                        for r in records[start:stop]
+                    ]
+                    frames, prev = _seal_frames(new_keys, first.seq, first.pid, first.exe, rows, prev)
+                    chunks += frames
+                    start = stop
+                f.write_old(b"".join(chunks))
                 next_seq = records[-1].seq + 1 if records else 0
                 head, tag = _header(new_keys, 1, next_seq, prev)
                 f.rewrite(head)
