@@ -451,8 +451,8 @@ SCENARIO: list[Step] = [
 ]
 
 
-def open_seeded(path: Path, io: IO | None, seed: int = 7) -> vault.Vault:
-    return vault.open(path, PASSPHRASE, clock=StepClock(1_800_000_000_000), _rng=SeededRng(seed), _io=io)
+def open_seeded(path: Path, io: IO | None, seed: int = 7, clock: StepClock | None = None) -> vault.Vault:
+    return vault.open(path, PASSPHRASE, clock=clock or StepClock(1_800_000_000_000), _rng=SeededRng(seed), _io=io)
 
 
 #: The vault file's name inside each test's scratch directory.
@@ -464,17 +464,28 @@ def dry_run(base: Path, work: Path) -> tuple[list[tuple[int, int]], list[State],
     the vault's state before the first step and after each, and every call made."""
     shutil.copytree(base, work)
     io = FaultIO(armed=False)
-    v = open_seeded(work / NAME, io)
+    clock = StepClock(1_800_000_000_000)
+    v = open_seeded(work / NAME, io, clock=clock)
     io.arm()
+
+    def state() -> State:
+        # The access log stamps each value read with the vault's clock, so a dump ticks it; the
+        # fault runs dump nothing between steps, and their timestamps must match these.
+        now = clock.now
+        try:
+            return dump(v)
+        finally:
+            clock.now = now
+
     bounds: list[tuple[int, int]] = []
-    states = [dump(v)]
+    states = [state()]
     s: dict[str, Any] = {}
     for step in SCENARIO:
         start = io.count
         step.run(v, s)
         bounds.append((start, io.count))
         before_dump = io.count
-        states.append(dump(v))
+        states.append(state())
         assert io.count == before_dump, "reading must not write"
     v.close()
     return bounds, states, list(io.calls)

@@ -530,13 +530,11 @@ class AccessLog:
         self,
         vault_path: os.PathLike[str] | str,
         *,
-        clock: Callable[[], int] | None = None,
         rekeyed: Callable[[], bool] | None = None,
     ) -> None:
         from pathlib import Path
 
         self._file = AccessFile(Path(vault_path))
-        self._clock = clock or _now_ms
         #: Whether another handle re-keyed the vault since ours was opened (then a log that does not
         #: verify under our keys is the resealed one, not a damaged one: never set it aside).
         self._rekeyed = rekeyed
@@ -616,25 +614,26 @@ class AccessLog:
 
     def _flush_now(self, own: _Row | None) -> None:
         with self._mutex:
-            self._flush_locked(own)
-        _FLUSHER.sync_soon(self)
+            wrote = self._flush_locked(own)
+        if wrote:
+            _FLUSHER.sync_soon(self)
 
-    def _flush_locked(self, own: _Row | None) -> None:
-        """Write the buffer, in order, as one append under the log's flock. On failure every record
-        but ``own`` (whose read is refused) goes back to the front of the buffer, and reads write
-        directly until a write succeeds."""
+    def _flush_locked(self, own: _Row | None) -> bool:
+        """Write the buffer, in order, as one append under the log's flock (False: it was empty). On
+        failure every record but ``own`` (whose read is refused) goes back to the front of the
+        buffer, and reads write directly until a write succeeds."""
         pending = self._pending
         batch = [pending.popleft() for _ in range(len(pending))]
         keys = self._pending_keys
         if not batch or keys is None:
-            return
+            return False
         f = self._file
         try:
             f.lock()
             try:
                 # One pread: the file still ends with our last tag, so nobody appended or rotated since.
                 if self._known is not keys or not f.ends_with(self._end, self._tag):
-                    self._catch_up(keys)
+                    self._catch_up(keys, batch[0][0])
                 if self._end >= 2 * SEGMENT_MAX:
                     self._rotate(keys)  # the background sync fell behind: rotate here (rare)
                 self._write(keys, batch)
@@ -645,6 +644,7 @@ class AccessLog:
             self._direct = True
             raise
         self._direct = False
+        return True
 
     def _write(self, keys: AccessKeys, batch: list[_Row], *, cut: bool = False) -> None:
         frames, tag = _seal_frames(keys, self._seq, os.getpid(), _self_exe(), batch, self._tag)
@@ -654,7 +654,7 @@ class AccessLog:
         self._tag = tag
         self._seq += len(batch)
 
-    def _catch_up(self, keys: AccessKeys) -> None:
+    def _catch_up(self, keys: AccessKeys, at: int) -> None:
         """Take in what other processes appended (verified), or start the log; caller holds the lock."""
         f = self._file
         if self._known is keys and self._end > 0:
@@ -679,9 +679,9 @@ class AccessLog:
             old_exists = f.read_old() is not None
             if created and old_exists:
                 # The current file was removed (not a rotation cut short): say so rather than link over it.
-                self._start(keys, None, reset=True)
+                self._start(keys, None, reset=True, at=at)
             else:
-                self._start(keys, self._previous(keys), reset=False)
+                self._start(keys, self._previous(keys), reset=False, at=at)
             return
         try:
             seg = parse_segment(keys, data, decrypt=False)
@@ -697,7 +697,7 @@ class AccessLog:
             # Damaged, edited, or sealed under another key (a re-key interrupted before the log was
             # resealed): keep it as evidence and begin a new log that says so in its first record.
             f.set_aside()
-            self._start(keys, None, reset=True)
+            self._start(keys, None, reset=True, at=at)
             return
         self._end, self._tag, self._seq = seg.end, seg.tag, seg.next_seq
         if seg.torn:
@@ -713,8 +713,9 @@ class AccessLog:
         except CorruptVaultError:
             return None
 
-    def _start(self, keys: AccessKeys, previous: _Segment | None, *, reset: bool) -> None:
-        """Write a new segment header (continuing ``previous``, or a new log) and, for a new log, its first record."""
+    def _start(self, keys: AccessKeys, previous: _Segment | None, *, reset: bool, at: int) -> None:
+        """Write a new segment header (continuing ``previous``, or a new log) and, for a new log, its first
+        record, stamped ``at``: the time of the read that began it (a read ticks the clock once)."""
         if previous is not None:
             head, tag = _header(keys, previous.segment + 1, previous.next_seq, previous.tag)
             seq = previous.next_seq
@@ -725,7 +726,7 @@ class AccessLog:
         self._end, self._tag, self._seq = HEADER_SIZE, tag, seq
         self._known = keys
         if previous is None:
-            self._write(keys, [(self._clock(), "", LOG_RESET if reset else LOG_NEW, None, None, None)])
+            self._write(keys, [(at, "", LOG_RESET if reset else LOG_NEW, None, None, None)])
 
     def _rotate(self, keys: AccessKeys) -> None:
         """The current segment becomes ``.old`` (durably), then the current file restarts with a linked header."""
@@ -848,7 +849,3 @@ class AccessLog:
             self._file.close()
             self._known = None
             self._direct = True
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -279,7 +279,7 @@ class Engine:
         #: generators ask for a version-1 writer (``_version=1``).
         self.version = write_version
         self.write_version = write_version
-        self.access = AccessLog(store.path, clock=self.clock, rekeyed=self._rekeyed_elsewhere)
+        self.access = AccessLog(store.path, rekeyed=self._rekeyed_elsewhere)
         self._access_keys: tuple[VaultKeys, AccessKeys] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
