@@ -256,18 +256,29 @@ def build_vault(directory: Path, name: str, seed: int, passphrase: str = PASSPHR
     path = directory / name
     states: list[Content] = []
     # These vectors are format version 1 (frozen): the v1 writer makes the reference.
-    with vault.init(path, passphrase, kdf=FAST, clock=Clock(), _rng=SeededRng(seed), _version=1) as v:
-        states.append(content_of(v))
+    clock = Clock()
+
+    def content() -> Content:
+        # Each value read is stamped (access log) by the vault's clock, which ticks per call: the
+        # frozen vectors were made when reads did not tick it, so the clock is put back.
+        now = clock.now
+        try:
+            return content_of(v)
+        finally:
+            clock.now = now
+
+    with vault.init(path, passphrase, kdf=FAST, clock=clock, _rng=SeededRng(seed), _version=1) as v:
+        states.append(content())
         a = v.secret.create(name="alpha", value="alpha-1", alias="alpha", meta={"env": "prod"})
-        states.append(content_of(v))
+        states.append(content())
         v.secret.create(name="beta", value="beta-1", type="bearer", description="second")
-        states.append(content_of(v))
+        states.append(content())
         g = v.secret.create(name="gamma", description="no value")
-        states.append(content_of(v))
+        states.append(content())
         v.secret.update(a.id, value="alpha-2")
-        states.append(content_of(v))
+        states.append(content())
         v.secret.delete(g.id)
-        states.append(content_of(v))
+        states.append(content())
     return path, states
 
 
