@@ -36,6 +36,9 @@ REQUIRED: dict[str, tuple[str, int]] = {
     "concurrency": ("concurrent updates (8 processes x 100) with a live reader", 800),
     "kills_while_holding_the_lock": ("SIGKILLs of the writer holding the lock, 2 others waiting", 8),
     "kdf_hostile_refused": ("hostile KDF parameter sets refused before derivation", 10),
+    "bit_flips_checkpoint": ("bit flips tried on a v3 checkpoint and its log tail", 1),
+    "truncations_checkpoint": ("truncation points tried on a v3 checkpoint and its log tail", 1),
+    "crash_points_checkpoint": ("crash points injected while a checkpoint is written (upgrade, compaction)", 1),
     "leak_checks": ("leak checks (marker forms x places)", 1),
     "cli_leak_checks": ("CLI leak checks (marker x stream, every command and error path, --debug too)", 1),
 }

@@ -232,13 +232,13 @@ def test_v1_read_only_use_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     assert before[8] == 1
 
 
-def test_v1_written_is_upgraded_to_v2(tmp_path: Path) -> None:
+def test_v1_written_is_upgraded_to_the_current_version(tmp_path: Path) -> None:
     copy = _golden_copy(tmp_path, "v1-log.cbkv")
     expected = json.loads((GOLDEN / "v1-expected.json").read_text())["v1-log.cbkv"]
     with vault.open(copy, expected["passphrase"]) as v:
         pay = v.secret.fetch("@payment")
-        v.secret.delete(pay.id)  # the first write: the file is rewritten as version 2
-        assert copy.read_bytes()[8] == 2
+        v.secret.delete(pay.id)  # the first write: the file is rewritten in the current version (3)
+        assert copy.read_bytes()[8] == 3
     with vault.open(copy, expected["passphrase"]) as v:
         assert [t.id for t in v.secret.list(deleted=True)] == [pay.id]
         assert [h.revision for h in v.secret.history(pay.id)] == [pay.revision, pay.revision - 1]

@@ -25,12 +25,19 @@ from typing import Any, Final
 
 from . import _crypto, _format, _keys
 from ._accesslog import AccessKeys, AccessLog, AccessRecord
-from ._format import OP_DELETE, OP_PUT, OP_REVISION, OP_SETTING, OP_TRASH, OP_TRASHED, Entry
+from ._format import OP_CHECKPOINT, OP_DELETE, OP_PUT, OP_REVISION, OP_SETTING, OP_TRASH, OP_TRASHED, Entry
 from ._index import Index, Undo
 from ._keys import VaultKeys
 from ._log import LogRead, iter_log, read_log, seal_frame
 from ._store import Store
-from .errors import CorruptVaultError, InvalidRequestError, KeyChangedError, StorageError, VaultClosedError
+from .errors import (
+    CorruptVaultError,
+    InvalidRequestError,
+    KeyChangedError,
+    NotFoundError,
+    StorageError,
+    VaultClosedError,
+)
 
 __all__ = ["Clock", "Engine", "Txn"]
 
@@ -41,7 +48,7 @@ Clock = Callable[[], int]
 _COMPACT_CHUNK: Final = 2048
 #: A compacted frame is closed once its records reach about this many bytes (frames max 64 MiB).
 _COMPACT_BYTES: Final = 16 << 20
-_LOAD_CHUNK: Final = 4 << 20
+_LOAD_CHUNK: Final = 1 << 20
 _VALUE_BOX: Final = _format.ENTRY_FIELDS.index("value_box")
 
 
@@ -59,6 +66,8 @@ def _now_ms() -> int:
 
 def _op_size(op: list[Any]) -> int:
     """About how many packed bytes an op of a compacted log takes (a record's value box dominates)."""
+    if op[0] == OP_CHECKPOINT:
+        return sum(map(len, op[5])) + 64 * len(op[5])
     record = op[1] if len(op) > 1 and type(op[1]) is list else None
     if record is None or len(record) < len(_format.ENTRY_FIELDS):
         return 64
@@ -113,13 +122,13 @@ class Txn:
         except CorruptVaultError:
             raise InvalidRequestError(f"secret {entry.id[:64]!r} is outside the vault format's limits") from None
         index = self.index
-        old = index.entries.get(entry.id)
+        old = index.get(entry.id)
         if old is None and entry.id in index.trash:
             old = index.trash[entry.id][0]
         if old is not None and entry.rev != old.rev + 1:
             # The reader refuses a revision out of sequence: never commit one.
             raise InvalidRequestError(f"secret {entry.id[:64]!r} changed revision out of sequence")
-        if entry.id not in index.entries and len(index.entries) >= _format.MAX_RECORDS:
+        if not index.has(entry.id) and len(index) >= _format.MAX_RECORDS:
             raise InvalidRequestError(f"a vault holds at most {_format.MAX_RECORDS} secrets")
         self._apply((OP_PUT, entry))
 
@@ -137,8 +146,11 @@ class Txn:
         if not self.keeps_trash:
             raise InvalidRequestError("this vault is written as format version 1, which has no trash")
         at = self.now()
+        entry = self.index.get(record_id)
+        if entry is None:
+            raise NotFoundError(f"secret {record_id[:64]!r} not found")
         try:
-            _format.check_entry(self.index.entries[record_id], deleted_at=at)
+            _format.check_entry(entry, deleted_at=at)
         except CorruptVaultError:
             raise InvalidRequestError(f"secret {record_id[:64]!r} is outside the vault format's limits") from None
         self._apply((OP_TRASH, record_id, at))
@@ -528,7 +540,7 @@ class Engine:
             if self.stale_slot is not None:
                 self._erase_stale_slot()
             index = self._index
-            if index.dead > max(1024, len(index.entries)):
+            if index.dead > max(1024, len(index)):
                 with self._store.locked(exclusive=True, timeout=self._lock_timeout):
                     self._refresh()
                     self._compact_locked()
@@ -575,7 +587,8 @@ class Engine:
                 ops, size = [], 0
             ops.append(op)
             size += grow
-            if len(ops) >= _COMPACT_CHUNK:
+            # A checkpoint op closes its frame: open then decrypts at most one chunk at a time.
+            if len(ops) >= _COMPACT_CHUNK or op[0] == OP_CHECKPOINT:
                 frame, tag = seal_frame(keys.keys, tag, epoch, seq, ops, self.rng)
                 parts.append(frame)
                 seq += 1
@@ -680,6 +693,17 @@ class Engine:
                     # Every record the compacted file holds (past revisions and the trash too),
                     # each value box sealed again under the new key, bound as before.
                     for op in self._index.compacted(now, version=version):
+                        if op[0] == OP_CHECKPOINT:
+                            records = op[5]
+                            for i, packed in enumerate(records):
+                                entry = _format.decode_entry(_format.unpackb(packed))
+                                if entry.value_box is not None:
+                                    value = old.open_value(entry)
+                                    assert value is not None
+                                    entry.value_box = new.seal_value(entry.id, entry.value_rev, value, self.rng)
+                                    records[i] = _format.packb(entry.to_list())
+                            yield op
+                            continue
                         record = op[1]
                         if record[_VALUE_BOX] is not None:
                             entry = _format.decode_entry(record)

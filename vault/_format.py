@@ -1,4 +1,4 @@
-"""The on-disk format, versions 1 and 2: bytes <-> structures, limits, framing. No I/O, no keys.
+"""The on-disk format, versions 1 to 3: bytes <-> structures, limits, framing. No I/O, no keys.
 
 The normative description is docs/FORMAT.md; the constants and layouts here follow it
 field for field. Layout of a vault file::
@@ -31,10 +31,11 @@ from .errors import CorruptVaultError, KdfParamsError, UnsupportedVersionError
 
 MAGIC: Final = b"CBKVAULT"
 #: The version this build writes. Version 2 adds the trash and revision-history operations
-#: (OP_TRASH, OP_REVISION, OP_TRASHED); a version-1 file is read as it is and upgraded
-#: (rewritten as version 2) by its first write.
-VERSION: Final = 2
-VERSIONS: Final = (1, 2)
+#: (OP_TRASH, OP_REVISION, OP_TRASHED); version 3 adds the checkpoint (OP_CHECKPOINT) that
+#: compaction writes, so open indexes records without decoding them. An older file is read as
+#: it is and upgraded (rewritten in this version) by its first write.
+VERSION: Final = 3
+VERSIONS: Final = (1, 2, 3)
 
 HEADER_SIZE: Final = 40
 HEADER_TAG_OFFSET: Final = 40
@@ -84,6 +85,11 @@ OP_REVISION: Final = 5
 #: Version 2: ``[6, record, deletedAt]`` a record in the trash (compacted files).
 OP_TRASHED: Final = 6
 V2_OPS: Final = frozenset({OP_TRASH, OP_REVISION, OP_TRASHED})
+#: Version 3: ``[7, ids, createdAts, names, aliases, records]`` a chunk of the checkpoint: live
+#: records with no past revision, each kept packed (a bin) until it is first used.
+OP_CHECKPOINT: Final = 7
+#: The least version that may hold each op code (a reader refuses it in an older file).
+OP_SINCE: Final = {OP_TRASH: 2, OP_REVISION: 2, OP_TRASHED: 2, OP_CHECKPOINT: 3}
 
 
 def corrupt(what: str) -> CorruptVaultError:
@@ -148,7 +154,7 @@ def decode_header(data: bytes) -> Header:
         raise corrupt("not a cbk-vault file")
     if version not in VERSIONS:
         raise UnsupportedVersionError(
-            f"vault format version {version} is not supported by this build (it reads versions 1 and 2)"
+            f"vault format version {version} is not supported by this build (it reads versions 1 to 3)"
         )
     if reserved != bytes(7):
         raise corrupt("reserved header bytes are not zero")
@@ -450,6 +456,66 @@ def decode_time(value: object) -> int:
     if type(value) is not int or not 0 <= value <= _U63:
         raise corrupt("malformed trash operation")
     return value
+
+
+class Checkpoint:
+    """One checkpoint op's columns, shape-checked: record ``i`` is ``ids[i]``, ``created[i]``, ...
+
+    The checks here are whole-column ones done in C (``map``, ``min``, ``max``, ``set``), because
+    open runs them once per record of the vault; each packed record is decoded, and checked
+    against its columns, only when it is first used (docs/FORMAT.md, §15).
+    """
+
+    __slots__ = ("aliases", "created", "ids", "names", "records")
+
+    def __init__(
+        self, ids: list[str], created: list[int], names: list[str], aliases: list[str | None], records: list[bytes]
+    ) -> None:
+        self.ids = ids
+        self.created = created
+        self.names = names
+        self.aliases = aliases
+        self.records = records
+
+
+_STR_ONLY: Final = {str}
+_ALIAS_TYPES: Final = {str, type(None)}
+
+
+def decode_checkpoint(op: list[Any]) -> Checkpoint:
+    """``[7, ids, createdAts, names, aliases, records]``: parallel arrays of one length, typed."""
+    if len(op) != 6:
+        raise corrupt("malformed checkpoint")
+    _, ids, created, names, aliases, records = op
+    if not (type(ids) is list and type(created) is list and type(names) is list):
+        raise corrupt("malformed checkpoint")
+    if not (type(aliases) is list and type(records) is list):
+        raise corrupt("malformed checkpoint")
+    n = len(ids)
+    if not (len(created) == len(names) == len(aliases) == len(records) == n):
+        raise corrupt("malformed checkpoint")
+    if n == 0:
+        return Checkpoint(ids, created, names, aliases, records)
+    if (
+        set(map(type, ids)) != _STR_ONLY
+        or set(map(type, names)) != _STR_ONLY
+        or set(map(type, created)) != {int}
+        or set(map(type, records)) != {bytes}
+        or not set(map(type, aliases)) <= _ALIAS_TYPES
+        or min(created) < 0
+        or max(created) > _U63
+        or "" in aliases
+    ):
+        raise corrupt("malformed checkpoint")
+    return Checkpoint(ids, created, names, aliases, records)
+
+
+def decode_packed(packed: bytes, record_id: str) -> Entry:
+    """A checkpoint record, decoded (strictly, as any record) on first use; it must carry its column's id."""
+    entry = decode_entry(unpackb(packed))
+    if entry.id != record_id:
+        raise corrupt(f"checkpoint record {record_id[:64]} differs from its index")
+    return entry
 
 
 def check_entry(entry: Entry, *, deleted_at: int | None = None) -> None:

@@ -6,6 +6,12 @@ frame with :meth:`Index.apply_logged`, and each operation of an open transaction
 :meth:`Index.apply`, which returns what :meth:`Index.undo` needs to take it back. Lookups
 (:meth:`Index.resolve`) and paging (:meth:`Index.page`) read it. No I/O, no keys.
 
+Checkpoint records (format version 3): a compacted file indexes its live records in columns
+(id, createdAt, name, alias) and keeps each record packed; the index holds those bytes in
+``lazy`` and decodes a record only when it is used (:meth:`Index.get`), so open does no
+per-record decoding and the index holds one bytes object per such secret. A change to one
+moves it to ``entries`` (decoded).
+
 Past revisions: a PUT that replaces a record (live or in the trash) moves the old revision to
 ``history``; compacted files carry them as OP_REVISION. The trash: OP_TRASH moves a live record
 to ``trash`` (its alias and name are released); a PUT of the next revision takes it back out
@@ -16,11 +22,24 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import operator
+from array import array
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from . import _format, _history
-from ._format import OP_DELETE, OP_PUT, OP_REVISION, OP_SETTING, OP_TRASH, OP_TRASHED, Entry, corrupt
+from ._format import (
+    OP_CHECKPOINT,
+    OP_DELETE,
+    OP_PUT,
+    OP_REVISION,
+    OP_SETTING,
+    OP_TRASH,
+    OP_TRASHED,
+    Checkpoint,
+    Entry,
+    corrupt,
+)
 from ._history import Retention
 from .errors import InvalidRequestError, NotFoundError
 
@@ -28,9 +47,54 @@ __all__ = ["Index", "Undo"]
 
 _MISSING: Final = object()
 
+#: Records per checkpoint op, and the packed bytes at which one is closed early: a frame holds
+#: one checkpoint op, so open never decrypts more than about this much at once.
+CHECKPOINT_CHUNK: Final = 4096
+CHECKPOINT_BYTES: Final = 512 << 10
+
 #: One undone step: ("rec", record id, its state before, dead before) or ("set", key, the value before
 #: or _MISSING, dead before). A record's state is (live entry, (trashed entry, deletedAt), history, gone key).
 Undo = tuple[str, str, Any, int]
+
+class Order:
+    """The list order: (createdAt, id) keys, ascending, as two parallel arrays.
+
+    A list of ``(int, str)`` tuples costs ~104 bytes per secret (the tuple and the int); this
+    costs 16 (an array slot and a list slot), which is most of what a million secrets need.
+    """
+
+    __slots__ = ("created", "ids")
+
+    def __init__(self, keys: list[tuple[int, str]] | None = None) -> None:
+        self.created = array("q", [k[0] for k in keys] if keys else ())
+        self.ids: list[str] = [k[1] for k in keys] if keys else []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[int, str]:
+        return self.created[i], self.ids[i]
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return zip(self.created, self.ids, strict=True)
+
+    def _key(self, i: int) -> tuple[int, str]:
+        return self.created[i], self.ids[i]
+
+    def bisect_left(self, key: tuple[int, str]) -> int:
+        return bisect.bisect_left(range(len(self.ids)), key, key=self._key)
+
+    def bisect_right(self, key: tuple[int, str]) -> int:
+        return bisect.bisect_right(range(len(self.ids)), key, key=self._key)
+
+    def append(self, key: tuple[int, str]) -> None:
+        self.created.append(key[0])
+        self.ids.append(key[1])
+
+    def insert(self, i: int, key: tuple[int, str]) -> None:
+        self.created.insert(i, key[0])
+        self.ids.insert(i, key[1])
+
 
 class Index:
     """Entries by id, the alias and name maps, the ``(createdAt, id)`` sort keys, vault settings."""
@@ -41,17 +105,26 @@ class Index:
         "entries",
         "gone",
         "history",
+        "lazy",
+        "lazy_keys",
         "names",
         "order",
         "retention",
         "settings",
+        "sorted",
         "stale",
         "trash",
     )
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
-        self.order: list[tuple[int, str]] = []  # (createdAt, id), ascending: the cloud's sort
+        # Checkpoint records not decoded yet: id -> the packed record. Disjoint from ``entries``.
+        self.lazy: dict[str, bytes] = {}
+        # The (createdAt, id) columns of checkpoints read by a bulk load, merged into ``order`` by resort().
+        self.lazy_keys: list[tuple[list[int], list[str]]] = []
+        # Whether ``order`` is sorted and complete (false only inside a bulk load).
+        self.sorted = True
+        self.order = Order()  # (createdAt, id), ascending: the cloud's sort
         self.aliases: dict[str, str] = {}
         # name -> the id holding it, or a set of ids when several share it. Names are nearly
         # always unique, and a one-element set per secret would cost ~240 bytes each.
@@ -72,20 +145,57 @@ class Index:
         self.retention: Retention = _history.DEFAULT
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.entries) + len(self.lazy)
 
     # --- reading ------------------------------------------------------------------------
 
+    def get(self, record_id: str) -> Entry | None:
+        """The live record with this id, or None (a checkpoint record is decoded, not kept decoded)."""
+        entry = self.entries.get(record_id)
+        if entry is None:
+            packed = self.lazy.get(record_id)
+            if packed is not None:
+                return self._decode_lazy(record_id, packed)
+        return entry
+
+    def has(self, record_id: str) -> bool:
+        """Whether a record with this id is live."""
+        return record_id in self.entries or record_id in self.lazy
+
+    def _decode_lazy(self, record_id: str, packed: bytes) -> Entry:
+        # Not cached: memory stays one bytes object per untouched secret however much is listed.
+        # The columns the record was indexed by must agree with it (else: a writer's bug).
+        entry = _format.decode_packed(packed, record_id)
+        agrees = True
+        if self.sorted:
+            key = (entry.created_at, record_id)
+            i = self.order.bisect_left(key)
+            agrees = i < len(self.order) and self.order[i] == key
+        held = self.names.get(entry.name)
+        agrees = agrees and (held == record_id or (isinstance(held, set) and record_id in held))
+        agrees = agrees and (entry.alias is None or self.aliases.get(entry.alias) == record_id)
+        if not agrees:
+            raise corrupt(f"checkpoint record {record_id[:64]} differs from its index")
+        return entry
+
     def live(self, key: tuple[int, str]) -> bool:
-        entry = self.entries.get(key[1])
+        rid = key[1]
+        if rid in self.lazy:
+            return True  # never re-dated or deleted while packed: a change decodes it first
+        entry = self.entries.get(rid)
         return entry is not None and entry.created_at == key[0]
 
     def iter_live(self) -> Iterator[Entry]:
         """Every record, oldest first (the cloud's ascending order)."""
         entries = self.entries
+        lazy = self.lazy
         for created, rid in self.order:
             entry = entries.get(rid)
-            if entry is not None and entry.created_at == created:
+            if entry is None:
+                packed = lazy.get(rid)
+                if packed is not None:
+                    yield self._decode_lazy(rid, packed)
+            elif entry.created_at == created:
                 yield entry
 
     def resolve(self, identifier: object) -> Entry:
@@ -100,14 +210,20 @@ class Index:
         entry: Entry | None = None
         if identifier.startswith("@"):
             rid = self.aliases.get(identifier[1:])
-            entry = self.entries.get(rid) if rid is not None else None
+            entry = self.get(rid) if rid is not None else None
+            if entry is not None and entry.alias != identifier[1:]:
+                # A checkpoint's alias column that its record does not carry: a writer's bug.
+                raise corrupt(f"checkpoint record {entry.id} differs from its index")
         elif len(identifier) >= 2 and identifier[0] == "(" and identifier[-1] == ")":
             held = self.names.get(identifier[1:-1])
             ids = (held,) if isinstance(held, str) else held
             if ids:
-                entry = self.entries[min(ids, key=lambda i: (self.entries[i].created_at, i))]
+                found = [e for e in map(self.get, ids) if e is not None]
+                entry = min(found, key=lambda e: (e.created_at, e.id))
+                if any(e.name != identifier[1:-1] for e in found):
+                    raise corrupt(f"checkpoint record {entry.id} differs from its index")
         else:
-            entry = self.entries.get(identifier)
+            entry = self.get(identifier)
         if entry is None:
             shown = identifier if len(identifier) <= 140 else identifier[:137] + "..."
             raise NotFoundError(f"secret {shown!r} not found")
@@ -126,23 +242,29 @@ class Index:
         if cursor is None:
             start = 0 if ascending else len(keys) - 1
         else:
-            entry = self.entries.get(cursor)
+            entry = self.get(cursor)
             if entry is None and cursor in self.trash:
                 entry = self.trash[cursor][0]
             pos = (entry.created_at, entry.id) if entry is not None else self.gone.get(cursor)
             if pos is None:
                 return []
-            start = bisect.bisect_right(keys, pos) if ascending else bisect.bisect_left(keys, pos) - 1
+            start = keys.bisect_right(pos) if ascending else keys.bisect_left(pos) - 1
         items: list[Entry] = []
         step = 1 if ascending else -1
         i = start
         entries = self.entries
+        lazy = self.lazy
         while 0 <= i < len(keys) and len(items) < count:
             created, rid = keys[i]
             i += step
             found = entries.get(rid)
-            if found is None or found.created_at != created:
-                continue  # a stale key: its row was deleted or re-dated
+            if found is None:
+                packed = lazy.get(rid)
+                if packed is None:
+                    continue  # a stale key: its row was deleted
+                found = self._decode_lazy(rid, packed)
+            elif found.created_at != created:
+                continue  # a stale key: its row was re-dated
             if keep is None or keep(found):
                 items.append(found)
         return items
@@ -150,7 +272,11 @@ class Index:
     def id_taken(self, record_id: str) -> bool:
         """Whether an id is live, in the trash, or was deleted since the last compaction (still in the log)."""
         return (
-            record_id in self.entries or record_id in self.gone or record_id in self.trash or record_id in self.history
+            record_id in self.entries
+            or record_id in self.lazy
+            or record_id in self.gone
+            or record_id in self.trash
+            or record_id in self.history
         )
 
     def trashed(self, record_id: str) -> tuple[Entry, int] | None:
@@ -195,7 +321,12 @@ class Index:
         Version 2: each kept record's retained past revisions (OP_REVISION, oldest first), then
         the record (OP_PUT, or OP_TRASHED for the trash); trash past its retention is left out.
         Version 1 (golden-file writers only): one OP_PUT per live record, nothing else.
+        Version 3: the records with past revisions and the trash as in version 2, then every other
+        live record in OP_CHECKPOINT chunks, in list order (a packed record is copied as it is).
         """
+        if version >= 3:
+            yield from self._compacted_v3(now)
+            return
         if version < 2:
             for entry in self.iter_live():
                 yield [OP_PUT, entry.to_list()]
@@ -209,6 +340,59 @@ class Index:
                 for past in _history.kept_history(history, entry.updated_at, now, retention):
                     yield [OP_REVISION, past.to_list()]
             yield [OP_PUT, entry.to_list()] if at is None else [OP_TRASHED, entry.to_list(), at]
+
+    def _compacted_v3(self, now: int) -> Iterator[list[Any]]:
+        retention = self.retention
+        eager: set[str] = set()
+        trashed = sorted(((e.created_at, e.id), e, at) for e, at in self.trash.values())
+        with_history = sorted((e.created_at, e.id) for e in self.entries.values() if e.id in self.history)
+        rows = heapq.merge(
+            ((key, self.entries[key[1]], None) for key in with_history), trashed, key=lambda row: row[0]
+        )
+        for _key, entry, at in rows:
+            if at is not None and _history.trash_expired(at, now, retention):
+                continue
+            kept = _history.kept_history(self.history.get(entry.id, ()), entry.updated_at, now, retention)
+            if at is None and not kept:
+                continue  # its history is all dropped: it goes into the checkpoint
+            for past in kept:
+                yield [OP_REVISION, past.to_list()]
+            if at is None:
+                eager.add(entry.id)
+                yield [OP_PUT, entry.to_list()]
+            else:
+                yield [OP_TRASHED, entry.to_list(), at]
+        # Names and aliases of packed records, without decoding them: the index maps inverted.
+        alias_of = dict(zip(self.aliases.values(), self.aliases.keys(), strict=True))
+        name_of: dict[str, str] = {}
+        for name, held in self.names.items():
+            if isinstance(held, str):
+                name_of[held] = name
+            else:
+                name_of.update(dict.fromkeys(held, name))
+        chunk: tuple[list[str], list[int], list[str], list[str | None], list[bytes]] = ([], [], [], [], [])
+        size = 0
+        entries = self.entries
+        lazy = self.lazy
+        for created, rid in self.order:
+            packed = lazy.get(rid)
+            if packed is None:
+                found = entries.get(rid)
+                if found is None or found.created_at != created or rid in eager:
+                    continue  # a stale key, or written above with its history
+                packed = _format.packb(found.to_list())
+            ids, times, names, aliases, records = chunk
+            ids.append(rid)
+            times.append(created)
+            names.append(name_of[rid])
+            aliases.append(alias_of.get(rid))
+            records.append(packed)
+            size += len(packed)
+            if len(ids) >= CHECKPOINT_CHUNK or size >= CHECKPOINT_BYTES:
+                yield [OP_CHECKPOINT, *chunk]
+                chunk, size = ([], [], [], [], []), 0
+        if chunk[0]:
+            yield [OP_CHECKPOINT, *chunk]
 
     def prune(self, now: int, *, version: int) -> None:
         """Drop what :meth:`compacted` left out: the index then equals the replay of the new file."""
@@ -234,10 +418,10 @@ class Index:
 
     def _add_key(self, key: tuple[int, str]) -> None:
         order = self.order
-        if not order or order[-1] < key:
+        if not order or order[len(order) - 1] < key:
             order.append(key)  # the common case: a new secret is the newest
             return
-        i = bisect.bisect_left(order, key)
+        i = order.bisect_left(key)
         if i < len(order) and order[i] == key:
             self.stale -= 1  # still there from a delete that is being undone
         else:
@@ -245,11 +429,13 @@ class Index:
 
     def _maybe_prune(self) -> None:
         if self.stale > 1024 and 2 * self.stale > len(self.order):
-            self.order = [key for key in self.order if self.live(key)]
+            self.order = Order([key for key in self.order if self.live(key)])
             self.stale = 0
 
     def put(self, entry: Entry, *, keep_order: bool = True) -> None:
         old = self.entries.get(entry.id)
+        if old is None and entry.id in self.lazy:
+            old = self._decode_lazy(entry.id, self.lazy.pop(entry.id))
         if old is not None:
             self._unindex(old, drop_order=keep_order and old.created_at != entry.created_at)
             if keep_order and old.created_at != entry.created_at:
@@ -265,17 +451,21 @@ class Index:
         self._maybe_prune()
 
     def _index_name(self, entry: Entry) -> None:
-        held = self.names.get(entry.name)
+        self._index_name_of(entry.name, entry.id)
+
+    def _index_name_of(self, name: str, record_id: str) -> None:
+        held = self.names.get(name)
         if held is None:
-            self.names[entry.name] = entry.id
+            self.names[name] = record_id
         elif isinstance(held, str):
-            if held != entry.id:
-                self.names[entry.name] = {held, entry.id}
+            if held != record_id:
+                self.names[name] = {held, record_id}
         else:
-            held.add(entry.id)
+            held.add(record_id)
 
     def _take_live(self, record_id: str) -> Entry:
-        entry = self.entries.pop(record_id)
+        packed = self.lazy.pop(record_id, None)
+        entry = self.entries.pop(record_id) if packed is None else self._decode_lazy(record_id, packed)
         self._unindex(entry, drop_order=True)
         self._maybe_prune()
         return entry
@@ -307,7 +497,7 @@ class Index:
 
     def _replace(self, entry: Entry, *, keep_order: bool) -> None:
         """PUT: the old revision (live, or in the trash: an undelete) becomes a past revision."""
-        old = self.entries.get(entry.id)
+        old = self.get(entry.id)
         if old is not None:
             self._to_history(old)
         else:
@@ -321,7 +511,7 @@ class Index:
         self.dead += 1  # the op; the record itself is kept (as OP_TRASHED)
 
     def _purge(self, record_id: str) -> None:
-        if record_id in self.entries:
+        if self.has(record_id):
             entry = self.remove(record_id)
         else:
             entry = self.trash.pop(record_id)[0]
@@ -339,7 +529,7 @@ class Index:
     def _state(self, record_id: str) -> tuple[Any, ...]:
         history = self.history.get(record_id)
         return (
-            self.entries.get(record_id),
+            self.get(record_id),
             self.trash.get(record_id),
             None if history is None else list(history),
             self.gone.get(record_id),
@@ -347,7 +537,7 @@ class Index:
 
     def _restore(self, record_id: str, state: tuple[Any, ...]) -> None:
         live, trashed, history, gone = state
-        if record_id in self.entries:
+        if self.has(record_id):
             self._take_live(record_id)
         if trashed is None:
             self.trash.pop(record_id, None)
@@ -399,10 +589,10 @@ class Index:
     def apply_logged(self, ops: list[Any], *, bulk: bool, version: int = _format.VERSION) -> None:
         """Replay one committed frame, checking it is consistent with what came before.
 
-        ``version`` is the file's format version: a version-1 file holds no version-2 op.
+        ``version`` is the file's format version: a file holds no op of a later version.
         """
-        entries, trash, history = self.entries, self.trash, self.history
-        v1 = version < 2
+        entries, trash, history, lazy = self.entries, self.trash, self.history, self.lazy
+        older = version < _format.VERSION
         for op in ops:
             if type(op) is not list or not op:
                 raise corrupt("malformed operation")
@@ -410,11 +600,15 @@ class Index:
             # The code is hostile bytes too: an unhashable one must be corruption, not a TypeError.
             if type(code) is not int:
                 raise corrupt("malformed operation")
-            if v1 and code in _format.V2_OPS:
+            if older and version < _format.OP_SINCE.get(code, 1):
                 raise corrupt("unknown operation")
-            if code == OP_PUT and len(op) == 2:
+            if code == OP_CHECKPOINT:
+                self._checkpoint(_format.decode_checkpoint(op), bulk=bulk)
+            elif code == OP_PUT and len(op) == 2:
                 entry = _format.decode_entry(op[1])
                 old = entries.get(entry.id)
+                if old is None and lazy and entry.id in lazy:
+                    old = self.get(entry.id)
                 if old is None and trash and entry.id in trash:
                     old = trash[entry.id][0]
                 if old is not None:
@@ -438,7 +632,7 @@ class Index:
                 else:
                     self._replace(entry, keep_order=not bulk)
             elif code == OP_DELETE and len(op) == 2:
-                if type(op[1]) is not str or (op[1] not in entries and op[1] not in self.trash):
+                if type(op[1]) is not str or (op[1] not in entries and op[1] not in lazy and op[1] not in self.trash):
                     raise corrupt("delete of an unknown secret")
                 self._purge(op[1])
             elif code == OP_SETTING and len(op) == 3 and type(op[1]) is str:
@@ -446,12 +640,12 @@ class Index:
                     self.dead += 1
                 self._set(op[1], op[2])
             elif code == OP_TRASH and len(op) == 3:
-                if type(op[1]) is not str or op[1] not in entries:
+                if type(op[1]) is not str or (op[1] not in entries and op[1] not in lazy):
                     raise corrupt("trash of an unknown secret")
                 self._trash(op[1], _format.decode_time(op[2]))
             elif code in (OP_REVISION, OP_TRASHED) and len(op) == (2 if code == OP_REVISION else 3):
                 entry = _format.decode_entry(op[1])
-                if entry.id in entries or entry.id in self.trash:
+                if entry.id in entries or entry.id in lazy or entry.id in self.trash:
                     raise corrupt(f"secret {entry.id} has a revision out of sequence")
                 self._check_follows(entry)
                 if code == OP_REVISION:
@@ -462,8 +656,47 @@ class Index:
                         self.gone.pop(entry.id, None)
             else:
                 raise corrupt("unknown operation")
-        if len(self.entries) > _format.MAX_RECORDS:
+        if len(self) > _format.MAX_RECORDS:
             raise corrupt("too many secrets")
+
+    def _checkpoint(self, cp: Checkpoint, *, bulk: bool) -> None:
+        """Index a checkpoint op's records without decoding them (whole-column work, done in C).
+
+        Each id must be new (not live, trashed or with past revisions) and each alias free.
+        """
+        ids = cp.ids
+        n = len(ids)
+        lazy = self.lazy
+        before = len(lazy)
+        lazy.update(zip(ids, cp.records, strict=True))
+        if len(lazy) != before + n:
+            raise corrupt("a checkpoint holds an id twice, or one already in a checkpoint")
+        for other in (self.entries, self.trash, self.history):
+            # ``lazy`` was disjoint from these before; after the update, check from the smaller side.
+            if other and (any(map(lazy.__contains__, other)) if len(other) < n else not other.keys().isdisjoint(ids)):
+                raise corrupt("a checkpoint record is not new")
+        aliases = self.aliases
+        held = len(aliases)
+        named = [(a, rid) for a, rid in zip(cp.aliases, ids, strict=True) if a is not None]
+        aliases.update(named)
+        if len(aliases) != held + len(named):
+            raise corrupt("two secrets share an alias")
+        names = self.names
+        fresh = dict(zip(cp.names, ids, strict=True))
+        if len(fresh) == n and names.keys().isdisjoint(fresh):
+            names.update(fresh)  # every name new: nearly always
+        else:
+            for name, rid in zip(cp.names, ids, strict=True):
+                self._index_name_of(name, rid)
+        if self.gone:
+            for rid in ids:
+                self.gone.pop(rid, None)
+        if bulk:
+            self.lazy_keys.append((cp.created, ids))
+            self.sorted = False
+        else:
+            for key in zip(cp.created, ids, strict=True):
+                self._add_key(key)
 
     def _check_follows(self, entry: Entry) -> None:
         """A record that is neither live nor trashed continues its past revisions, if it has any."""
@@ -472,5 +705,37 @@ class Index:
             raise corrupt(f"secret {entry.id} has a revision out of sequence")
 
     def resort(self) -> None:
-        self.order = sorted((e.created_at, e.id) for e in self.entries.values())
+        """Build the list order after a bulk load: decoded records' keys and the checkpoints' columns."""
+        columns, self.lazy_keys = self.lazy_keys, []
+        eager = sorted((e.created_at, e.id) for e in self.entries.values())
+        created = array("q")
+        ids: list[str] = []
+        for times, names in columns:
+            created.extend(times)
+            ids.extend(names)
+        lazy = self.lazy
+        if len(ids) != len(lazy):
+            # Some checkpoint records were replaced, trashed or deleted later in the log: drop their keys.
+            # Those were decoded before the order existed, so their createdAt is checked against the
+            # column here (the record became the first past revision, or went to the trash).
+            keep = []
+            for i, rid in enumerate(ids):
+                if rid in lazy:
+                    keep.append(i)
+                    continue
+                first = self.history.get(rid, ())
+                held = first[0] if first else (self.trash[rid][0] if rid in self.trash else None)
+                if held is not None and held.created_at != created[i]:
+                    raise corrupt(f"checkpoint record {rid[:64]} differs from its index")
+            created = array("q", [created[i] for i in keep])
+            ids = [ids[i] for i in keep]
+        ascending = all(map(operator.lt, zip(created, ids, strict=True), zip(created[1:], ids[1:], strict=True)))
+        if ascending and not eager:
+            # The usual open of a compacted file: the checkpoint's own order, no tuple per secret.
+            order = Order()
+            order.created, order.ids = created, ids
+        else:
+            order = Order(sorted([*eager, *zip(created, ids, strict=True)]))
+        self.order = order
         self.stale = 0
+        self.sorted = True

@@ -60,7 +60,7 @@ class RawRecords:
     def fetch(self, record_id: str) -> tuple[Secret, dict[str, Any]]:
         """The secret by exact id, with its decrypted value and its extension map."""
         with self._engine.reading() as index:
-            entry = index.entries.get(record_id)
+            entry = index.get(record_id)
             if entry is None:
                 raise NotFoundError(f"secret {record_id!r} not found")
             return secret_from_entry(entry, self._engine.open_value(entry, operation="fetch")), _rules.json_copy(
@@ -102,7 +102,7 @@ class RawRecords:
             rid = txn.new_id() if record_id is None else record_id
             held = txn.index.trashed(rid)
             # An id in the trash comes back as the next revision of the trashed record (undelete).
-            old = txn.index.entries.get(rid) or (held[0] if held is not None else _rules.new_entry(rid, txn.now()))
+            old = txn.index.get(rid) or (held[0] if held is not None else _rules.new_entry(rid, txn.now()))
             new = _rules.apply_fields(old, checked, txn.index, txn.seal, merge=False)
             if created_at is not None:
                 new.created_at = created_at
@@ -116,7 +116,7 @@ class RawRecords:
     def delete(self, record_id: str, *, purge: bool = False) -> None:
         """Delete a live record: to the trash (like ``v.secret.delete``), or for good with ``purge``."""
         with self._engine.transaction() as txn:
-            if record_id not in txn.index.entries:
+            if not txn.index.has(record_id):
                 raise NotFoundError(f"secret {record_id!r} not found")
             if purge or not txn.keeps_trash:
                 txn.delete(record_id)

@@ -36,7 +36,8 @@ def seeded(seed: int) -> tuple[Callable[[int], bytes], Callable[[], int]]:
 
 def build(path: Path, *, compact: bool) -> dict[str, Any]:
     rng, clock = seeded(2027)
-    with vault.init(path, PASSPHRASE, kdf=KDF, clock=clock, _rng=rng) as v:
+    # _version=2: the frozen v2 writer (the default writer is v3 since the checkpoint).
+    with vault.init(path, PASSPHRASE, kdf=KDF, clock=clock, _rng=rng, _version=2) as v:
         v.set_retention(history=5, history_days=None, trash_days=None)
         key = v.secret.create(name="Rotating", type="bearer", value="rot-1", alias="rot", meta={"env": "ROT"})
         for i in range(2, 9):

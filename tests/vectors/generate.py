@@ -443,7 +443,7 @@ def build_cases(work: Path) -> list[Case]:
         )
 
     # -- unsupported version -------------------------------------------------------------------
-    for version in (0, 3, 255):
+    for version in (0, 4, 255):
         bad(
             f"header-version-{version}",
             put(data, 8, bytes([version])),
@@ -509,6 +509,12 @@ def build_cases(work: Path) -> list[Case]:
         put(data, 8, b"\x02"),
         "header fails its integrity",
         "a v1 file relabelled v2: the header tag covers the version byte",
+    )
+    corrupt(
+        "header-version-3-on-v1-file",
+        put(data, 8, b"\x03"),
+        "header fails its integrity",
+        "a v1 file relabelled v3: the header tag covers the version byte",
     )
     corrupt("header-tag-first-byte", flip(data, 40), "header fails its integrity", "header tag byte 0")
     corrupt("header-tag-last-byte", flip(data, 71), "header fails its integrity", "header tag byte 31")
@@ -855,13 +861,14 @@ def build_cases(work: Path) -> list[Case]:
         "0xc1 inside the value box",
     )
     cases.extend(build_v2_cases(work, ref))
+    cases.extend(build_v3_cases(work))
     return cases
 
 
 def build_v2_cases(work: Path, v1: Ref) -> list[Case]:
     """Format version 2: the trash and past-revision operations (4 TRASH, 5 REVISION, 6 TRASHED)."""
     path = work / "ref2.cbkv"
-    with vault.init(path, PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(21)) as v:
+    with vault.init(path, PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(21), _version=2) as v:
         a = v.secret.create(name="alpha", value="alpha-1", alias="alpha")  # frame 0
         v.secret.update(a.id, value="alpha-2")  # frame 1
         b = v.secret.create(name="beta", value="beta-1", alias="beta")  # frame 2
@@ -883,7 +890,7 @@ def build_v2_cases(work: Path, v1: Ref) -> list[Case]:
         return ref.assemble([ref.body_for([0, i, ops]) for i, ops in enumerate(ops_frames)])
 
     ok("v2-ok-reference", ref.data, "v2: create, update, create, delete to the trash (TRASH op)", final)
-    with vault.open(path, PASSPHRASE, clock=Clock(), _rng=SeededRng(22)) as v:
+    with vault.open(path, PASSPHRASE, clock=Clock(), _rng=SeededRng(22), _version=2) as v:
         v.compact()
     ok("v2-ok-compacted", path.read_bytes(), "v2 compacted: REVISION, PUT, TRASHED", final)
     ok(
@@ -987,6 +994,169 @@ def build_v2_cases(work: Path, v1: Ref) -> list[Case]:
         v2_file([[1, alpha1]], [[4, alpha1[0], at]], [[2, alpha1[0]]], [[2, alpha1[0]]]),
         "delete of an unknown secret",
         "a purged record cannot be deleted again",
+    )
+    return cases
+
+
+def build_v3_cases(work: Path) -> list[Case]:
+    """Format version 3: the checkpoint (7 CHECKPOINT) that compaction writes, and the log tail after it."""
+    path = work / "ref3.cbkv"
+    with vault.init(path, PASSPHRASE, kdf=FAST, clock=Clock(), _rng=SeededRng(31)) as v:
+        a = v.secret.create(name="alpha", value="alpha-1", alias="alpha")
+        b = v.secret.create(name="beta", value="beta-1")
+        v.secret.create(name="gamma", value="gamma-1", alias="gamma")
+        v.set_retention(history=0)
+        v.compact()  # frame 0: the SETTING and one CHECKPOINT of the three records
+        compacted = content_of(v)
+        compacted_bytes = path.read_bytes()
+        v.secret.update(a.id, value="alpha-2")  # frame 2: a PUT of a checkpoint record (rev 2)
+        v.secret.delete(b.id)  # frame 3: TRASH of a checkpoint record
+        final = content_of(v)
+    ref = load_ref(path, [])
+    assert ref.header[8] == 3 and len(ref.frames) == 3
+    settings_op = ref.plaintext(0)[2][:1]
+    cp = ref.plaintext(0)[2][1]
+    assert cp[0] == _format.OP_CHECKPOINT and len(cp[1]) == 3
+    put_alpha = ref.plaintext(1)[2][0]
+    cases: list[Case] = []
+
+    def ok(name: str, blob: bytes, comment: str, content: Content) -> None:
+        cases.append(Case(name, blob, "success", comment, content=content))
+
+    def corrupt(name: str, blob: bytes, error: str, comment: str, stage: str = "open") -> None:
+        cases.append(Case(name, blob, "corrupt", comment, error=error, stage=stage))
+
+    def v3_file(*ops_frames: list[list[Any]], header: bytes | None = None) -> bytes:
+        return ref.assemble([ref.body_for([1, i, ops]) for i, ops in enumerate(ops_frames)], header=header)
+
+    def with_cp(**changes: Any) -> list[Any]:
+        op = [list(c) if isinstance(c, list) else c for c in cp]
+        for column, value in changes.items():
+            op[{"ids": 1, "created": 2, "names": 3, "aliases": 4, "records": 5}[column]] = value
+        return op
+
+    def part(sl: slice) -> list[Any]:
+        return with_cp(ids=cp[1][sl], created=cp[2][sl], names=cp[3][sl], aliases=cp[4][sl], records=cp[5][sl])
+
+    def record(i: int) -> list[Any]:
+        out: list[Any] = msgpack.unpackb(cp[5][i], raw=False)
+        return out
+
+    def packed(fields: list[Any]) -> bytes:
+        return bytes(msgpack.packb(fields, use_bin_type=True))
+
+    ok("v3-ok-compacted", compacted_bytes, "v3 compacted: a SETTING and a CHECKPOINT of three records", compacted)
+    ok("v3-ok-checkpoint-then-tail", ref.data, "v3: a checkpoint, then a PUT and a TRASH of its records", final)
+    ok(
+        "v3-ok-two-checkpoint-ops",
+        v3_file(settings_op, [part(slice(0, 1))], [part(slice(1, 3))]),
+        "a checkpoint split over two ops in two frames reads as one",
+        compacted,
+    )
+    v2_header = ref.header[:8] + b"\x02" + ref.header[9:]
+    corrupt(
+        "v3-checkpoint-in-v2-file",
+        v3_file(settings_op, [cp], header=v2_header),
+        "unknown operation",
+        "a version-2 file cannot hold a CHECKPOINT op",
+    )
+    corrupt("v3-checkpoint-arity", v3_file([cp[:5]]), "malformed checkpoint", "a CHECKPOINT op with five items")
+    corrupt(
+        "v3-checkpoint-column-short",
+        v3_file([with_cp(names=cp[3][:2])]),
+        "malformed checkpoint",
+        "the names column is one shorter than the ids",
+    )
+    corrupt(
+        "v3-checkpoint-id-not-str",
+        v3_file([with_cp(ids=[cp[1][0], 7, cp[1][2]])]),
+        "malformed checkpoint",
+        "an id that is not a string",
+    )
+    corrupt(
+        "v3-checkpoint-created-negative",
+        v3_file([with_cp(created=[-1, *cp[2][1:]])]),
+        "malformed checkpoint",
+        "a createdAt below zero",
+    )
+    corrupt(
+        "v3-checkpoint-record-not-bin",
+        v3_file([with_cp(records=[record(0), *cp[5][1:]])]),
+        "malformed checkpoint",
+        "a record given as an array, not as packed bytes (bin)",
+    )
+    corrupt(
+        "v3-checkpoint-empty-alias",
+        v3_file([with_cp(aliases=["", *cp[4][1:]])]),
+        "malformed checkpoint",
+        "an empty alias (no alias is nil)",
+    )
+    corrupt(
+        "v3-checkpoint-id-twice",
+        v3_file([with_cp(ids=[cp[1][0], cp[1][0], cp[1][2]])]),
+        "holds an id twice",
+        "one id on two checkpoint records",
+    )
+    corrupt(
+        "v3-checkpoint-id-already-live",
+        v3_file([[_format.OP_PUT, record(0)]], [cp]),
+        "not new",
+        "a checkpoint record whose id a PUT already holds",
+    )
+    corrupt(
+        "v3-checkpoint-alias-shared",
+        v3_file([with_cp(aliases=["alpha", "alpha", None])]),
+        "share an alias",
+        "two checkpoint records with one alias",
+    )
+    corrupt(
+        "v3-put-after-checkpoint-rev-skips",
+        v3_file(settings_op, [cp], [[_format.OP_PUT, [put_alpha[1][0], 3, *put_alpha[1][2:]]]]),
+        "revision out of sequence",
+        "a PUT of a checkpoint record must be its revision + 1",
+    )
+    # Deferred checks: a checkpoint record is decoded when first used, and must agree with its columns.
+    corrupt(
+        "v3-checkpoint-record-other-id",
+        v3_file([with_cp(records=[cp[5][1], cp[5][1], cp[5][2]])]),
+        "differs from its index",
+        "record 0's bytes are record 1's: its id is not its column's",
+        stage="fetch",
+    )
+    corrupt(
+        "v3-checkpoint-record-undecodable",
+        v3_file([with_cp(records=[b"\xc1", *cp[5][1:]])]),
+        "undecodable record",
+        "a packed record that is not msgpack",
+        stage="fetch",
+    )
+    corrupt(
+        "v3-checkpoint-record-malformed",
+        v3_file([with_cp(records=[packed(record(0)[:15]), *cp[5][1:]])]),
+        "malformed record",
+        "a packed record with 15 fields",
+        stage="fetch",
+    )
+    corrupt(
+        "v3-checkpoint-name-differs",
+        v3_file([with_cp(names=["not alpha", *cp[3][1:]])]),
+        "differs from its index",
+        "the name column is not the record's name",
+        stage="fetch",
+    )
+    corrupt(
+        "v3-checkpoint-created-differs",
+        v3_file([with_cp(created=[cp[2][0] - 1, *cp[2][1:]])]),
+        "differs from its index",
+        "the createdAt column is not the record's",
+        stage="fetch",
+    )
+    corrupt(
+        "v3-checkpoint-alias-differs",
+        v3_file([with_cp(aliases=["other", *cp[4][1:]])]),
+        "differs from its index",
+        "the alias column is not the record's alias",
+        stage="fetch",
     )
     return cases
 
