@@ -48,27 +48,29 @@ def vector_bytes() -> list[bytes]:
     return out
 
 
-def reference_vault() -> bytes:
-    for case in sorted((ROOT / "tests" / "vectors" / "cases").glob("ok-reference.vec")):
+def reference_vault(name: str = "ok-reference") -> bytes:
+    """A committed vector's vault bytes: ``ok-reference`` (format v1) or ``v3-ok-checkpoint-then-tail`` (v3)."""
+    for case in sorted((ROOT / "tests" / "vectors" / "cases").glob(f"{name}.vec")):
         return case.read_bytes().partition(b"\n\n")[2]
-    raise FileNotFoundError("tests/vectors/cases/ok-reference.vec (run tests/vectors/generate.py)")
+    raise FileNotFoundError(f"tests/vectors/cases/{name}.vec (run tests/vectors/generate.py)")
 
 
-def reference_log() -> tuple[bytes, Any, Any]:
-    """The reference vault, its subkeys (unlocked with the reference passphrase) and its verified log.
+def reference_log(name: str = "ok-reference") -> tuple[bytes, Any, Any]:
+    """A reference vault, its subkeys (unlocked with the reference passphrase) and its verified log.
 
     vault is imported here, not at module level, so a target's ``atheris.instrument_imports()``
     block is the first to import it.
     """
     from vault import _crypto, _format, _log
 
-    ref = reference_vault()
+    ref = reference_vault(name)
     slot = _format.decode_slot(ref[_format.SLOT_OFFSETS[0] : _format.SLOT_OFFSETS[1]])
     assert slot is not None
     kek = _crypto.derive_kek(REFERENCE_PASSPHRASE.encode(), slot.salt, slot.kdf)
     keys = _crypto.Keys.from_data_key(_crypto.open_box(kek, slot.wrapped)[:32])
     tag = ref[_format.HEADER_TAG_OFFSET : _format.SLOT_OFFSETS[0]]
-    return ref, keys, _log.read_log(keys, ref, _format.LOG_START, tag, 0, 0)
+    epoch = _format.decode_header(ref).epoch
+    return ref, keys, _log.read_log(keys, ref, _format.LOG_START, tag, epoch, 0)
 
 
 def replay(target: str, one: Callable[[bytes], None]) -> int:

@@ -1,4 +1,6 @@
-"""Fuzz target: the pre-authentication decoder (header, key slots, frame framing, torn-tail rule).
+"""Fuzz target: the pre-authentication decoder (header, key slots, frame framing, torn-tail rule),
+and the post-authentication decoders of records and of the v3 checkpoint (its columns, and its
+packed records applied to an index and decoded on use).
 
 These are the only parsers that see attacker bytes before any MAC is checked, plus the
 strict msgpack/padding decoders that run after authentication. Only documented
@@ -20,7 +22,7 @@ import atheris
 from _common import main, reference_vault
 
 with atheris.instrument_imports():
-    from vault import _crypto, _format, _log
+    from vault import _crypto, _format, _index, _log
     from vault.errors import VaultError
 
 # The reference vault's keys are fixed (its generator is seeded), so mutations of its frames
@@ -63,6 +65,18 @@ def one_input(data: bytes) -> None:
         _format.decode_value_plaintext(_format.pad(data, _format.VALUE_PAD), b"\0" * 16, "a" * 24, 1)
     with contextlib.suppress(ValueError):
         _format.json_copy_checked(obj)
+    if type(obj) is list and obj:
+        # The input as one op of a version-3 frame (a CHECKPOINT when it starts with 7), applied as
+        # open applies it (bulk) and as catch-up does; then every record it indexed is decoded.
+        for bulk in (True, False):
+            index = _index.Index()
+            with contextlib.suppress(VaultError):
+                index.apply_logged([obj], bulk=bulk, version=_format.VERSION)
+                if bulk:
+                    index.resort()
+                for _entry in index.iter_live():
+                    pass
+                index.page(ascending=False, cursor=None, count=5)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 Two kinds of input, told apart by the first byte:
 
 - even: the rest is a whole vault file, opened as it is;
-- odd: the rest is the plaintext of one more frame, sealed and chained onto the reference
-  vault with its own keys. This is a key-holding writer with a bug: it reaches everything
-  after authentication (msgpack, the record rules, the operation replay, value opening),
-  which blind mutation of sealed bytes never could.
+- odd: the rest is the plaintext of one more frame, sealed and chained onto a reference
+  vault with its own keys: the format-v1 reference (``ok-reference``), or with bit 1 of the
+  first byte set the format-v3 one (``v3-ok-checkpoint-then-tail``: a checkpoint and its log
+  tail, so a frame can hold CHECKPOINT ops and change checkpoint records). This is a
+  key-holding writer with a bug: it reaches everything after authentication (msgpack, the
+  record rules, the operation replay, the checkpoint's columns and its records decoded on use,
+  value opening), which blind mutation of sealed bytes never could.
 
 After ``open`` every secret is listed and fetched (which opens each value box). Only
 documented ``VaultError`` subclasses may escape.
@@ -30,21 +33,22 @@ with atheris.instrument_imports():
     import vault
     from vault import _crypto, _format
 
-_REF, _KEYS, _TAIL = reference_log()
+_REFS = {0: reference_log(), 2: reference_log("v3-ok-checkpoint-then-tail")}
 _DIR = scratch_dir()
 _PATH = _DIR / "fuzz.cbkv"
 
 
-def _seal_onto_reference(plaintext: bytes) -> bytes:
-    sealed = _crypto.seal(_KEYS.frame, _format.pad(plaintext, _format.FRAME_PAD))
+def _seal_onto_reference(which: int, plaintext: bytes) -> bytes:
+    ref, keys, tail = _REFS[which]
+    sealed = _crypto.seal(keys.frame, _format.pad(plaintext, _format.FRAME_PAD))
     body = _format.FRAME_HEAD.pack(len(sealed), len(sealed) ^ 0xFFFFFFFF) + sealed
-    return _REF + body + _crypto.mac(_KEYS.chain, _TAIL.tag + body)
+    return bytes(ref) + body + _crypto.mac(keys.chain, tail.tag + body)
 
 
 def build(data: bytes) -> bytes:
     if not data:
         return b""
-    return _seal_onto_reference(data[1:]) if data[0] & 1 else data[1:]
+    return _seal_onto_reference(data[0] & 2, data[1:]) if data[0] & 1 else data[1:]
 
 
 def one_input(data: bytes) -> None:
@@ -56,9 +60,11 @@ def one_input(data: bytes) -> None:
         os.close(fd)
     try:
         with vault.open(_PATH, REFERENCE_PASSPHRASE) as v:
-            for item in v.secret.list(take=100).items:
-                with contextlib.suppress(vault.CorruptVaultError):
-                    v.secret.fetch(item.id)
+            with contextlib.suppress(vault.CorruptVaultError):
+                # Listing decodes every checkpoint record on the page; one that fails is typed.
+                for item in v.secret.list(take=100).items:
+                    with contextlib.suppress(vault.CorruptVaultError):
+                        v.secret.fetch(item.id)
             len(v)
     except vault.VaultError:
         pass

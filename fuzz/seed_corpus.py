@@ -35,6 +35,24 @@ def frame_seeds() -> list[bytes]:
     return seeds
 
 
+def checkpoint_seeds() -> list[bytes]:
+    """Frame plaintexts for the v3 reference (a checkpoint of alpha, beta, gamma, then a PUT and a TRASH):
+    its own frames re-numbered to follow it, a second checkpoint of a new record, a PUT of a checkpoint
+    record, and the checkpoint op alone (fuzz_format's decoder)."""
+    _, _, log = reference_log("v3-ok-checkpoint-then-tail")
+    seeds = [_format.packb([1, log.seq, ops]) for ops in log.frames]
+    cp = next(op for ops in log.frames for op in ops if op[0] == _format.OP_CHECKPOINT)
+    record = _format.unpackb(cp[5][2])
+    fresh = list(record)
+    fresh[0], fresh[9] = "z" * 24, None
+    seeds.append(_format.packb([1, log.seq, [[7, ["z" * 24], [fresh[2]], [fresh[4]], [None], [_format.packb(fresh)]]]]))
+    newer = list(record)
+    newer[1] += 1
+    seeds.append(_format.packb([1, log.seq, [[_format.OP_PUT, newer]]]))
+    seeds.append(_format.packb(cp))
+    return seeds
+
+
 def write(target: str, blobs: list[bytes]) -> int:
     out = corpus_dir(target)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,8 +68,12 @@ def write(target: str, blobs: list[bytes]) -> int:
 
 def main() -> None:
     vectors = vector_bytes()
-    n1 = write("fuzz_format", vectors)
-    n2 = write("fuzz_open", [b"\0" + v for v in vectors] + [b"\1" + s for s in frame_seeds()])
+    checkpoints = checkpoint_seeds()
+    n1 = write("fuzz_format", vectors + checkpoints[-1:])
+    n2 = write(
+        "fuzz_open",
+        [b"\0" + v for v in vectors] + [b"\1" + s for s in frame_seeds()] + [b"\3" + s for s in checkpoints[:-1]],
+    )
     print(f"fuzz_format: {n1} seeds, fuzz_open: {n2} seeds")
 
 
