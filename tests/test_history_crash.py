@@ -1,6 +1,6 @@
-"""Crash safety of the v1 -> v2 upgrade: the first write to a v1 file rewrites it as v2 (temp, fsync,
-rename, directory fsync). A death after any I/O call leaves the v1 file as it was or the v2 file
-with the write, whole, in every crash image (tests/_faults.py)."""
+"""Crash safety of the upgrade: the first write to a v1 or v2 file rewrites it in the current version
+(3, with a checkpoint; temp, fsync, rename, directory fsync). A death after any I/O call leaves the old
+file as it was or the new file with the write, whole, in every crash image (tests/_faults.py)."""
 
 from __future__ import annotations
 
@@ -15,52 +15,60 @@ from tests._faults import Died, FaultIO, dump, freeze
 
 GOLDEN = Path(__file__).parent / "golden"
 CASE = json.loads((GOLDEN / "v1-expected.json").read_text())["v1-log.cbkv"]
+#: (golden file, its passphrase, the alias the write updates, the file's version)
+SOURCES = [
+    ("v1-log.cbkv", CASE["passphrase"], "payment", 1),
+    ("v2-log.cbkv", json.loads((GOLDEN / "v2-expected.json").read_text())["v2-log.cbkv"]["passphrase"], "rot", 2),
+]
 
 
 def _clock() -> int:
     return 1_800_000_000_000
 
 
-def _write(v: vault.Vault) -> None:
-    pay = v.secret.fetch("@payment")
+def _write(v: vault.Vault, alias: str = "payment") -> None:
+    pay = v.secret.fetch(f"@{alias}")
     v.secret.update(pay.id, value="sk_after_upgrade")
 
 
-def test_crash_after_every_io_call_of_the_upgrade(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "passphrase", "alias", "old"), SOURCES)
+def test_crash_after_every_io_call_of_the_upgrade(
+    tmp_path: Path, name: str, passphrase: str, alias: str, old: int
+) -> None:
     base = tmp_path / "base"
     base.mkdir()
-    shutil.copyfile(GOLDEN / "v1-log.cbkv", base / "v.cbkv")
+    shutil.copyfile(GOLDEN / name, base / "v.cbkv")
     (base / "v.cbkv").chmod(0o600)
-    with vault.open(base / "v.cbkv", CASE["passphrase"]) as v:
+    with vault.open(base / "v.cbkv", passphrase) as v:
         before = freeze(dump(v))
     dry = tmp_path / "dry"
     shutil.copytree(base, dry)
     io = FaultIO(armed=False)
-    with vault.open(dry / "v.cbkv", CASE["passphrase"], _io=io, clock=_clock) as v:
+    with vault.open(dry / "v.cbkv", passphrase, _io=io, clock=_clock) as v:
         io.arm()
-        _write(v)
+        _write(v, alias)
         total = io.count
         after = freeze(dump(v))
-    assert (dry / "v.cbkv").read_bytes()[8] == 2 and total >= 5
+    assert (dry / "v.cbkv").read_bytes()[8] == 3 and total >= 5
     seen = {"old": 0, "new": 0}
     for n in range(1, total + 1):
         work = tmp_path / f"run{n}"
         shutil.copytree(base, work)
         io = FaultIO(die_at=n, directory=work, armed=False)
-        v = vault.open(work / "v.cbkv", CASE["passphrase"], _io=io, clock=_clock)
+        v = vault.open(work / "v.cbkv", passphrase, _io=io, clock=_clock)
         io.arm()
         with pytest.raises(Died):
-            _write(v)
+            _write(v, alias)
         io.bury()
         for k, image in enumerate(io.images):
             where = tmp_path / f"img{n}-{k}"
             image.restore(where)
-            with vault.open(where / "v.cbkv", CASE["passphrase"]) as again:
+            with vault.open(where / "v.cbkv", passphrase) as again:
                 state = freeze(dump(again))
                 assert state in (before, after), f"died after call {n} ({io.calls[n - 1]}), image {image.kind}"
                 seen["old" if state == before else "new"] += 1
                 version = (where / "v.cbkv").read_bytes()[8]
-                assert version == (1 if state == before else 2)
+                assert version == (old if state == before else 3)
                 again.secret.create(name="after-crash")  # and it takes a write
         shutil.rmtree(work)
     assert seen["old"] and seen["new"]
