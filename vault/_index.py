@@ -51,6 +51,9 @@ _MISSING: Final = object()
 #: one checkpoint op, so open never decrypts more than about this much at once.
 CHECKPOINT_CHUNK: Final = 4096
 CHECKPOINT_BYTES: Final = 512 << 10
+#: How many decoded checkpoint records are kept (the most recently decoded): a loop over a few hot
+#: secrets decodes each once, and memory stays bounded however much of the vault is listed.
+DECODED_CACHE: Final = 512
 
 #: One undone step: ("rec", record id, its state before, dead before) or ("set", key, the value before
 #: or _MISSING, dead before). A record's state is (live entry, (trashed entry, deletedAt), history, gone key).
@@ -78,14 +81,19 @@ class Order:
     def __iter__(self) -> Iterator[tuple[int, str]]:
         return zip(self.created, self.ids, strict=True)
 
-    def _key(self, i: int) -> tuple[int, str]:
-        return self.created[i], self.ids[i]
-
+    # Bisection in C: first the run of equal createdAt in the array, then the id within that run
+    # (usually one element; a bulk import makes runs of a few dozen in one millisecond).
     def bisect_left(self, key: tuple[int, str]) -> int:
-        return bisect.bisect_left(range(len(self.ids)), key, key=self._key)
+        created, rid = key
+        lo = bisect.bisect_left(self.created, created)
+        hi = bisect.bisect_right(self.created, created, lo)
+        return bisect.bisect_left(self.ids, rid, lo, hi)
 
     def bisect_right(self, key: tuple[int, str]) -> int:
-        return bisect.bisect_right(range(len(self.ids)), key, key=self._key)
+        created, rid = key
+        lo = bisect.bisect_left(self.created, created)
+        hi = bisect.bisect_right(self.created, created, lo)
+        return bisect.bisect_right(self.ids, rid, lo, hi)
 
     def append(self, key: tuple[int, str]) -> None:
         self.created.append(key[0])
@@ -102,6 +110,7 @@ class Index:
     __slots__ = (
         "aliases",
         "dead",
+        "decoded",
         "entries",
         "gone",
         "history",
@@ -120,9 +129,12 @@ class Index:
         self.entries: dict[str, Entry] = {}
         # Checkpoint records not decoded yet: id -> the packed record. Disjoint from ``entries``.
         self.lazy: dict[str, bytes] = {}
-        # The (createdAt, id) columns of checkpoints read by a bulk load, merged into ``order`` by resort().
-        self.lazy_keys: list[tuple[list[int], list[str]]] = []
-        # Whether ``order`` is sorted and complete (false only inside a bulk load).
+        # Recently decoded ``lazy`` records (an id here is always in ``lazy``), oldest first.
+        self.decoded: dict[str, Entry] = {}
+        # The (createdAt, id, name) columns of checkpoints read by a bulk load: resort() merges them
+        # into ``order`` and ``names``.
+        self.lazy_keys: list[tuple[list[int], list[str], list[str]]] = []
+        # Whether ``order`` and ``names`` are complete (false only inside a bulk load).
         self.sorted = True
         self.order = Order()  # (createdAt, id), ascending: the cloud's sort
         self.aliases: dict[str, str] = {}
@@ -163,19 +175,31 @@ class Index:
         return record_id in self.entries or record_id in self.lazy
 
     def _decode_lazy(self, record_id: str, packed: bytes) -> Entry:
-        # Not cached: memory stays one bytes object per untouched secret however much is listed.
-        # The columns the record was indexed by must agree with it (else: a writer's bug).
+        # Kept decoded only in a small cache: memory stays one bytes object per secret however much
+        # is listed. The columns the record was indexed by must agree with it (else: a writer's bug).
+        hit = self.decoded.get(record_id)
+        if hit is not None:
+            return hit
         entry = _format.decode_packed(packed, record_id)
-        agrees = True
+        agrees = entry.alias is None or self.aliases.get(entry.alias) == record_id
         if self.sorted:
+            # (Inside a bulk load, createdAt and name are checked by resort(), against the columns.)
             key = (entry.created_at, record_id)
             i = self.order.bisect_left(key)
-            agrees = i < len(self.order) and self.order[i] == key
-        held = self.names.get(entry.name)
-        agrees = agrees and (held == record_id or (isinstance(held, set) and record_id in held))
-        agrees = agrees and (entry.alias is None or self.aliases.get(entry.alias) == record_id)
+            held = self.names.get(entry.name)
+            agrees = (
+                agrees
+                and i < len(self.order)
+                and self.order[i] == key
+                and (held == record_id or (isinstance(held, set) and record_id in held))
+            )
         if not agrees:
             raise corrupt(f"checkpoint record {record_id[:64]} differs from its index")
+        if self.sorted:  # (inside a bulk load the checks wait for resort(): nothing is cached yet)
+            decoded = self.decoded
+            if len(decoded) >= DECODED_CACHE:
+                del decoded[next(iter(decoded))]
+            decoded[record_id] = entry
         return entry
 
     def live(self, key: tuple[int, str]) -> bool:
@@ -436,6 +460,7 @@ class Index:
         old = self.entries.get(entry.id)
         if old is None and entry.id in self.lazy:
             old = self._decode_lazy(entry.id, self.lazy.pop(entry.id))
+            self.decoded.pop(entry.id, None)
         if old is not None:
             self._unindex(old, drop_order=keep_order and old.created_at != entry.created_at)
             if keep_order and old.created_at != entry.created_at:
@@ -465,7 +490,11 @@ class Index:
 
     def _take_live(self, record_id: str) -> Entry:
         packed = self.lazy.pop(record_id, None)
-        entry = self.entries.pop(record_id) if packed is None else self._decode_lazy(record_id, packed)
+        if packed is None:
+            entry = self.entries.pop(record_id)
+        else:
+            entry = self._decode_lazy(record_id, packed)
+            self.decoded.pop(record_id, None)
         self._unindex(entry, drop_order=True)
         self._maybe_prune()
         return entry
@@ -681,20 +710,17 @@ class Index:
         aliases.update(named)
         if len(aliases) != held + len(named):
             raise corrupt("two secrets share an alias")
-        names = self.names
-        fresh = dict(zip(cp.names, ids, strict=True))
-        if len(fresh) == n and names.keys().isdisjoint(fresh):
-            names.update(fresh)  # every name new: nearly always
-        else:
-            for name, rid in zip(cp.names, ids, strict=True):
-                self._index_name_of(name, rid)
         if self.gone:
             for rid in ids:
                 self.gone.pop(rid, None)
         if bulk:
-            self.lazy_keys.append((cp.created, ids))
+            # The name map and the order are built once, by resort(): one pass over every column
+            # instead of a lookup per record into a map that grows to a million names.
+            self.lazy_keys.append((cp.created, ids, cp.names))
             self.sorted = False
         else:
+            for name, rid in zip(cp.names, ids, strict=True):
+                self._index_name_of(name, rid)
             for key in zip(cp.created, ids, strict=True):
                 self._add_key(key)
 
@@ -705,19 +731,21 @@ class Index:
             raise corrupt(f"secret {entry.id} has a revision out of sequence")
 
     def resort(self) -> None:
-        """Build the list order after a bulk load: decoded records' keys and the checkpoints' columns."""
+        """After a bulk load: the list order and the name map, from decoded records and the checkpoints' columns."""
         columns, self.lazy_keys = self.lazy_keys, []
         eager = sorted((e.created_at, e.id) for e in self.entries.values())
         created = array("q")
         ids: list[str] = []
-        for times, names in columns:
+        names: list[str] = []
+        for times, column_ids, column_names in columns:
             created.extend(times)
-            ids.extend(names)
+            ids.extend(column_ids)
+            names.extend(column_names)
         lazy = self.lazy
         if len(ids) != len(lazy):
             # Some checkpoint records were replaced, trashed or deleted later in the log: drop their keys.
-            # Those were decoded before the order existed, so their createdAt is checked against the
-            # column here (the record became the first past revision, or went to the trash).
+            # Those were decoded before the columns were merged, so they are checked against them here
+            # (the record became the first past revision, or went to the trash).
             keep = []
             for i, rid in enumerate(ids):
                 if rid in lazy:
@@ -725,10 +753,21 @@ class Index:
                     continue
                 first = self.history.get(rid, ())
                 held = first[0] if first else (self.trash[rid][0] if rid in self.trash else None)
-                if held is not None and held.created_at != created[i]:
+                if held is not None and (held.created_at != created[i] or held.name != names[i]):
                     raise corrupt(f"checkpoint record {rid[:64]} differs from its index")
             created = array("q", [created[i] for i in keep])
             ids = [ids[i] for i in keep]
+            names = [names[i] for i in keep]
+        name_map = self.names
+        fresh: dict[str, str | set[str]] = dict(zip(names, ids, strict=True))
+        if len(fresh) == len(ids) and not name_map:
+            self.names = fresh  # every name distinct and nothing decoded holds one: the usual open
+        elif len(fresh) == len(ids) and len(name_map) < len(fresh) and not any(map(fresh.__contains__, name_map)):
+            fresh.update(name_map)
+            self.names = fresh
+        else:
+            for name, rid in zip(names, ids, strict=True):
+                self._index_name_of(name, rid)
         ascending = all(map(operator.lt, zip(created, ids, strict=True), zip(created[1:], ids[1:], strict=True)))
         if ascending and not eager:
             # The usual open of a compacted file: the checkpoint's own order, no tuple per secret.
