@@ -250,12 +250,18 @@ def pad(data: bytes, block: int) -> bytes:
 
 
 def unpad(data: bytes, block: int) -> bytes:
+    return data[: unpad_end(data, block)]
+
+
+def unpad_end(data: bytes, block: int) -> int:
+    """Where the padding starts. Only the last block is scanned: the marker is never further back,
+    and open unpads every frame (a copy of the whole plaintext per frame otherwise)."""
     if not data or len(data) % block:
         raise corrupt("bad padding")
-    end = len(data.rstrip(b"\0")) - 1
-    if end < 0 or data[end] != 0x80 or len(data) - end > block:
+    marker = len(data[-block:].rstrip(b"\0")) - 1
+    if marker < 0 or data[len(data) - block + marker] != 0x80:
         raise corrupt("bad padding")
-    return data[:end]
+    return len(data) - block + marker
 
 
 # --- msgpack ------------------------------------------------------------------------
@@ -270,7 +276,7 @@ def packb(obj: object) -> bytes:
     return data
 
 
-def unpackb(data: bytes) -> Any:
+def unpackb(data: bytes | memoryview) -> Any:
     """Strict decode of data that has already authenticated.
 
     Even authenticated data is decoded strictly (no ext types, str map keys, one
@@ -535,7 +541,7 @@ def encode_frame_plaintext(epoch: int, seq: int, ops: list[list[Any]]) -> bytes:
 
 
 def decode_frame_plaintext(plaintext: bytes, epoch: int, seq: int) -> list[Any]:
-    obj = unpackb(unpad(plaintext, FRAME_PAD))
+    obj = unpackb(memoryview(plaintext)[: unpad_end(plaintext, FRAME_PAD)])
     if type(obj) is not list or len(obj) != 3:
         raise corrupt("malformed frame")
     f_epoch, f_seq, ops = obj

@@ -133,7 +133,7 @@ class Index:
         self.decoded: dict[str, Entry] = {}
         # The (createdAt, id, name) columns of checkpoints read by a bulk load: resort() merges them
         # into ``order`` and ``names``.
-        self.lazy_keys: list[tuple[list[int], list[str], list[str]]] = []
+        self.lazy_keys: list[tuple[array[int], list[str], list[str]]] = []
         # Whether ``order`` and ``names`` are complete (false only inside a bulk load).
         self.sorted = True
         self.order = Order()  # (createdAt, id), ascending: the cloud's sort
@@ -716,7 +716,8 @@ class Index:
         if bulk:
             # The name map and the order are built once, by resort(): one pass over every column
             # instead of a lookup per record into a map that grows to a million names.
-            self.lazy_keys.append((cp.created, ids, cp.names))
+            # createdAt as an array now: the chunk's int objects (32 bytes each) are freed with it.
+            self.lazy_keys.append((array("q", cp.created), ids, cp.names))
             self.sorted = False
         else:
             for name, rid in zip(cp.names, ids, strict=True):

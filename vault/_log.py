@@ -106,7 +106,7 @@ def iter_log(keys: _crypto.Keys, data: bytes | memoryview, epoch: int, out: LogR
             break
         body = bytes(view[pos:body_end])
         tag = bytes(view[body_end:end])
-        if not _crypto.macs_equal(_crypto.mac(keys.chain, out.tag + body), tag):
+        if not _crypto.macs_equal(_crypto.mac_chained(keys.chain, out.tag, body), tag):
             if end == n and tail_is_torn(view[pos:]):
                 out.torn = True
                 break
