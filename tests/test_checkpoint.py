@@ -86,7 +86,7 @@ def _index_state(index: Index) -> dict[str, Any]:
         "trash": {rid: [e.to_list(), at] for rid, (e, at) in sorted(index.trash.items())},
         "settings": index.settings,
         "aliases": dict(sorted(index.aliases.items())),
-        "names": {k: sorted(v) if isinstance(v, set) else [v] for k, v in sorted(index.names.items())},
+        "names": {k: sorted(v) if isinstance(v, set) else [v] for k, v in sorted(index.name_map().items())},
     }
 
 
@@ -251,6 +251,26 @@ def test_a_large_checkpoint_spans_frames_and_pages_the_same(tmp_path: Path) -> N
         # (name) finds the oldest of the secrets sharing it, from the checkpoint's name column.
         assert v.secret.fetch("(s3)").id == ids[3]
     assert _opened_state(path) == _index_state(_full_replay(path))
+
+
+def test_a_name_column_that_is_not_the_records_name_is_found_by_name() -> None:
+    """A key-holding writer's bug (docs/FORMAT.md §15.2): the name map is built from the name column when a
+    lookup by name first needs it, and every record found there is checked against the column."""
+    entry = [
+        "a" * 24, 1, 1_700_000_000_000, 1_700_000_000_000, "alpha", "", "shared", "plain", "private",
+        None, None, None, None, 0, None, {},
+    ]  # fmt: skip
+    op = [_format.OP_CHECKPOINT, ["a" * 24], [entry[2]], ["not alpha"], [None], [_format.packb(entry)]]
+    index = Index()
+    index.apply_logged([op], bulk=True, version=3)
+    index.resort()
+    assert index.resolve("a" * 24).name == "alpha"  # by id: decoded and checked, but the name map is not built
+    with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
+        index.resolve("(not alpha)")
+    with pytest.raises(vault.NotFoundError):
+        index.resolve("(alpha)")
+    with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
+        index.get("a" * 24)  # once the name map is built, every decode checks the name too
 
 
 # --- tamper: every bit flip and truncation of a checkpoint + tail --------------------------------

@@ -117,6 +117,7 @@ class Index:
         "lazy",
         "lazy_keys",
         "names",
+        "names_pending",
         "order",
         "retention",
         "settings",
@@ -141,6 +142,10 @@ class Index:
         # name -> the id holding it, or a set of ids when several share it. Names are nearly
         # always unique, and a one-element set per secret would cost ~240 bytes each.
         self.names: dict[str, str | set[str]] = {}
+        # (names, ids) columns of checkpoints not merged into ``names`` yet: a map of a million names
+        # costs ~0.3 s and ~40 MB, and only a lookup by name needs it (name_map() builds it then).
+        # Every other change to ``names`` works on the partial map; the merge skips ids no longer packed.
+        self.names_pending: list[tuple[list[str], list[str]]] = []
         self.settings: dict[str, Any] = {}
         # Sort keys of rows deleted since the last compaction: a cursor naming one still pages
         # on, and no new record takes an id the log still holds.
@@ -186,13 +191,10 @@ class Index:
             # (Inside a bulk load, createdAt and name are checked by resort(), against the columns.)
             key = (entry.created_at, record_id)
             i = self.order.bisect_left(key)
-            held = self.names.get(entry.name)
-            agrees = (
-                agrees
-                and i < len(self.order)
-                and self.order[i] == key
-                and (held == record_id or (isinstance(held, set) and record_id in held))
-            )
+            agrees = agrees and i < len(self.order) and self.order[i] == key
+            if agrees and not self.names_pending:
+                held = self.names.get(entry.name)
+                agrees = held == record_id or (isinstance(held, set) and record_id in held)
         if not agrees:
             raise corrupt(f"checkpoint record {record_id[:64]} differs from its index")
         if self.sorted:  # (inside a bulk load the checks wait for resort(): nothing is cached yet)
@@ -201,6 +203,24 @@ class Index:
                 del decoded[next(iter(decoded))]
             decoded[record_id] = entry
         return entry
+
+    def name_map(self) -> dict[str, str | set[str]]:
+        """Name -> the id holding it (a set of ids when several share it), checkpoint columns merged in."""
+        pending, self.names_pending = self.names_pending, []
+        if pending:
+            self.decoded.clear()  # decoded before the names could be checked: decode (and check) again
+        lazy = self.lazy
+        for column_names, ids in pending:
+            live = [(name, rid) for name, rid in zip(column_names, ids, strict=True) if rid in lazy]
+            fresh: dict[str, str | set[str]] = dict(live)
+            names = self.names
+            if len(fresh) == len(live) and len(names) <= len(fresh) and not any(map(fresh.__contains__, names)):
+                fresh.update(names)  # every name new and distinct: nearly always
+                self.names = fresh
+            else:
+                for name, rid in live:
+                    self._index_name_of(name, rid)
+        return self.names
 
     def live(self, key: tuple[int, str]) -> bool:
         rid = key[1]
@@ -239,7 +259,7 @@ class Index:
                 # A checkpoint's alias column that its record does not carry: a writer's bug.
                 raise corrupt(f"checkpoint record {entry.id} differs from its index")
         elif len(identifier) >= 2 and identifier[0] == "(" and identifier[-1] == ")":
-            held = self.names.get(identifier[1:-1])
+            held = self.name_map().get(identifier[1:-1])
             ids = (held,) if isinstance(held, str) else held
             if ids:
                 found = [e for e in map(self.get, ids) if e is not None]
@@ -389,7 +409,7 @@ class Index:
         # Names and aliases of packed records, without decoding them: the index maps inverted.
         alias_of = dict(zip(self.aliases.values(), self.aliases.keys(), strict=True))
         name_of: dict[str, str] = {}
-        for name, held in self.names.items():
+        for name, held in self.name_map().items():
             if isinstance(held, str):
                 name_of[held] = name
             else:
@@ -720,6 +740,7 @@ class Index:
             self.lazy_keys.append((array("q", cp.created), ids, cp.names))
             self.sorted = False
         else:
+            self.name_map()  # the pending columns first: none of them may name a re-used id
             for name, rid in zip(cp.names, ids, strict=True):
                 self._index_name_of(name, rid)
             for key in zip(cp.created, ids, strict=True):
@@ -759,21 +780,26 @@ class Index:
             created = array("q", [created[i] for i in keep])
             ids = [ids[i] for i in keep]
             names = [names[i] for i in keep]
-        name_map = self.names
-        fresh: dict[str, str | set[str]] = dict(zip(names, ids, strict=True))
-        if len(fresh) == len(ids) and not name_map:
-            self.names = fresh  # every name distinct and nothing decoded holds one: the usual open
-        elif len(fresh) == len(ids) and len(name_map) < len(fresh) and not any(map(fresh.__contains__, name_map)):
-            fresh.update(name_map)
-            self.names = fresh
-        else:
-            for name, rid in zip(names, ids, strict=True):
-                self._index_name_of(name, rid)
+        if names:
+            self.names_pending.append((names, ids))
         ascending = all(map(operator.lt, zip(created, ids, strict=True), zip(created[1:], ids[1:], strict=True)))
-        if ascending and not eager:
-            # The usual open of a compacted file: the checkpoint's own order, no tuple per secret.
+        if ascending:
+            # The usual open of a compacted file: the checkpoint's own order, no tuple per secret; the
+            # few decoded records (with history, in the trash, or from the tail) are merged in by slices.
             order = Order()
             order.created, order.ids = created, ids
+            if eager:
+                at = [order.bisect_left(key) for key in eager]
+                merged = Order()
+                start = 0
+                for pos, key in zip(at, eager, strict=True):
+                    merged.created.extend(created[start:pos])
+                    merged.ids.extend(ids[start:pos])
+                    merged.append(key)
+                    start = pos
+                merged.created.extend(created[start:])
+                merged.ids.extend(ids[start:])
+                order = merged
         else:
             order = Order(sorted([*eager, *zip(created, ids, strict=True)]))
         self.order = order
