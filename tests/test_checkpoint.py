@@ -273,6 +273,27 @@ def test_a_name_column_that_is_not_the_records_name_is_found_by_name() -> None:
         index.get("a" * 24)  # once the name map is built, every decode checks the name too
 
 
+def test_names_are_found_after_writes_that_precede_the_first_lookup_by_name(tmp_path: Path) -> None:
+    """The name map of checkpoint records is built on the first lookup by name; writes made before it
+    (which change the list order) must not disturb it (hypothesis found it sharing the order's list)."""
+    path = tmp_path / "n.cbkv"
+    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        kept = v.secret.create(name="kept", value="k")
+        gone = v.secret.create(name="gone")
+        v.secret.create(name="")
+        v.compact()
+    with vault.open(path, PASSPHRASE) as v:
+        v.secret.create(name="new")  # appended to the order the pending name column was built beside
+        v.secret.create(name="")
+        v.secret.delete(gone.id)
+        assert v.secret.fetch("(kept)").id == kept.id
+        assert v.secret.fetch("(new)").name == "new"
+        with pytest.raises(vault.NotFoundError):
+            v.secret.fetch("(gone)")
+        v.compact()
+    assert _opened_state(path) == _index_state(_full_replay(path))
+
+
 # --- tamper: every bit flip and truncation of a checkpoint + tail --------------------------------
 
 

@@ -781,7 +781,8 @@ class Index:
             ids = [ids[i] for i in keep]
             names = [names[i] for i in keep]
         if names:
-            self.names_pending.append((names, ids))
+            # A copy of the ids: the list itself may become the order's, which later writes change.
+            self.names_pending.append((names, list(ids)))
         ascending = all(map(operator.lt, zip(created, ids, strict=True), zip(created[1:], ids[1:], strict=True)))
         if ascending:
             # The usual open of a compacted file: the checkpoint's own order, no tuple per secret; the
