@@ -294,6 +294,21 @@ def test_names_are_found_after_writes_that_precede_the_first_lookup_by_name(tmp_
     assert _opened_state(path) == _index_state(_full_replay(path))
 
 
+def test_a_checkpoint_read_by_catch_up_that_takes_a_deleted_id_lists_it_once() -> None:
+    """Catch-up (not a full load) applying a CHECKPOINT whose id was deleted earlier in the log (allowed,
+    as for a PUT): the deleted row's stale sort key must not read as a second row of the new record."""
+    first = ["a" * 24, 1, 5, 5, "n", "", "shared", "plain", "private", None, None, None, None, 0, None, {}]
+    again = [*first[:2], 9, 9, *first[4:]]
+    index = Index()
+    index.apply_logged([[_format.OP_PUT, first]], bulk=False, version=3)
+    index.apply_logged([[_format.OP_DELETE, "a" * 24]], bulk=False, version=3)
+    index.apply_logged(
+        [[_format.OP_CHECKPOINT, ["a" * 24], [9], ["n"], [None], [_format.packb(again)]]], bulk=False, version=3
+    )
+    assert [e.created_at for e in index.page(ascending=True, cursor=None, count=10)] == [9]
+    assert list(index.order) == [(9, "a" * 24)]
+
+
 # --- tamper: every bit flip and truncation of a checkpoint + tail --------------------------------
 
 
