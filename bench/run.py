@@ -6,7 +6,9 @@
 
 Both also run the start-up and unlock-agent rows (bench/_startup.py): the bare interpreter,
 ``cbk-vault --version``, ``fetch --reveal`` cold and through the agent, ``pass show`` when
-installed, and 1 or 4 writer processes directly on the file and through the agent.
+installed, and 1 or 4 writer processes directly on the file and through the agent; and the
+stand-in under load (bench/serve_load.py): ``cbk-vault serve`` with 32 clients fetching at
+once (10 s measured; 2 s in ``--quick``).
 
 Writes bench/results.json, bench/results.md and bench/chart.png (``--out DIR`` to write
 elsewhere; a quick run keeps nothing unless ``--out`` is given, so CI never dirties the
@@ -522,6 +524,11 @@ class Bench:
 
         startup = measure_startup(self.quick, self.dir, log=self.log)
 
+        # The stand-in under load: `cbk-vault serve` in a subprocess, 32 clients in another.
+        from serve_load import measure as measure_serve_load
+
+        serve_load = measure_serve_load(self.quick, self.dir, log=self.log)
+
         peers = self._peers()
         self.loads.append(("end", load()))
         return {
@@ -534,6 +541,7 @@ class Bench:
             "memory": memory,
             "peers": peers,
             "startup": startup,
+            "serve_load": serve_load,
             "rows": self.rows,
             **self.extra,
         }
@@ -722,6 +730,9 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     from _startup import goals as startup_goals
 
     out += startup_goals(results["startup"])
+    from serve_load import goals as serve_load_goals
+
+    out += serve_load_goals(results["serve_load"])
     return out
 
 
@@ -787,6 +798,8 @@ def summary(results: dict[str, Any]) -> str:
         "",
         *startup_lines(results["startup"]),
         "",
+        *serve_load_lines(results["serve_load"]),
+        "",
         "goals:",
     ]
     for g in results["goals"]:
@@ -843,6 +856,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *startup_lines(results["startup"]),
         "",
+        *serve_load_lines(results["serve_load"]),
+        "",
         "| goal | figure | |",
         "|---|---:|---|",
     ]
@@ -856,6 +871,12 @@ def startup_lines(startup: dict[str, Any]) -> list[str]:
     from _startup import lines
 
     return lines(startup)
+
+
+def serve_load_lines(serve_load: dict[str, Any]) -> list[str]:
+    from serve_load import lines
+
+    return lines(serve_load)
 
 
 def _writers_line(results: dict[str, Any]) -> str:
