@@ -20,6 +20,7 @@ leaks, and the refusal is a typed ``VaultError`` with a code.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -41,7 +42,7 @@ from tests.conftest import FAST, PASSPHRASE
 from tests.fakecloud import FakeCloud, Request
 from tests.test_cli import SECRETS, cli, error_line, ok
 from vault import _asgi, _http
-from vault._api import SecretApi
+from vault._api import ListQuery, SecretApi
 from vault._http import StandInServer
 from vault._vault import raw_records
 from vault.cli import _formats as formats
@@ -118,6 +119,20 @@ def _raw_exchange(port: int, data: bytes, *, wait: float = 30.0) -> bytes:
     return b"".join(chunks)
 
 
+def _dechunked(body: bytes) -> bytes:
+    """A chunked body's data; AssertionError when its framing is broken."""
+    out = []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            assert body == b"\r\n"
+            return b"".join(out)
+        out.append(body[:size])
+        assert body[size : size + 2] == b"\r\n"
+        body = body[size + 2 :]
+
+
 def _closed_by_server(sock: socket.socket, wait: float = 30.0) -> bool:
     """Whether the server closes the connection (after whatever answer it sends) within ``wait``."""
     sock.settimeout(wait)
@@ -183,6 +198,25 @@ class TestStandInClient:
         with StandInServer(v) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(b"GET /api/v1/secret/list HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
             assert _closed_by_server(sock)
+
+    def test_a_long_streamed_list_arrives_whole_through_the_held_writes(self, v: vault.Vault) -> None:
+        # The transport holds writes until the loop's next turn or 64 KiB; a list longer than that
+        # must still arrive whole and in order, under the transport's flow control.
+        with v.batch():
+            for i in range(300):
+                v.secret.create(name=f"svc-{i:03}", description="d" * 400)
+        with StandInServer(v) as server:
+            request = (
+                b"GET /api/v1/secret/list?take=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                b"Accept: application/jsonl\r\nConnection: close\r\n\r\n" % server.token.encode()
+            )
+            answer = _raw_exchange(server.port, request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+        lines = _dechunked(body).splitlines()
+        expected = [e["data"]["name"] for e in SecretApi(v).stream(ListQuery.from_pairs([("take", "1000")]))]
+        assert len(body) > 1 << 17 and [json.loads(line)["data"]["name"] for line in lines] == expected
+        assert len(expected) == 300
 
     def test_a_client_that_never_sends_its_body_is_cut_off(
         self, v: vault.Vault, monkeypatch: pytest.MonkeyPatch
@@ -1772,3 +1806,58 @@ def test_a_first_sync_against_a_malformed_listing_writes_nothing_at_all(
         run(v, hostile)
     assert w.snapshot() == before
     w.assert_intact()
+
+
+class _RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def test_the_stand_in_sends_one_steps_writes_as_one_and_keeps_their_bytes() -> None:
+    # uvicorn writes an answer's head and body apart; held to the loop's next turn, they leave as
+    # one send. Nothing is lost, reordered or written after close, and a close sends what is held.
+    async def run() -> list[bytes]:
+        real = _RecordingTransport()
+        held = _http._CoalescingTransport(real, asyncio.get_running_loop())
+        held.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        held.write(b"")
+        held.write(bytearray(b"{}"))
+        assert real.writes == []
+        await asyncio.sleep(0)
+        assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+        held.write(b"a")
+        held.write(b"b" * (1 << 16))  # the limit: sent at once, not at the next turn
+        assert real.writes[-1] == b"a" + b"b" * (1 << 16)
+        held.write(b"last")
+        held.close()
+        assert real.writes[-1] == b"last" and real.closed
+        held.write(b"after close")
+        await asyncio.sleep(0)
+        return real.writes
+
+    writes = asyncio.run(run())
+    assert writes[-1] == b"last" and len(writes) == 3
+
+    async def aborted() -> list[bytes]:
+        real = _RecordingTransport()
+        held = _http._CoalescingTransport(real, asyncio.get_running_loop())
+        held.write(b"dropped")
+        held.abort()
+        await asyncio.sleep(0)
+        return real.writes
+
+    assert asyncio.run(aborted()) == []
