@@ -671,30 +671,36 @@ async def _read_body(exchange: _Exchange) -> bytes:
     chunks: list[bytes] = []
     size = 0
 
-    async def collect() -> None:
+    def take(message: Message) -> bool:
+        """One message of the body in; whether it was the last."""
         nonlocal size
-        while True:
-            message = await exchange.receive()
-            if message["type"] == "http.disconnect":
-                raise _ParserError(400, "Invalid body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            exchange.body_done = not message.get("more_body", False)
-            if size > MAX_BODY:
-                raise _too_large()
-            chunks.append(chunk)
-            if exchange.body_done:
-                return
+        if message["type"] == "http.disconnect":
+            raise _ParserError(400, "Invalid body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        exchange.body_done = not message.get("more_body", False)
+        if size > MAX_BODY:
+            raise _too_large()
+        chunks.append(chunk)
+        return exchange.body_done
 
-    try:
-        if sys.version_info >= (3, 11):
-            # The deadline on this task itself: wait_for would run collect() as a task of its own,
-            # one more task and one more trip through the event loop for every request.
-            async with asyncio.timeout(BODY_TIMEOUT):
-                await collect()
-        else:
-            await asyncio.wait_for(collect(), BODY_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise _ParserError(400, "Invalid body") from None
+    async def collect() -> None:
+        while not take(await exchange.receive()):
+            pass
+
+    # A request that announces no body (most: every GET) is whole once its headers are in, so its
+    # one receive cannot wait (h11 ends such a request at its headers) and needs no timer; one
+    # that announces a body, or somehow goes on, is read under BODY_TIMEOUT.
+    if exchange.headers.has_body() or not take(await exchange.receive()):
+        try:
+            if sys.version_info >= (3, 11):
+                # The deadline on this task itself: wait_for would run collect() as a task of its
+                # own, one more task and one more trip through the event loop for every request.
+                async with asyncio.timeout(BODY_TIMEOUT):
+                    await collect()
+            else:
+                await asyncio.wait_for(collect(), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise _ParserError(400, "Invalid body") from None
     exchange.body_read = True
     return b"".join(chunks)

@@ -266,6 +266,9 @@ class StandInServer:
             log_config=None,
             log_level="critical",  # the application reports what matters; clients that hang up are routine
             access_log=False,
+            # No proxy sits in front of a loopback stand-in, and the application reads neither the
+            # client address nor the scheme: X-Forwarded-* rewriting would be work on every request.
+            proxy_headers=False,
             timeout_keep_alive=int(HEADER_TIMEOUT),
             server_header=False,
             date_header=False,
