@@ -315,6 +315,10 @@ def measure(
         "server_cpu_per_fetch_s": None if server_cpu is None or not ok else server_cpu / ok,
         "client_cpu_per_fetch_s": run["client_cpu_s"] / ok if ok else None,
         "machine_busy": run["machine_busy"],
+        # What the rest of the machine took meanwhile, in cores: the neighbours the server competed with.
+        "others_cpu_share": None
+        if server_cpu is None
+        else max(0.0, run["machine_busy"] * (os.cpu_count() or 1) - (server_cpu + run["client_cpu_s"]) / wall),
         "load_before": run["load_before"],
         "load_after": run["load_after"],
         "server_exit_code": exit_code,
@@ -362,7 +366,8 @@ def lines(r: dict[str, Any]) -> list[str]:
     return [
         f"stand-in under load (`cbk-vault serve`, uvicorn + h11, one process; {r['n']:,} secrets; {r['clients']} "
         f"closed-loop keep-alive clients in another process; {r['duration_s']:.1f} s measured; load "
-        f"{lb[0]:.2f} -> {la[0]:.2f}; machine {r['machine_busy'] * 100:.0f} % busy over both CPUs"
+        f"{lb[0]:.2f} -> {la[0]:.2f}; machine {r['machine_busy'] * 100:.0f} % busy over all CPUs, other processes "
+        f"{_share(r['others_cpu_share'])} cores"
         f"{'; server under cProfile' if r['profiled'] else ''}):",
         "",
         "| fetches/s | p50 | p95 | p99 | max | errors | server CPU (cores) | client CPU (cores) "
