@@ -5,7 +5,11 @@
 The stand-in's event loop runs on a thread of its own (``vault._http.StandInServer``), and
 cProfile only sees the thread that enabled it, so the server's ``_run`` is wrapped here to
 profile that thread; the stats are written when the server stops (SIGTERM, as usual). Nothing
-in the package is changed or needs a hook for this.
+in the package is changed or needs a hook for this. cProfile's clock is wall time: on a busy
+machine a system call that the scheduler stretched (a loopback ``send`` wakes the client) looks
+costlier than its CPU. Timing by the thread's CPU clock instead costs a system call per event and
+multiplied the profiled cost per fetch by ten here, so serve_load.py's unprofiled per-layer
+figures are the ones to quote; the profile says where inside a layer the time goes.
 """
 
 from __future__ import annotations

@@ -180,7 +180,8 @@ def layers(path: Path, ids: list[str], count: int) -> dict[str, float]:
 
     ``route``: ``SecretApi.fetch`` (identifier, lookup with the engine's catch-up check, the
     item dict); ``app``: the whole ASGI application, from the scope to the last ``send``
-    (routing, Host check, body read, token, JSON encoding, headers) with a no-op ``send``.
+    (routing, Host check, body read, token, JSON encoding, headers) with a no-op ``send``;
+    ``h11``: uvicorn's HTTP/1.1 library alone, one request parsed and its answer encoded.
     """
     with vault.open(path, PASS) as v:
         app = StandInApp(v, token="t", loopback_only=True)
@@ -222,7 +223,31 @@ def layers(path: Path, ids: list[str], count: int) -> dict[str, float]:
                     out.append(clock() - t)
             return statistics.median(out) / 1e9
 
-        return {"route_s": _median_time(route, count), "app_s": asyncio.run(timed_app())}
+        return {"route_s": _median_time(route, count), "app_s": asyncio.run(timed_app()), "h11_s": _h11_cost(count)}
+
+
+def _h11_cost(count: int) -> float:
+    """h11 alone (uvicorn's HTTP/1.1 protocol): parse one fetch request, encode its answer, next cycle."""
+    import h11
+
+    request = (
+        b"GET " + FETCH_PATH.format(id="a" * 24).encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:40000\r\n"
+        b"Authorization: Bearer sk-bench-" + b"0" * 32 + b"\r\nAccept: application/json\r\n\r\n"
+    )
+    body = b"x" * 330  # about a fetch answer's size
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"330"), (b"cache-control", b"no-store")]
+    conn = h11.Connection(h11.SERVER)
+
+    def exchange(_: int) -> None:
+        conn.receive_data(request)
+        conn.next_event()  # the request
+        conn.next_event()  # its end
+        conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+        conn.send(h11.Data(data=body))
+        conn.send(h11.EndOfMessage())
+        conn.start_next_cycle()
+
+    return _median_time(exchange, count)
 
 
 def _median_time(fn: Callable[[int], None], count: int) -> float:
@@ -379,8 +404,9 @@ def lines(r: dict[str, Any]) -> list[str]:
         f"| {_us(r['client_cpu_per_fetch_s'])} |",
         "",
         f"Per fetch, in process without a socket (medians): the route (`SecretApi.fetch`) {_us(lay['route_s'])}, "
-        f"the whole ASGI application {_us(lay['app_s'])}; the rest of the server's CPU per fetch, "
-        f"{_us(below)}, is uvicorn, h11, asyncio and the socket.",
+        f"the whole ASGI application {_us(lay['app_s'])}, h11 alone (parse the request, encode the answer) "
+        f"{_us(lay['h11_s'])}; the rest of the server's CPU per fetch beside the application, {_us(below)}, is "
+        "uvicorn, h11, asyncio and the kernel's socket work.",
     ]
 
 
