@@ -310,7 +310,11 @@ def measure(
     finally:
         exit_code = server.stop()
         # What the server said beyond its start-up line (an internal error, a traceback) is reported.
-        server_stderr = server._stderr().splitlines()[1:]
+        server_stderr = [
+            line
+            for line in server._stderr().splitlines()
+            if not line.startswith("cbk-vault serve: ChatBotKit secret API")
+        ]
     log("serve load: per-layer costs in process")
     layer = layers(path, ids, 500 if quick else 3000)
     path.unlink()  # the next measurement in the same scratch directory builds its own
