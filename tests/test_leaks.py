@@ -273,3 +273,27 @@ def test_internal_objects_hide_their_secrets(tmp_path: Path) -> None:
     assert repr(entry) == f"Entry(id={'a' * 24!r}, rev=1)"
     with pytest.raises(TypeError):
         pickle.dumps(entry)
+
+
+def test_a_value_that_fails_to_decode_leaves_no_plaintext_in_the_exception_chain(tmp_path: Path) -> None:
+    # A box that opens (ours) but holds one byte past the msgpack object: msgpack's ExtraData
+    # error carries the decoded [vault id, record id, revision, value] in its repr.
+    from vault import _crypto, _format
+    from vault._vault import engine_of
+
+    with vault.init(tmp_path / "x.cbkv", "pass phrase", kdf=FAST) as v:
+        s = v.secret.create(name="k", value="placeholder")
+        engine = engine_of(v)
+        keys = engine.keys()
+        plain = _format.packb([keys.vault_id, s.id, 1, "hunter2-TOPSECRET"]) + b"\0"
+        with engine.reading() as index:
+            index.entries[s.id].value_box = _crypto.seal(keys.keys.value, _format.pad(plain, _format.VALUE_PAD))
+        with pytest.raises(vault.CorruptVaultError) as info:
+            v.secret.fetch(s.id)
+    chain = []
+    error: BaseException | None = info.value
+    while error is not None:
+        chain.append(repr(error))
+        error = error.__cause__ or error.__context__
+    assert "TOPSECRET" not in " ".join(chain)
+    assert "TOPSECRET" not in "".join(traceback.format_exception(info.value))

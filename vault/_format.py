@@ -285,8 +285,12 @@ def unpackb(data: bytes | memoryview) -> Any:
     """
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_no_ext)
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise corrupt("undecodable record") from exc
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError):
+        pass
+    # Raised outside the handler, so neither __cause__ nor __context__ holds msgpack's error:
+    # ExtraData carries the decoded object (a value's plaintext, for a value box) in its repr,
+    # and loggers, error trackers and pytest repr the chain.
+    raise corrupt("undecodable record")
 
 
 # --- records ------------------------------------------------------------------------
