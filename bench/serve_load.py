@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import secrets
@@ -273,6 +274,9 @@ def measure(
     server_src: Path | None = None,
 ) -> dict[str, Any]:
     """Build, serve, load, stop; the figures as a dict (bench/run.py keeps it in results.json)."""
+    if server_src is None and importlib.util.find_spec("uvicorn") is None:
+        # The benchmark installs nothing: without the serve extra the row says so, as a peer's does.
+        return {"skipped": "uvicorn is not installed (pip install 'cbk-vault[serve]')", "quick": quick}
     warmup = 0.5 if quick else 1.0
     duration = duration or (2.0 if quick else 10.0)
     path = scratch / "serve-load.cbkv"
@@ -359,6 +363,8 @@ def measure(
 def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
     """The stand-in's load goals, met or not, with their figures (issue 16)."""
     tag = " (quick run)" if r["quick"] else ""
+    if "skipped" in r:
+        return [{"goal": f"stand-in under load{tag}", "figure": f"not measured: {r['skipped']}", "met": None}]
     return [
         {
             "goal": f"stand-in: >= 2,000 fetches/s with {r['clients']} clients on loopback{tag}",
@@ -388,6 +394,8 @@ def _us(x: float | None) -> str:
 
 def lines(r: dict[str, Any]) -> list[str]:
     """The figures as Markdown lines (bench/run.py prints them and puts them in results.md)."""
+    if "skipped" in r:
+        return [f"stand-in under load: not measured: {r['skipped']}"]
     lb, la = r["load_before"], r["load_after"]
     lay = r["layers"]
     per = r["server_cpu_per_fetch_s"]
