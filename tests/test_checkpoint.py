@@ -309,6 +309,188 @@ def test_a_checkpoint_read_by_catch_up_that_takes_a_deleted_id_lists_it_once() -
     assert list(index.order) == [(9, "a" * 24)]
 
 
+# --- a key holder's (buggy) writer: what the deferred checks must catch (review of the checkpoint) ---
+
+
+def _rewrite(path: Path, mutate: Any) -> None:
+    """Re-seal and re-chain every frame with the file's own keys: what a key holder's buggy writer can write."""
+    from vault import _keys
+
+    data = path.read_bytes()
+    unlocked = _keys.unlock(data[:LOG_START], PASSPHRASE.encode())
+    header = unlocked.keys.check_header(data[:LOG_START])
+    tag = data[_format.HEADER_TAG_OFFSET : _format.HEADER_TAG_OFFSET + _crypto.TAG_SIZE]
+    frames = mutate(_log.read_log(unlocked.keys.keys, data, LOG_START, tag, header.epoch, 0).frames)
+    out = [data[:LOG_START]]
+    for seq, ops in enumerate(frames):
+        frame, tag = _log.seal_frame(unlocked.keys.keys, tag, header.epoch, seq, ops)
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+
+
+def _three(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A compacted vault of three aliased secrets: one CHECKPOINT op, first frame."""
+    path = tmp_path / "v.cbkv"
+    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        ids = [v.secret.create(name=f"s{i}", value=f"V{i}", alias=f"a{i}").id for i in range(3)]
+        v.compact()
+    return path, ids
+
+
+def test_a_checkpoint_at_open_that_takes_a_deleted_id_lists_it_once_and_compacts(tmp_path: Path) -> None:
+    """§15.2 lets a checkpoint take an id deleted earlier in the log. At open (a bulk load) the first
+    checkpoint's column row of that id must not survive beside the second's: the record listed twice,
+    its old name resolved to a corrupt record, and compaction wrote the id twice (a file that no longer opened)."""
+    path = tmp_path / "v.cbkv"
+    with vault.init(path, PASSPHRASE, kdf=FAST) as v:
+        v.secret.create(name="keep", value="k")
+        v.secret.create(name="r", value="r1", alias="x")
+        v.compact()
+
+    def mutate(frames: list[list[Any]]) -> list[list[Any]]:
+        cp = frames[0][0]
+        i = cp[3].index("r")
+        rid = cp[1][i]
+        e = msgpack.unpackb(cp[5][i], raw=False)
+        e[2] = e[3] = e[2] + 1000
+        e[4], e[9] = "r-again", "y"
+        again = [_format.OP_CHECKPOINT, [rid], [e[2]], ["r-again"], ["y"], [_format.packb(e)]]
+        return [*frames, [[_format.OP_DELETE, rid]], [again]]
+
+    _rewrite(path, mutate)
+    with vault.open(path, PASSPHRASE) as v:
+        assert sorted(s.name for s in v.secret.list()) == ["keep", "r-again"]
+        with pytest.raises(vault.NotFoundError):
+            v.secret.fetch("(r)")
+        with pytest.raises(vault.NotFoundError):
+            v.secret.fetch("@x")
+        assert v.secret.fetch("@y").name == "r-again"
+        v.compact()
+    with vault.open(path, PASSPHRASE) as v:
+        assert sorted(s.name for s in v.secret.list()) == ["keep", "r-again"]
+    assert _opened_state(path) == _index_state(_full_replay(path))
+
+
+def test_the_checkpoint_writer_refuses_to_write_an_id_twice() -> None:
+    """A writer must never produce what its reader refuses: an order holding an id's key twice (an index
+    bug) stops compaction before anything is written."""
+    entry = ["a" * 24, 1, 5, 5, "n", "", "shared", "plain", "private", None, None, None, None, 0, None, {}]
+    index = Index()
+    index.apply_logged(
+        [[_format.OP_CHECKPOINT, ["a" * 24], [5], ["n"], [None], [_format.packb(entry)]]], bulk=False, version=3
+    )
+    index.order.append((6, "a" * 24))  # the bug being defended against
+    with pytest.raises(AssertionError):
+        list(index.compacted(0, version=3))
+
+
+def test_a_change_to_a_record_whose_name_column_disagrees_is_refused_and_the_vault_still_opens(
+    tmp_path: Path,
+) -> None:
+    """A name column that is not its record's name (a writer's bug) must not let an update or a trash of
+    that record commit: the next open would compare the replaced record with its column and refuse the
+    whole vault, where §15.2 keeps the rest of it readable."""
+    path, ids = _three(tmp_path)
+
+    def mutate(frames: list[list[Any]]) -> list[list[Any]]:
+        cp = frames[0][0]
+        cp[3][cp[4].index("a0")] = "other"
+        return frames
+
+    _rewrite(path, mutate)
+    with vault.open(path, PASSPHRASE) as v:
+        with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
+            v.secret.update(ids[0], description="d")
+        with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
+            v.secret.delete(ids[0])
+        assert v.secret.fetch(ids[1]).name == "s1"
+    with vault.open(path, PASSPHRASE) as v:
+        assert v.secret.fetch(ids[1]).name == "s1"
+        assert v.secret.fetch(ids[2]).name == "s2"
+
+
+def test_a_file_where_such_a_change_was_committed_still_opens(tmp_path: Path) -> None:
+    """What an earlier writer committed (the name check was deferred): the replaced record's name column is
+    not compared at open, since nothing finds it by that name (§15.2); its createdAt still is."""
+    path, ids = _three(tmp_path)
+
+    def mutate(frames: list[list[Any]]) -> list[list[Any]]:
+        cp = frames[0][0]
+        i = cp[4].index("a0")
+        cp[3][i] = "other"
+        e = msgpack.unpackb(cp[5][i], raw=False)
+        e[1] += 1
+        return [*frames, [[_format.OP_PUT, e]]]
+
+    _rewrite(path, mutate)
+    with vault.open(path, PASSPHRASE) as v:
+        assert v.secret.fetch(ids[0]).name == "s0"
+        assert v.secret.fetch("(s0)").id == ids[0]
+        with pytest.raises(vault.NotFoundError):
+            v.secret.fetch("(other)")
+        assert v.secret.fetch(ids[1]).name == "s1"
+
+
+def test_an_alias_column_that_its_record_does_not_carry_is_detected(tmp_path: Path) -> None:
+    """§15.2: a decoded record's alias MUST equal its column, both ways: a column alias on a record with
+    none was accepted (the record read as alias-less while ``@a0`` reported corruption)."""
+    path, ids = _three(tmp_path)
+
+    def mutate(frames: list[list[Any]]) -> list[list[Any]]:
+        cp = frames[0][0]
+        i = cp[4].index("a0")
+        e = msgpack.unpackb(cp[5][i], raw=False)
+        e[9] = None
+        cp[5][i] = _format.packb(e)
+        return frames
+
+    _rewrite(path, mutate)
+    with vault.open(path, PASSPHRASE) as v:
+        with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
+            v.secret.fetch(ids[0])
+        with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
+            v.secret.fetch("@a0")
+        assert v.secret.fetch("@a1").id == ids[1]
+        with pytest.raises(vault.CorruptVaultError):
+            v.secret.purge(ids[0])  # a purge decodes the record to drop its alias: refused as corrupt
+        v.compact()  # the packed record is copied as it is (§15.3), still refused when decoded
+    with vault.open(path, PASSPHRASE) as v:
+        with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
+            v.secret.fetch(ids[0])
+        assert v.secret.fetch("@a2").id == ids[2]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [(1, "A" * 24), (1, "a" * 129), (3, "n" * (_format.MAX_NAME + 1)), (4, "UPPER"), (4, "a" * 129)],
+)
+def test_checkpoint_columns_out_of_range_are_refused_at_open(column: int, value: str) -> None:
+    """§15.2: columns hold what a record may hold (id, name and alias rules), checked when the op is read."""
+    entry = ["a" * 24, 1, 5, 5, "n", "", "shared", "plain", "private", None, None, None, None, 0, None, {}]
+    op: list[Any] = [_format.OP_CHECKPOINT, ["a" * 24], [5], ["n"], [None], [_format.packb(entry)]]
+    op[column] = [value]
+    index = Index()
+    with pytest.raises(vault.CorruptVaultError, match="malformed checkpoint"):
+        index.apply_logged([op], bulk=True, version=3)
+    assert len(index) == 0
+
+
+def test_a_checkpoint_over_its_record_limits_is_refused_before_it_is_indexed() -> None:
+    """A hostile count is refused before a million ids are indexed: the per-op limit (§15.3's 4096) and
+    MAX_RECORDS over the whole file."""
+    n = _format.CHECKPOINT_MAX + 1
+    ids = ["a" + format(i, "023x") for i in range(n)]
+    op = [_format.OP_CHECKPOINT, ids, [0] * n, [""] * n, [None] * n, [b""] * n]
+    with pytest.raises(vault.CorruptVaultError, match="malformed checkpoint"):
+        Index().apply_logged([op], bulk=True, version=3)
+    index = Index()
+    index.lazy.update(dict.fromkeys(("b" + format(i, "023x") for i in range(_format.MAX_RECORDS)), b""))
+    small = [_format.OP_CHECKPOINT, ids[:1], [0], [""], [None], [b""]]
+    with pytest.raises(vault.CorruptVaultError, match="too many secrets"):
+        index.apply_logged([small], bulk=True, version=3)
+    assert ids[0] not in index.lazy
+
+
 # --- tamper: every bit flip and truncation of a checkpoint + tail --------------------------------
 
 

@@ -49,7 +49,7 @@ _MISSING: Final = object()
 
 #: Records per checkpoint op, and the packed bytes at which one is closed early: a frame holds
 #: one checkpoint op, so open never decrypts more than about this much at once.
-CHECKPOINT_CHUNK: Final = 4096
+CHECKPOINT_CHUNK: Final = _format.CHECKPOINT_MAX
 CHECKPOINT_BYTES: Final = 512 << 10
 #: How many decoded checkpoint records are kept (the most recently decoded): a loop over a few hot
 #: secrets decodes each once, and memory stays bounded however much of the vault is listed.
@@ -115,6 +115,7 @@ class Index:
         "gone",
         "history",
         "lazy",
+        "lazy_aliases",
         "lazy_keys",
         "names",
         "names_pending",
@@ -123,6 +124,7 @@ class Index:
         "settings",
         "sorted",
         "stale",
+        "taken",
         "trash",
     )
 
@@ -132,6 +134,13 @@ class Index:
         self.lazy: dict[str, bytes] = {}
         # Recently decoded ``lazy`` records (an id here is always in ``lazy``), oldest first.
         self.decoded: dict[str, Entry] = {}
+        # The alias column of ``lazy`` records that have one: a decoded record must carry exactly its
+        # column's alias (both ways), and a record leaving ``lazy`` releases the column's alias by id,
+        # whatever the record itself says.
+        self.lazy_aliases: dict[str, str] = {}
+        # Inside a bulk load: records taken out of ``lazy`` (replaced, trashed, deleted later in the log)
+        # before resort() could check their createdAt against their columns. Empty otherwise.
+        self.taken: dict[str, Entry] = {}
         # The (createdAt, id, name) columns of checkpoints read by a bulk load: resort() merges them
         # into ``order`` and ``names``.
         self.lazy_keys: list[tuple[array[int], list[str], list[str]]] = []
@@ -186,7 +195,7 @@ class Index:
         if hit is not None:
             return hit
         entry = _format.decode_packed(packed, record_id)
-        agrees = entry.alias is None or self.aliases.get(entry.alias) == record_id
+        agrees = entry.alias == self.lazy_aliases.get(record_id)
         if self.sorted:
             # (Inside a bulk load, createdAt and name are checked by resort(), against the columns.)
             key = (entry.created_at, record_id)
@@ -263,9 +272,10 @@ class Index:
             ids = (held,) if isinstance(held, str) else held
             if ids:
                 found = [e for e in map(self.get, ids) if e is not None]
-                entry = min(found, key=lambda e: (e.created_at, e.id))
-                if any(e.name != identifier[1:-1] for e in found):
-                    raise corrupt(f"checkpoint record {entry.id} differs from its index")
+                if found:
+                    entry = min(found, key=lambda e: (e.created_at, e.id))
+                    if any(e.name != identifier[1:-1] for e in found):
+                        raise corrupt(f"checkpoint record {entry.id} differs from its index")
         else:
             entry = self.get(identifier)
         if entry is None:
@@ -418,6 +428,10 @@ class Index:
         size = 0
         entries = self.entries
         lazy = self.lazy
+        # A writer must never write what its reader refuses: each id once. Every live record has exactly
+        # one key in the order, so the rows written from each side must add up to exactly its records
+        # (counted, not a set of a million ids); checked before the last op, so before the rename.
+        from_lazy = from_entries = 0
         for created, rid in self.order:
             packed = lazy.get(rid)
             if packed is None:
@@ -425,6 +439,9 @@ class Index:
                 if found is None or found.created_at != created or rid in eager:
                     continue  # a stale key, or written above with its history
                 packed = _format.packb(found.to_list())
+                from_entries += 1
+            else:
+                from_lazy += 1
             ids, times, names, aliases, records = chunk
             ids.append(rid)
             times.append(created)
@@ -435,6 +452,8 @@ class Index:
             if len(ids) >= CHECKPOINT_CHUNK or size >= CHECKPOINT_BYTES:
                 yield [OP_CHECKPOINT, *chunk]
                 chunk, size = ([], [], [], [], []), 0
+        if from_lazy != len(lazy) or from_entries != len(entries) - len(eager):
+            raise AssertionError("compaction would write a checkpoint id twice (or miss one): an index bug")
         if chunk[0]:
             yield [OP_CHECKPOINT, *chunk]
 
@@ -479,8 +498,7 @@ class Index:
     def put(self, entry: Entry, *, keep_order: bool = True) -> None:
         old = self.entries.get(entry.id)
         if old is None and entry.id in self.lazy:
-            old = self._decode_lazy(entry.id, self.lazy.pop(entry.id))
-            self.decoded.pop(entry.id, None)
+            old = self._take_lazy(entry.id)
         if old is not None:
             self._unindex(old, drop_order=keep_order and old.created_at != entry.created_at)
             if keep_order and old.created_at != entry.created_at:
@@ -508,13 +526,20 @@ class Index:
         else:
             held.add(record_id)
 
+    def _take_lazy(self, record_id: str) -> Entry:
+        """Take a record out of ``lazy``, decoded and checked first (a refused one stays where it was)."""
+        entry = self._decode_lazy(record_id, self.lazy[record_id])
+        del self.lazy[record_id]
+        self.decoded.pop(record_id, None)
+        alias = self.lazy_aliases.pop(record_id, None)
+        if alias is not None and self.aliases.get(alias) == record_id:
+            del self.aliases[alias]  # the column's alias, which the check above found equal to the record's
+        if not self.sorted:
+            self.taken[record_id] = entry
+        return entry
+
     def _take_live(self, record_id: str) -> Entry:
-        packed = self.lazy.pop(record_id, None)
-        if packed is None:
-            entry = self.entries.pop(record_id)
-        else:
-            entry = self._decode_lazy(record_id, packed)
-            self.decoded.pop(record_id, None)
+        entry = self._take_lazy(record_id) if record_id in self.lazy else self.entries.pop(record_id)
         self._unindex(entry, drop_order=True)
         self._maybe_prune()
         return entry
@@ -615,6 +640,12 @@ class Index:
             self._set(op[1], op[2])
             return undo
         record_id = op[1].id if code == OP_PUT else op[1]
+        if code != OP_DELETE and self.names_pending and record_id in self.lazy:
+            # A change keeps the record, and a later open compares its replaced revision with its columns:
+            # check its name column now (merging the name columns once), so a record that disagrees is
+            # refused here, before anything changes, instead of committed. (A purge is let through: the
+            # record leaves the log, and nothing later compares its name.)
+            self.name_map()
         undo = ("rec", record_id, self._state(record_id), dead)
         if code == OP_PUT:
             self._replace(op[1], keep_order=True)
@@ -715,6 +746,8 @@ class Index:
         """
         ids = cp.ids
         n = len(ids)
+        if len(self) + n > _format.MAX_RECORDS:
+            raise corrupt("too many secrets")  # before indexing any of it (each id must be new: exact)
         lazy = self.lazy
         before = len(lazy)
         lazy.update(zip(ids, cp.records, strict=True))
@@ -730,6 +763,7 @@ class Index:
         aliases.update(named)
         if len(aliases) != held + len(named):
             raise corrupt("two secrets share an alias")
+        self.lazy_aliases.update((rid, a) for a, rid in named)
         if self.gone:
             for rid in ids:
                 self.gone.pop(rid, None)
@@ -772,19 +806,29 @@ class Index:
             ids.extend(column_ids)
             names.extend(column_names)
         lazy = self.lazy
+        taken, self.taken = self.taken, {}
         if len(ids) != len(lazy):
             # Some checkpoint records were replaced, trashed or deleted later in the log: drop their keys.
-            # Those were decoded before the columns were merged, so they are checked against them here
-            # (the record became the first past revision, or went to the trash).
+            # An id may be in several checkpoints (deleted, then taken again by a later one, §15.2): only its
+            # last row can be its record's, so its earlier rows are dropped too (an id twice in the order
+            # lists twice, and compaction would write it twice: a file its reader refuses).
+            # A record taken out of ``lazy`` was decoded before the columns were merged: its createdAt is
+            # checked against its (last) row here. Its name is not: a replaced record is never found by that
+            # name (§15.2), and refusing the whole file over it would make one record's fault the vault's.
             keep = []
+            last: dict[str, int] = {}  # a taken id -> its last row
             for i, rid in enumerate(ids):
                 if rid in lazy:
                     keep.append(i)
-                    continue
-                first = self.history.get(rid, ())
-                held = first[0] if first else (self.trash[rid][0] if rid in self.trash else None)
-                if held is not None and (held.created_at != created[i] or held.name != names[i]):
-                    raise corrupt(f"checkpoint record {rid[:64]} differs from its index")
+                elif rid in taken:
+                    last[rid] = i
+            for rid, i in last.items():
+                if taken[rid].created_at != created[i]:
+                    raise corrupt(f"secret {rid[:64]} (replaced or removed) differs from its checkpoint row")
+            if len(keep) != len(lazy):
+                # An id kept twice: only its last row stays (one dict from the kept ids, in C).
+                rows = dict(zip([ids[i] for i in keep], keep, strict=True))
+                keep = sorted(rows.values())
             created = array("q", [created[i] for i in keep])
             ids = [ids[i] for i in keep]
             names = [names[i] for i in keep]
