@@ -384,12 +384,13 @@ def test_the_checkpoint_writer_refuses_to_write_an_id_twice() -> None:
         list(index.compacted(0, version=3))
 
 
-def test_a_change_to_a_record_whose_name_column_disagrees_is_refused_and_the_vault_still_opens(
+def test_a_change_to_a_record_whose_name_column_disagrees_commits_and_the_vault_still_opens(
     tmp_path: Path,
 ) -> None:
-    """A name column that is not its record's name (a writer's bug) must not let an update or a trash of
-    that record commit: the next open would compare the replaced record with its column and refuse the
-    whole vault, where §15.2 keeps the rest of it readable."""
+    """A name column that is not its record's name (a writer's bug): an update or a trash of that record
+    commits (checking the column first would build the whole name map on a process's first write: ~50 ms
+    at 100k, paid by every CLI command), and the next open does not compare the replaced record's name
+    column, so the vault stays readable (§15.2)."""
     path, ids = _three(tmp_path)
 
     def mutate(frames: list[list[Any]]) -> list[list[Any]]:
@@ -399,12 +400,12 @@ def test_a_change_to_a_record_whose_name_column_disagrees_is_refused_and_the_vau
 
     _rewrite(path, mutate)
     with vault.open(path, PASSPHRASE) as v:
-        with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
-            v.secret.update(ids[0], description="d")
-        with pytest.raises(vault.CorruptVaultError, match="differs from its index"):
-            v.secret.delete(ids[0])
+        v.secret.update(ids[0], description="d")
+        assert v.secret.fetch(ids[0]).description == "d"
+        v.secret.delete(ids[0])
         assert v.secret.fetch(ids[1]).name == "s1"
     with vault.open(path, PASSPHRASE) as v:
+        assert [s.description for s in v.secret.list(deleted=True)] == ["d"]
         assert v.secret.fetch(ids[1]).name == "s1"
         assert v.secret.fetch(ids[2]).name == "s2"
 

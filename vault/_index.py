@@ -640,12 +640,6 @@ class Index:
             self._set(op[1], op[2])
             return undo
         record_id = op[1].id if code == OP_PUT else op[1]
-        if code != OP_DELETE and self.names_pending and record_id in self.lazy:
-            # A change keeps the record, and a later open compares its replaced revision with its columns:
-            # check its name column now (merging the name columns once), so a record that disagrees is
-            # refused here, before anything changes, instead of committed. (A purge is let through: the
-            # record leaves the log, and nothing later compares its name.)
-            self.name_map()
         undo = ("rec", record_id, self._state(record_id), dead)
         if code == OP_PUT:
             self._replace(op[1], keep_order=True)
