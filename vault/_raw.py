@@ -67,6 +67,22 @@ class RawRecords:
                 entry.ext
             )
 
+    def fetch_tagged(self, record_id: str) -> tuple[Secret, dict[str, Any], str | None]:
+        """Like ``fetch``, plus the tag (``value_tags``) of the very box the value was opened from.
+
+        Read under one lock: a tag read apart from the value (before a write by another handle,
+        the value after it) would pair one box's tag with another box's value, and sync would
+        then trust that stale pairing for as long as the box keeps the tag.
+        """
+        with self._engine.reading() as index:
+            entry = index.get(record_id)
+            if entry is None:
+                raise NotFoundError(f"secret {record_id!r} not found")
+            box = entry.value_box
+            tag = None if box is None else hashlib.blake2b(box, digest_size=16).hexdigest()
+            value = self._engine.open_value(entry, operation="fetch")
+            return secret_from_entry(entry, value), _rules.json_copy(entry.ext), tag
+
     def fetch_for_use(self, identifier: str) -> Secret:
         """The secret as the cloud's use-time routes (verify, revoke, mint) see it.
 

@@ -40,6 +40,7 @@ _REASONS = {
     "deleted-locally": "deleted here, but changed in the cloud (or it cannot be told)",
     "alias-taken": "its alias names a different secret on the other side",
     "kind-changed": "the cloud changed its kind (personal/shared) while it holds a value here",
+    "link-shared": "another local secret is linked to the same cloud secret (delete or re-create one of them here)",
 }
 
 

@@ -245,6 +245,7 @@ ConflictReason = Literal[
     "deleted-locally",  # deleted locally, edited in the cloud (or unknown whether it was)
     "alias-taken",  # the same alias on an unlinked local secret and a different cloud secret
     "kind-changed",  # the cloud changed the kind (shared/personal) of a secret that holds a value here
+    "link-shared",  # two or more local secrets are linked to one cloud secret (never settled by prefer)
 ]
 
 
@@ -426,9 +427,10 @@ class _Planner:
         remote_by_id = {r.id: r for r in remote}
         local_by_id = {rec.id: rec for rec in local}
         linked: dict[str, LocalRecord] = {}
+        shared: set[str] = set()
         for rec in local:
-            if rec.link is not None:
-                linked.setdefault(rec.link.remote_id, rec)
+            if rec.link is not None and linked.setdefault(rec.link.remote_id, rec) is not rec:
+                shared.add(rec.link.remote_id)
         claimed: set[str] = set(linked)
 
         # A marker naming one of our local records that is not (or no longer) linked to a live
@@ -449,7 +451,9 @@ class _Planner:
                     orphans.append((r, lid))
             elif owner.local_only:
                 claimed.add(r.id)  # pushed before it was marked local-only: leave the cloud copy alone
-            elif lid not in adopt and (owner.link is None or owner.link.remote_id not in remote_by_id):
+            elif lid not in adopt and (
+                owner.link is None or (owner.link.remote_id not in remote_by_id and owner.link.remote_id not in shared)
+            ):
                 adopt[lid] = r
                 claimed.add(r.id)
 
@@ -474,6 +478,12 @@ class _Planner:
         pinned_alias = {rec.alias for rec in local if rec.alias and rec.local_only}
         for rec in local:
             link = rec.link
+            if link is not None and link.remote_id in shared:
+                # Two records on one cloud secret (a cloud that answered two creates with one id):
+                # pairing either would overwrite the other with it, and one cloud delete would
+                # delete both. Neither side is touched until the user unlinks one.
+                self.conflict("link-shared", rec.id, link.remote_id, rec.name)
+                continue
             if rec.local_only:
                 continue
             if rec.id in adopt:
@@ -482,8 +492,14 @@ class _Planner:
                 self.actions.append(Adopt(rec.id, r, base))
                 self.pair(rec, Link(r.id, base, r.ref), r)
             elif link is not None and link.remote_id in remote_by_id:
-                if linked.get(link.remote_id) is rec:
-                    self.pair(rec, link, remote_by_id[link.remote_id])
+                r = remote_by_id[link.remote_id]
+                owner_id = r.ref[len(prefix) :] if r.ref is not None and r.ref.startswith(prefix) else rec.id
+                if owner_id != rec.id and owner_id in local_by_id:
+                    # The cloud secret's marker names another of our records: the cloud wrote that
+                    # record's create over this one's secret. A pull would turn this record into it.
+                    self.conflict("link-shared", rec.id, r.id, rec.name)
+                elif linked.get(link.remote_id) is rec:
+                    self.pair(rec, link, r)
             elif link is not None:
                 self.remote_gone(rec, link)
             else:

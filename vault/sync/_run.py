@@ -383,7 +383,8 @@ def _link_from_json(raw: Any) -> Link | None:
 @dataclass(frozen=True, slots=True)
 class _Config:
     ref: str
-    key: bytes
+    # Out of repr: the fingerprint key is sealed in the vault so no fingerprint can test guesses.
+    key: bytes = field(repr=False)
 
 
 def _load_config(v: Vault) -> tuple[_Config, bool]:
@@ -476,8 +477,9 @@ def _token_digest(remote: Remote, fp: _Fingerprints) -> str | None:
 class _Scanned:
     """One local record as read before the listing is in: everything but a value to decrypt."""
 
-    sec: Secret
-    ext: dict[str, Any]
+    # Out of repr (like ``_Push``'s): the config is unmasked here, and a repr may reach a log.
+    sec: Secret = field(repr=False)
+    ext: dict[str, Any] = field(repr=False)
     link: Link | None
     fields: str
     #: (tag, value fingerprint, stripped value's fingerprint) when the value need not be decrypted.
@@ -530,11 +532,14 @@ def _local_records(
             holds_token = holds_token or kept[2] == token_fp
             cache[sec.id] = kept
         elif tag is not None:
-            full, _ = raw.fetch(sec.id)
+            # The tag kept beside the fingerprint is the one read with this value, not the scan's:
+            # another handle may have rewritten the value since the scan, and the scan's tag
+            # would then vouch, in every later run, for a value its box does not hold.
+            full, _, box_tag = raw.fetch_tagged(sec.id)
             value_fp = fp.value(full.value)
             holds_token = holds_token or is_token(full.value)
-            if full.value is not None and value_fp is not None:
-                cache[sec.id] = (tag, value_fp, fp.value(full.value.strip()) or "")
+            if full.value is not None and value_fp is not None and box_tag is not None:
+                cache[sec.id] = (box_tag, value_fp, fp.value(full.value.strip()) or "")
         out.append(
             LocalRecord(
                 id=sec.id,
@@ -610,9 +615,11 @@ class _Push:
     """
 
     action: CreateRemote | UpdateRemote | DeleteRemote
-    sec: Secret | None = None
-    ext: dict[str, Any] = field(default_factory=dict)
-    body: dict[str, Any] = field(default_factory=dict)
+    # Out of repr: the body holds the value and the unmasked config, and a repr ends up in
+    # tracebacks, debuggers and logs. ``sec`` hides its value itself, but not its config.
+    sec: Secret | None = field(default=None, repr=False)
+    ext: dict[str, Any] = field(default_factory=dict, repr=False)
+    body: dict[str, Any] = field(default_factory=dict, repr=False)
     marker: str | None = None
     send_value: bool = False
     #: The base an update will have once confirmed (saved as ``pend`` before it is sent).
@@ -646,6 +653,9 @@ class _Runner:
         self.dropped: set[str] = set()
         self.local_ids: set[str] = set()
         self.value_cache: _ValueCache = {}
+        #: Every cloud id a local record is linked to (or the link index names): a create the cloud
+        #: answers with one of these is refused, or two records would share one cloud secret.
+        self.claimed: set[str] = set()
         self._started = 0
         self._total = 0
 
@@ -728,6 +738,34 @@ class _Runner:
         sec2, ext2 = self.raw.fetch(a.local_id)
         self._save_link(sec2, ext2, Link(a.remote_id, replace(push.intended, updated_at=push.updated_at), a.ref))
         return "updated_remote", Change(sec.id, a.remote_id, sec.name), None
+
+    def _claim(self, push: _Push) -> bool:
+        """Take the cloud id a confirmed create got, unless it is already linked (main thread).
+
+        Ids are unique in the cloud; one answered twice (in this round, or already in a link
+        or the index) is a broken or hostile cloud. Linking it would tie two records to one
+        cloud secret: the next pull would overwrite one with the other, one cloud delete would
+        delete both. Refused for this secret only: the rest of the round goes on.
+        """
+        rid = push.remote_id
+        if not isinstance(push.action, CreateRemote) or rid is None:
+            return True
+        if rid in self.claimed:
+            exc = RemoteProtocolError(
+                f"the cloud answered a create with id {rid[:64]!r}, already linked to another secret"
+            )
+            self._issue(push.action, exc)
+            return False
+        self.claimed.add(rid)
+        return True
+
+    @staticmethod
+    def _halt(stop: threading.Event, running: Mapping[Future[None], _Push]) -> None:
+        """A fatal error: no write not yet started may go out. The flag stops those a worker
+        picks up next; cancelling drops the rest from the pool's queue at once."""
+        stop.set()
+        for f in running:
+            f.cancel()  # only those no worker has started: the rest finish and are recorded
 
     def _record(self, finished: Sequence[_Push], pending: Sequence[_Push]) -> list[_Push]:
         """One vault commit (one fsync) for a round: the links of the writes the cloud confirmed,
@@ -813,6 +851,11 @@ class _Runner:
                         continue
                     busy.update(k for k in _action_ids(a) if k is not None)
                     (updates if isinstance(a, UpdateRemote) else starting).append(prepared)
+                if fatal is not None:
+                    # A fatal error while preparing: what was read before it is not sent either,
+                    # and no pending base is saved (an update must not go); confirmed writes are recorded.
+                    self._halt(stop, running)
+                    starting, updates = [], []
                 # Creates and deletes need nothing durable first: off they go, and the commit
                 # below overlaps their round trips.
                 for p in starting:
@@ -820,8 +863,10 @@ class _Runner:
                 try:
                     ready = self._record(finished, updates)
                 except Exception as exc:  # raised below, once the writes in flight are in
-                    fatal = exc
+                    fatal = fatal or exc
                     ready = []
+                    # The vault cannot record: nothing queued may go out (SYNC.md, "a stop is a stop").
+                    self._halt(stop, running)
                 finished = []
                 sent = {id(p) for p in ready}
                 for p in updates:
@@ -848,10 +893,10 @@ class _Runner:
                     except BaseException as exc:  # a bug: stop, but record what the cloud confirmed
                         fatal = fatal or exc
                     else:
-                        finished.append(p)
+                        if self._claim(p):
+                            finished.append(p)
                 if fatal is not None:
-                    for f in running:
-                        f.cancel()  # only those no worker has started: the rest finish and are recorded
+                    self._halt(stop, running)
         except BaseException:
             # Ctrl-C (or a failure of ours): the writes in flight may land or not; their markers
             # and pending bases make the next run recognise them. Do not wait for the network.
@@ -1165,6 +1210,9 @@ def sync(
     runner = _Runner(v, remote, fp, cfg, progress, concurrency)
     runner.local_ids = {rec.id for rec in local_records}
     runner.value_cache = value_cache
+    # A create's id must be new: not linked, not in the index, not a secret the cloud already listed.
+    runner.claimed = set(index) | {r.id for r in remote_records}
+    runner.claimed.update(rec.link.remote_id for rec in local_records if rec.link is not None)
     if not p.actions:
         runner.save_index(index, records)  # nothing written: the snapshot is the vault as it is
         return _report(p, runner.done, runner.errors, False)
