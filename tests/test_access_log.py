@@ -366,17 +366,20 @@ def test_reads_buffered_before_another_handle_rekeys_never_set_the_resealed_log_
     v.close()
     out = _child(
         """
+        import subprocess
         h = vault.open(PATH, PW)
         h.secret.fetch(SID)  # written at once
         h.secret.fetch(SID)  # buffered under the old key
-        with vault.open(PATH, PW) as other:
-            other.change_passphrase("a new passphrase", rekey=True)
+        # Another process re-keys (one of this process's handles would have flushed ours first).
+        rekey = "import sys, vault; vault.open(*sys.argv[1:]).change_passphrase('a new passphrase', rekey=True)"
+        subprocess.run([sys.executable, "-c", rekey, PATH, PW], check=True, timeout=120)
         h.close()  # the buffered read cannot be sealed under the new key: it is reported lost
         """,
         vault_path,
         sid,
     )
     assert out.returncode == 0, out.stderr
+    assert "access records are lost" in out.stderr  # said, not silent
     with vault.open(vault_path, "a new passphrase") as again:
         assert [r.operation for r in again.access_log()] == ["log-new", "fetch"]
     assert not Path(str(vault_path) + ".access.damaged").exists()
@@ -403,3 +406,203 @@ def test_a_log_of_bare_record_frames_still_reads_and_continues(v: vault.Vault, v
     assert [(r.seq, r.operation, r.pid) for r in records] == [
         (0, "log-new", 4242), (1, "fetch", 4242), (2, "fetch", os.getpid()), (3, "fetch", os.getpid())
     ]
+
+
+# --- review 2: the peer lookup off the engine lock, a held flock, a re-key, a failed background write ---
+
+
+def test_the_stand_in_finds_its_peer_before_the_engine_lock_is_taken(
+    v: vault.Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lookup walks /proc (100+ ms with many descriptors): under the engine's mutex it stalls every
+    # other thread of the process. It must run before the lock is taken, once per request.
+    httpx = pytest.importorskip("httpx")
+    import asyncio
+
+    from vault import _asgi
+    from vault.testing import transport
+
+    sid = v.secret.create(name="key", type="bearer", value="tok").id
+    mutex = engine_of(v)._mutex
+    free: list[bool] = []
+
+    def lookup() -> tuple[int | None, str | None]:
+        got: list[bool] = []
+
+        def probe() -> None:  # another thread: the RLock is reentrant for this one
+            got.append(mutex.acquire(blocking=False))
+            if got[0]:
+                mutex.release()
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        prober.join()
+        free.append(got[0])
+        return 4242, "/bin/peer"
+
+    monkeypatch.setattr(_asgi, "_this_process", lookup)
+
+    async def use() -> None:
+        async with httpx.AsyncClient(transport=transport(v, token="t"), base_url="http://127.0.0.1") as client:
+            answer = await client.post(f"/api/v1/secret/{sid}/verify", json={}, headers={"Authorization": "Bearer t"})
+            assert answer.json()["status"] == "authenticated"
+
+    asyncio.run(use())
+    assert free == [True]
+    (record,) = _fetches(v)
+    assert (record.peer_pid, record.peer_exe) == (4242, "/bin/peer")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the TCP peer is found through Linux's /proc")
+def test_a_tcp_peer_lookup_gives_up_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from vault import _peer
+
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    conn, _ = server.accept()
+    try:
+        local, remote = conn.getsockname(), conn.getpeername()
+        assert _peer.tcp_peer(local, remote) == os.getpid()  # this process holds the client end
+        with monkeypatch.context() as m:
+            m.setattr(_peer, "MAX_DESCRIPTORS", 0)  # past the bound on descriptors read: unknown
+            assert _peer.tcp_peer(local, remote) is None
+        ticks = iter(range(0, 10**6, 10))  # a clock past the time bound at every look (no real timing)
+        monkeypatch.setattr(_peer, "_clock", lambda: float(next(ticks)))
+        assert _peer.tcp_peer(local, remote) is None
+    finally:
+        for s in (conn, client, server):
+            s.close()
+
+
+_HOLD_FLOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _hold_access_lock(vault_path: Path) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_FLOCK, str(vault_path) + ".access"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.close()
+    holder.wait(timeout=60)
+
+
+def test_a_held_access_log_lock_fails_the_first_read_instead_of_hanging(v: vault.Vault, vault_path: Path) -> None:
+    sid = v.secret.create(name="key", value="the-value").id
+    v.secret.fetch(sid)  # the log exists
+    holder = _hold_access_lock(vault_path)
+    try:
+        with vault.open(vault_path, PASSPHRASE, lock_timeout=0.2) as h:
+            with pytest.raises(vault.LockTimeoutError) as caught:
+                h.secret.fetch(sid)  # a read that cannot be recorded does not happen
+            assert "the-value" not in str(caught.value)
+    finally:
+        _release(holder)
+    assert len(_fetches(v)) == 1
+
+
+def test_close_and_exit_give_up_on_a_held_access_log_lock_with_a_warning(
+    v: vault.Vault, vault_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vault import _accesslog
+
+    monkeypatch.setattr(_accesslog._FLUSHER, "flush_soon", lambda log: None)  # only close writes the buffer
+    sid = v.secret.create(name="key", value="v1").id
+    h = vault.open(vault_path, PASSPHRASE, lock_timeout=0.2)
+    h.secret.fetch(sid)  # written
+    h.secret.fetch(sid)  # buffered
+    holder = _hold_access_lock(vault_path)
+    try:
+        with caplog.at_level("WARNING", logger="vault"):
+            h.close()  # bounded by lock_timeout, not by the other process
+        assert "1 buffered record(s) not written" in caplog.text
+    finally:
+        _release(holder)
+    # The same at interpreter exit: the exit handler gives up, says so, and the process ends.
+    code = _HOLD + textwrap.dedent(f"""
+        import sys, vault
+        h = vault.open({str(vault_path)!r}, {PASSPHRASE!r}, lock_timeout=0.2)
+        h.secret.fetch({sid!r})  # written: the lock is free
+        print("r1", flush=True)
+        sys.stdin.readline()
+        h.secret.fetch({sid!r})  # buffered; the exit handler finds the lock held
+        """)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    holder = None
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "r1"
+        holder = _hold_access_lock(vault_path)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        _, err = child.communicate(timeout=120)  # a liveness bound: before the fix the child never exits
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=60)
+        if holder is not None:
+            _release(holder)
+    assert child.returncode == 0, err
+    assert "1 buffered record(s) not written" in err
+
+
+def test_a_rekey_by_another_handle_of_this_process_keeps_the_others_buffered_reads(
+    v: vault.Vault, vault_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vault import _accesslog
+
+    monkeypatch.setattr(_accesslog._FLUSHER, "flush_soon", lambda log: None)  # the daemon thread writes nothing
+    sid = v.secret.create(name="key", value="v1").id
+    for _ in range(6):
+        v.secret.fetch(sid)  # the first written, five buffered
+    with caplog.at_level("WARNING", logger="vault"):
+        with vault.open(vault_path, PASSPHRASE) as other:
+            other.change_passphrase("a new passphrase", rekey=True)
+            records = [r for r in other.access_log() if r.secret_id == sid]
+        v.close()
+    assert [r.pid for r in records] == [os.getpid()] * 6
+    assert "not written" not in caplog.text and "lost" not in caplog.text
+
+
+def test_a_failed_background_write_is_retried_without_another_read(
+    v: vault.Vault, vault_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault import _store
+
+    sid = v.secret.create(name="key", value="v1").id
+    v.secret.fetch(sid)  # written at once
+    real = _store.AccessFile.append
+    failed: list[int] = []
+
+    def once(self: _store.AccessFile, data: bytes, at: int, *, cut: bool = False) -> None:
+        if not failed:
+            failed.append(1)  # the disk is full for one write: the daemon thread's
+            raise vault.StorageError("No space left on device")
+        real(self, data, at, cut=cut)
+
+    monkeypatch.setattr(_store.AccessFile, "append", once)
+    v.secret.fetch(sid)  # buffered; nothing reads or closes v after this
+    with vault.open(vault_path, PASSPHRASE) as other:  # its log reads flush only its own (empty) buffer
+        deadline = time.monotonic() + 60  # a liveness bound far above the retry delays, not a timing claim
+        while len([r for r in other.access_log() if r.secret_id == sid]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert failed == [1]
+        assert len([r for r in other.access_log() if r.secret_id == sid]) == 2

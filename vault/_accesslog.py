@@ -21,7 +21,11 @@ log, so ``v.access_log()`` always shows this process's own reads. The first read
 every read after a write failed, writes its record before the value is returned, so a log that
 cannot be written refuses reads. A crash of the process loses at most the buffered records: at
 most FLUSH_RECORDS reads, all of the last FLUSH_DELAY or so. A forked child starts with an empty
-buffer: the parent's records are written by the parent, once.
+buffer: the parent's records are written by the parent, once. A background write that fails is
+retried by the daemon thread with a backoff (at most RETRY_MAX apart), so an idle process does not
+keep them until its next read. The file's flock is waited for at most the vault's ``lock_timeout``
+(another process holding it fails a read that must write, and makes close and exit give up with a
+warning, never hang). A re-key writes every buffer of this process for the vault first.
 
 Durability: no fsync per read or per batch (a read stays a read). The daemon thread syncs the file
 about SYNC_DELAY after a write (and ``close`` and rotation do), so an OS crash or power loss can
@@ -92,6 +96,10 @@ FLUSH_RECORDS: Final = 128
 FLUSH_DELAY: Final = 0.1
 #: An OS crash can lose the records of about this long: the daemon thread's fdatasync delay.
 SYNC_DELAY: Final = 1.0
+#: After a failed write the daemon thread tries again, 2 * FLUSH_DELAY later, then twice as long
+#: each time, but never more than this apart: a full disk that frees up, or a lock released, sees
+#: the waiting records written within this, with no read or close needed.
+RETRY_MAX: Final = 2.0
 _ZERO_TAG: Final = bytes(_TAG)
 MAX_TEXT: Final = 4096
 
@@ -150,9 +158,9 @@ class AccessRecord:
 
 # --- who is reading ------------------------------------------------------------------------------
 
-#: Finds the peer of the request being served, at the first read that needs it: (pid, exe), each
-#: None when unknown. The stand-in's lookup costs a walk of /proc, so it runs only for a read of a
-#: value, at most once per connection (the lookup caches its answer).
+#: Finds the peer of the request being served: (pid, exe), each None when unknown. The stand-in's
+#: lookup costs a bounded walk of /proc, so it runs only for a request to a value route, at most
+#: once per connection (the lookup caches its answer), and before the engine's lock is taken.
 PeerLookup = Callable[[], "tuple[int | None, str | None]"]
 
 
@@ -162,7 +170,6 @@ class _Context:
     peer_pid: int | None
     peer_exe: str | None
     surface: str | None = None  # the library entry point (read, inject, keyring...): wins over the call's name
-    lookup: PeerLookup | None = None  # the peer, found lazily (the stand-in), when peer_pid is not given
 
 
 _CONTEXT: contextvars.ContextVar[_Context | None] = contextvars.ContextVar("cbk_vault_access", default=None)
@@ -191,7 +198,6 @@ def access_context(
         peer_pid if peer_pid is not None else outer.peer_pid,
         peer_exe if peer_exe is not None else outer.peer_exe,
         outer.surface,
-        outer.lookup if peer_pid is None else None,
     )
     token = _CONTEXT.set(ctx)
     try:
@@ -219,10 +225,18 @@ def surface(name: str) -> Iterator[None]:
 
 @contextmanager
 def peer_lookup(lookup: PeerLookup) -> Iterator[None]:
-    """Reads inside the block are for the peer ``lookup`` finds, called at the first read of a value
-    (a server's request handler: the lookup is per connection and caches what it found)."""
+    """Reads inside the block are for the peer ``lookup`` finds (a server's request handler: the
+    lookup is per connection and caches what it found).
+
+    The lookup runs here, on entry: never inside a read, which holds the engine's lock, where a
+    slow walk of /proc would stall every other thread of the process.
+    """
+    try:
+        peer_pid, peer_exe = lookup()
+    except Exception:  # a peer that cannot be found is unknown; the read is not refused for it
+        peer_pid = peer_exe = None
     outer = _CONTEXT.get() or _EMPTY
-    token = _CONTEXT.set(replace(outer, peer_pid=None, peer_exe=None, lookup=lookup))
+    token = _CONTEXT.set(replace(outer, peer_pid=peer_pid, peer_exe=peer_exe))
     try:
         yield
     finally:
@@ -230,14 +244,8 @@ def peer_lookup(lookup: PeerLookup) -> Iterator[None]:
 
 
 def _resolved(ctx: _Context, operation: str) -> tuple[str, int | None, str | None]:
-    """The operation and peer a read inside ``ctx`` is recorded with (a lookup, if any, runs now)."""
-    peer_pid, peer_exe = ctx.peer_pid, ctx.peer_exe
-    if peer_pid is None and ctx.lookup is not None:
-        try:
-            peer_pid, peer_exe = ctx.lookup()
-        except Exception:  # a peer that cannot be found is unknown; the read is not refused for it
-            peer_pid = peer_exe = None
-    return ctx.operation or ctx.surface or operation, peer_pid, peer_exe
+    """The operation and peer a read inside ``ctx`` is recorded with."""
+    return ctx.operation or ctx.surface or operation, ctx.peer_pid, ctx.peer_exe
 
 
 def current_context() -> dict[str, Any]:
@@ -448,6 +456,7 @@ class _Flusher:
         self._cond = threading.Condition(threading.Lock())
         self._flush: set[AccessLog] = set()
         self._sync: dict[AccessLog, float] = {}
+        self._retry: dict[AccessLog, float] = {}  # logs whose write failed: when to try again
         self._thread: threading.Thread | None = None
 
     def flush_soon(self, log: AccessLog) -> None:
@@ -463,10 +472,17 @@ class _Flusher:
                 self._start()
                 self._cond.notify()
 
+    def retry_later(self, log: AccessLog, delay: float) -> None:
+        with self._cond:
+            self._retry[log] = time.monotonic() + delay
+            self._start()
+            self._cond.notify()
+
     def forget(self, log: AccessLog) -> None:
         with self._cond:
             self._flush.discard(log)
             self._sync.pop(log, None)
+            self._retry.pop(log, None)
 
     def _start(self) -> None:
         if self._thread is None:
@@ -477,13 +493,14 @@ class _Flusher:
         while True:
             with self._cond:
                 while not self._flush:
-                    if self._sync:
-                        wait = min(self._sync.values()) - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
+                    timers = [*self._sync.values(), *self._retry.values()]
+                    if not timers:
                         self._cond.wait()
+                        continue
+                    wait = min(timers) - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
                 gather = bool(self._flush)
             if gather:
                 time.sleep(FLUSH_DELAY)  # the reads of the next few ms join the same frame
@@ -493,6 +510,9 @@ class _Flusher:
                 due = [one for one, at in self._sync.items() if at <= now]
                 for one in due:
                     del self._sync[one]
+                for one in [one for one, at in self._retry.items() if at <= now]:
+                    del self._retry[one]
+                    flush.add(one)
             for one in flush:
                 one.flush_background()
             for one in due:
@@ -531,10 +551,16 @@ class AccessLog:
         vault_path: os.PathLike[str] | str,
         *,
         rekeyed: Callable[[], bool] | None = None,
+        lock_timeout: float = 10.0,
     ) -> None:
         from pathlib import Path
 
         self._file = AccessFile(Path(vault_path))
+        #: Which vault file this is the log of, for a re-key's flush of this process's other handles.
+        self._where = os.path.realpath(vault_path)
+        #: How long any wait for the file's flock lasts (the vault's ``lock_timeout``): another
+        #: process holding it makes a write fail with LockTimeoutError, never hang.
+        self._lock_timeout = lock_timeout
         #: Whether another handle re-keyed the vault since ours was opened (then a log that does not
         #: verify under our keys is the resealed one, not a damaged one: never set it aside).
         self._rekeyed = rekeyed
@@ -552,6 +578,8 @@ class AccessLog:
         #: Write each record before its read returns: until the first write succeeded (a log that
         #: cannot be written refuses reads from the first) and after any write failed.
         self._direct = True
+        #: Background writes failed in a row (the retry's backoff); reset by any write that succeeds.
+        self._failures = 0
         _LOGS.add(self)
 
     @property
@@ -565,6 +593,7 @@ class AccessLog:
         self._pending_keys = None
         self._armed = False
         self._direct = True
+        self._failures = 0
         self._known = None
         self._file.forget_after_fork()
 
@@ -607,10 +636,19 @@ class AccessLog:
             log.warning("access log: %d buffered record(s) not written: %s", len(self._pending), exc)
 
     def flush_background(self) -> None:
-        """The daemon thread's write, FLUSH_DELAY after the buffer's first record."""
+        """The daemon thread's write, FLUSH_DELAY after the buffer's first record, and its retries."""
         self._armed = False  # before taking the buffer: a read appended after this wakes the thread again
-        with contextlib.suppress(Exception):  # no caller to tell; the next read writes directly
+        try:
             self._flush_now(None)
+        except KeyChangedError:
+            return  # never writable under these keys (another process re-keyed): close reports them lost
+        except Exception:
+            # No caller to tell. The next read writes directly, but an idle process may make none:
+            # try again with a backoff, so the records do not wait for a read or close.
+            if self._pending:
+                self._failures += 1
+                delay = min(2 * FLUSH_DELAY * 2 ** min(self._failures - 1, 16), RETRY_MAX)
+                _FLUSHER.retry_later(self, delay)
 
     def _flush_now(self, own: _Row | None) -> None:
         with self._mutex:
@@ -629,7 +667,7 @@ class AccessLog:
             return False
         f = self._file
         try:
-            f.lock()
+            f.lock(timeout=self._lock_timeout)
             try:
                 # One pread: the file still ends with our last tag, so nobody appended or rotated since.
                 if self._known is not keys or not f.ends_with(self._end, self._tag):
@@ -644,6 +682,7 @@ class AccessLog:
             self._direct = True
             raise
         self._direct = False
+        self._failures = 0
         return True
 
     def _write(self, keys: AccessKeys, batch: list[_Row], *, cut: bool = False) -> None:
@@ -744,7 +783,8 @@ class AccessLog:
             keys = self._known
             if keys is not None and self._end >= SEGMENT_MAX:
                 # A background rotation has no caller to tell; the next write catches up either way.
-                with contextlib.suppress(Exception), self._file.locked(exclusive=True):
+                # Not waited for (timeout 0): a lock held elsewhere just leaves it to the next write.
+                with contextlib.suppress(Exception), self._file.locked(exclusive=True, timeout=0):
                     if self._file.ends_with(self._end, self._tag):
                         self._rotate(keys)
         # The sync itself holds no lock: reads go on appending while it runs. close() syncs again.
@@ -764,7 +804,7 @@ class AccessLog:
             f = self._file
             if not os.path.exists(f.path):
                 return []
-            with f.locked(exclusive=False):
+            with f.locked(exclusive=False, timeout=self._lock_timeout):
                 data = f.read()
                 old = f.read_old()
         if len(data) < HEADER_SIZE:
@@ -787,8 +827,14 @@ class AccessLog:
         """After a re-key: every record sealed again under the new subkeys (as ``.old``), then a new linked segment.
 
         Records still buffered are written under the old keys first, so they are resealed with the
-        rest; if that fails they are written later under the new keys.
+        rest; if that fails they are written later under the new keys. So are those of this
+        process's other open handles of the vault: after the reseal they could not be written
+        (sealed under the old key, they would not verify) and would be lost at their close.
+        Other processes' buffers cannot be reached: docs/FORMAT.md §14 bounds what they lose.
         """
+        for other in list(_LOGS):
+            if other is not self and other._where == self._where and other._pending:
+                other.flush_quietly()  # a failure is logged; those records stay buffered (and are lost)
         with contextlib.suppress(Exception):  # they stay buffered, and are sealed under the new keys below
             self.flush()
         with self._mutex:
@@ -797,7 +843,7 @@ class AccessLog:
             f = self._file
             if not os.path.exists(f.path):
                 return
-            with f.locked(exclusive=True):
+            with f.locked(exclusive=True, timeout=self._lock_timeout):
                 try:
                     records = self.read_unlocked(old_keys)
                 except CorruptVaultError:

@@ -484,7 +484,8 @@ class StandInApp:
             return _Reply(200, dumps(api.fetch(secret_id)))
         handler: Callable[[str, object], Any] = getattr(api, route.action)
         if route.action in _VALUE_ACTIONS and exchange.peer is not None:
-            # Looked up only if a value is read, and then once per connection (see _peer).
+            # Looked up here, before the engine's lock is taken (a bounded but slow walk of /proc
+            # under it would stall every other thread), only for value routes, once per connection.
             with peer_lookup(exchange.peer):
                 return _Reply(200, dumps(handler(secret_id, body)))
         return _Reply(200, dumps(handler(secret_id, body)))

@@ -34,6 +34,7 @@ from .errors import (
     CorruptVaultError,
     InvalidRequestError,
     KeyChangedError,
+    LockTimeoutError,
     NotFoundError,
     StorageError,
     VaultClosedError,
@@ -291,7 +292,7 @@ class Engine:
         #: generators ask for a version-1 writer (``_version=1``).
         self.version = write_version
         self.write_version = write_version
-        self.access = AccessLog(store.path, rekeyed=self._rekeyed_elsewhere)
+        self.access = AccessLog(store.path, rekeyed=self._rekeyed_elsewhere, lock_timeout=lock_timeout)
         self._access_keys: tuple[VaultKeys, AccessKeys] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
@@ -743,6 +744,6 @@ class Engine:
                     # The access log is sealed under the data key too: seal it again under the new one.
                     # If this fails (or a crash comes first), the next read sets the old log aside.
                     self.access.reseal(old_access, self.access_keys(new))
-                except (StorageError, CorruptVaultError) as exc:
+                except (StorageError, CorruptVaultError, LockTimeoutError) as exc:
                     log.warning("vault re-keyed; the access log could not be resealed: %s", exc)
                 self._refresh()

@@ -5,10 +5,11 @@ run. What a local process can make it spend is bounded here: at most MAX_CONNECT
 connections (more are answered 503 and closed before anything is parsed), request headers
 within HEADER_TIMEOUT of the connection or of the previous answer, the body within the
 application's BODY_TIMEOUT. Clients that hang up early are not logged. Each connection carries a
-lookup of its peer process (``_peer``), which the application runs only when a request reads a
-value, so the access log names the client that read it. An answer's head and body leave in one
-``send`` (``_CoalescingTransport``): half the ``send`` calls and segments per answer, which took
-about a fifth off the server's CPU per fetch in bench/serve_load.py.
+lookup of its peer process (``_peer``, bounded), which the application runs at the first request
+to a value route, before the vault's lock is taken, so the access log names the client that read
+it. An answer's head and body leave in one ``send`` (``_CoalescingTransport``): half the ``send``
+calls and segments per answer, which took about a fifth off the server's CPU per fetch in
+bench/serve_load.py.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def _bounded_protocol() -> type[Any]:
 
 
 class _ConnectionPeer:
-    """The process at the other end of one connection, looked up at the first read of a value and
-    kept for the connection's later requests (a lookup walks /proc: see ``_peer``)."""
+    """The process at the other end of one connection, looked up at its first request to a value
+    route and kept for the connection's later requests (a lookup walks /proc: see ``_peer``)."""
 
     def __init__(self, transport: asyncio.BaseTransport) -> None:
         sock = transport.get_extra_info("socket")

@@ -4,8 +4,11 @@
 * TCP over loopback, on Linux: the peer's socket is the line of ``/proc/net/tcp`` (or ``tcp6``)
   whose local address is our remote one and whose remote address is our local one; its inode
   is held open by the peer, as ``socket:[inode]`` among ``/proc/<pid>/fd``. That walk costs a few
-  milliseconds, so the stand-in does it at most once per connection, and only when a request
-  reads a value.
+  milliseconds, and 100+ ms when a process of the same user holds thousands of descriptors, so
+  it is bounded (MAX_DESCRIPTORS read, LOOKUP_BUDGET seconds: past either the peer is unknown),
+  runs newest process first (a client is usually younger than the long-lived processes that hold
+  many descriptors), and the stand-in does it at most once per connection, at the first request
+  to a value route, before the vault's lock is taken.
 
 Anything that cannot be known (another OS, the peer gone, another user's descriptors, a
 remote peer) is None; a lookup never raises. A pid read this way is what the kernel says at
@@ -18,12 +21,18 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 from typing import Final
 
 __all__ = ["exe_of", "tcp_peer", "unix_peer"]
 
 _TCP_TABLES: Final = ("/proc/net/tcp", "/proc/net/tcp6")
 MAX_EXE: Final = 4096
+#: A lookup reads at most this many descriptors' links (about 30 us each)...
+MAX_DESCRIPTORS = 20_000
+#: ...and gives up after this many seconds: a peer it did not find by then is unknown (None).
+LOOKUP_BUDGET = 0.05
+_clock = time.monotonic  # a seam for tests: the budget is checked against this
 
 
 def exe_of(pid: int) -> str | None:
@@ -87,20 +96,26 @@ def _socket_of(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, in
 
 
 def _holder(inode: int, uid: int) -> int | None:
-    """The first process holding socket ``inode``: only those of the socket's owner are looked at
-    (another user's descriptors cannot be read anyway)."""
+    """The process holding socket ``inode``: only those of the socket's owner are looked at
+    (another user's descriptors cannot be read anyway), newest pid first, within the bounds."""
     target = f"socket:[{inode}]"
+    deadline = _clock() + LOOKUP_BUDGET
+    left = MAX_DESCRIPTORS
     with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
+        pids = sorted((int(e.name) for e in entries if e.name.isdigit()), reverse=True)
+    for pid in pids:
+        if left <= 0 or _clock() >= deadline:
+            return None  # past the bound: unknown, rather than stall the server
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
                 continue
-            try:
-                if entry.stat().st_uid != uid:
-                    continue
-                with os.scandir(f"/proc/{entry.name}/fd") as fds:
-                    for fd in fds:
-                        if os.readlink(fd.path) == target:
-                            return int(entry.name)
-            except OSError:  # gone, or not ours to read
-                continue
+            with os.scandir(f"/proc/{pid}/fd") as fds:
+                for n, fd in enumerate(fds):
+                    left -= 1
+                    if left < 0 or (n & 63 == 63 and _clock() >= deadline):
+                        return None
+                    if os.readlink(fd.path) == target:
+                        return pid
+        except OSError:  # gone, or not ours to read
+            continue
     return None

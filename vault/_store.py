@@ -501,19 +501,37 @@ class AccessFile:
         self.fd = fd
 
     @contextmanager
-    def locked(self, *, exclusive: bool) -> Iterator[None]:
-        self.lock(exclusive=exclusive)
+    def locked(self, *, exclusive: bool, timeout: float) -> Iterator[None]:
+        self.lock(exclusive=exclusive, timeout=timeout)
         try:
             yield
         finally:
             self.unlock()
 
-    def lock(self, *, exclusive: bool = True) -> None:
+    def lock(self, *, exclusive: bool = True, timeout: float) -> None:
+        """The file's flock, waited for at most ``timeout`` seconds (LockTimeoutError past it).
+
+        Never a blocking flock: a process of the same user holding it (stopped with Ctrl-Z, in a
+        debugger, or hostile) would hang close, the exit handler and reads with no bound. As the
+        vault's lock: non-blocking attempts with a backoff up to 20 ms.
+        """
         self.open()
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        except OSError as exc:
-            raise _storage_error("lock the access log", exc) from exc
+        op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            try:
+                fcntl.flock(self.fd, op)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"the access log {self.path} is locked by another process (waited {timeout:g} s)"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+            except OSError as exc:
+                raise _storage_error("lock the access log", exc) from exc
 
     def unlock(self) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
