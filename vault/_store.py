@@ -44,6 +44,27 @@ def resolve_path(path: str | os.PathLike[str] | None) -> Path:
     return default_path() if path is None else Path(os.fspath(path)).expanduser()
 
 
+
+def _flock(fd: int, exclusive: bool, timeout: float, *, held: str, action: str) -> None:
+    """flock with a bound: non-blocking attempts with a backoff up to 20 ms, then LockTimeoutError.
+
+    A blocking flock would wait forever on a holder that is stopped (Ctrl-Z, a debugger) or hostile.
+    """
+    op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, op)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockTimeoutError(f"{held} is locked by another process (waited {timeout:g} s)") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        except OSError as exc:
+            raise _storage_error(action, exc) from exc
+
 class IO:
     """The system calls the store makes. Subclassed by the fault-injection tests."""
 
@@ -328,22 +349,7 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
-        while True:
-            try:
-                fcntl.flock(self.lock_fd, op | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeoutError(
-                        f"vault {self.path} is locked by another process (waited {timeout:g} s)"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
-            except OSError as exc:
-                raise _storage_error("lock the vault", exc) from exc
+        _flock(self.lock_fd, exclusive, timeout, held=f"vault {self.path}", action="lock the vault")
         self._lock_depth = 1
         self._lock_exclusive = exclusive
         try:
@@ -516,22 +522,7 @@ class AccessFile:
         vault's lock: non-blocking attempts with a backoff up to 20 ms.
         """
         self.open()
-        op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
-        while True:
-            try:
-                fcntl.flock(self.fd, op)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeoutError(
-                        f"the access log {self.path} is locked by another process (waited {timeout:g} s)"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
-            except OSError as exc:
-                raise _storage_error("lock the access log", exc) from exc
+        _flock(self.fd, exclusive, timeout, held=f"the access log {self.path}", action="lock the access log")
 
     def unlock(self) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
