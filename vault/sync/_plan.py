@@ -492,14 +492,11 @@ class _Planner:
                 self.actions.append(Adopt(rec.id, r, base))
                 self.pair(rec, Link(r.id, base, r.ref), r)
             elif link is not None and link.remote_id in remote_by_id:
-                r = remote_by_id[link.remote_id]
-                owner_id = r.ref[len(prefix) :] if r.ref is not None and r.ref.startswith(prefix) else rec.id
-                if owner_id != rec.id and owner_id in local_by_id:
-                    # The cloud secret's marker names another of our records: the cloud wrote that
-                    # record's create over this one's secret. A pull would turn this record into it.
-                    self.conflict("link-shared", rec.id, r.id, rec.name)
-                elif linked.get(link.remote_id) is rec:
-                    self.pair(rec, link, r)
+                # (A marker naming another of our records is not taken as a shared link: markers are
+                # the cloud's word and change as records come and go, so a conflict on them would not
+                # settle; fuzz_plan found a plan that differed after its own application.)
+                if linked.get(link.remote_id) is rec:
+                    self.pair(rec, link, remote_by_id[link.remote_id])
             elif link is not None:
                 self.remote_gone(rec, link)
             else:
