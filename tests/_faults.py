@@ -89,6 +89,17 @@ def state_of(path: Path, passphrase: str) -> State:
         return dump(v)
 
 
+def outcome(path: Path, data: bytes) -> State | vault.VaultError:
+    """Write ``data`` as the vault at ``path`` and open it: its state, or the typed error it gives."""
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        with vault.open(path, PASSPHRASE) as v:
+            return dump(v)
+    except vault.VaultError as exc:
+        return exc
+
+
 def freeze(state: State) -> str:
     return json.dumps(state, sort_keys=True)
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vault
-from tests._faults import FAST, PASSPHRASE, SeededRng, State, StepClock, dump, freeze, record_figure
+from tests._faults import FAST, PASSPHRASE, SeededRng, State, StepClock, dump, freeze, outcome, record_figure
 from vault import _crypto, _format, _log
 from vault._index import Index
 from vault._vault import engine_of
@@ -523,16 +523,6 @@ def build_reference(path: Path) -> tuple[bytes, list[int], list[State]]:
     return path.read_bytes(), ends, states
 
 
-def _outcome(path: Path, data: bytes) -> State | vault.VaultError:
-    with open(path, "wb") as f:
-        f.write(data)
-    try:
-        with vault.open(path, PASSPHRASE) as v:
-            return dump(v)
-    except vault.VaultError as exc:
-        return exc
-
-
 def test_every_bit_flip_of_a_checkpoint_and_its_tail_is_rejected_or_harmless(scratch: Path) -> None:
     data, _ends, states = build_reference(scratch / "ref.cbkv")
     final = freeze(states[-1])
@@ -544,7 +534,7 @@ def test_every_bit_flip_of_a_checkpoint_and_its_tail_is_rejected_or_harmless(scr
         for mask in (1, 8, 128, 255):
             damaged = bytearray(data)
             damaged[pos] ^= mask
-            result = _outcome(target, bytes(damaged))
+            result = outcome(target, bytes(damaged))
             tried += 1
             if isinstance(result, vault.VaultError):
                 assert isinstance(result, vault.CorruptVaultError), f"byte {pos} ^ {mask:#x}: {result!r}"
@@ -560,7 +550,7 @@ def test_every_truncation_of_a_checkpoint_and_its_tail(scratch: Path) -> None:
     data, ends, states = build_reference(scratch / "ref.cbkv")
     target = scratch / "t.cbkv"
     for t in range(len(data)):
-        result = _outcome(target, data[:t])
+        result = outcome(target, data[:t])
         if t < LOG_START:
             assert isinstance(result, vault.CorruptVaultError), f"cut at {t}: {result!r}"
             continue
@@ -616,7 +606,7 @@ def test_a_swapped_or_stale_checkpoint_is_detected(scratch: Path) -> None:
         "current tail on the stale file": old + tail,
     }
     for label, blob in cases.items():
-        result = _outcome(scratch / "t.cbkv", blob)
+        result = outcome(scratch / "t.cbkv", blob)
         assert isinstance(result, vault.CorruptVaultError), f"{label}: {result!r}"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import vault
-from tests._faults import FAST, PASSPHRASE, SeededRng, State, StepClock, dump, freeze, record_figure
+from tests._faults import FAST, PASSPHRASE, SeededRng, State, StepClock, dump, freeze, outcome, record_figure
 
 LOG_START = 584
 ALLOWED_ERRORS = (vault.CorruptVaultError,)  # includes UnsupportedVersionError and KdfParamsError
@@ -64,20 +64,10 @@ def build_reference(path: Path) -> tuple[bytes, list[int], list[State]]:
     return path.read_bytes(), ends, states
 
 
-def _outcome(path: Path, data: bytes) -> State | vault.VaultError:
-    with open(path, "wb") as f:
-        f.write(data)
-    try:
-        with vault.open(path, PASSPHRASE) as v:
-            return dump(v)
-    except vault.VaultError as exc:
-        return exc
-
-
 def test_reference_vault_reopens_and_frames_are_where_expected(scratch: Path) -> None:
     data, ends, states = build_reference(scratch / "ref.cbkv")
     assert ends[0] == LOG_START and ends[-1] == len(data)
-    result = _outcome(scratch / "copy.cbkv", data)
+    result = outcome(scratch / "copy.cbkv", data)
     assert not isinstance(result, vault.VaultError)
     assert freeze(result) == freeze(states[-1])
 
@@ -93,7 +83,7 @@ def test_every_bit_flip_and_byte_inversion_is_rejected_or_harmless(scratch: Path
         for mask in (1, 2, 4, 8, 16, 32, 64, 128, 255):
             damaged = bytearray(data)
             damaged[pos] ^= mask
-            result = _outcome(target, bytes(damaged))
+            result = outcome(target, bytes(damaged))
             tried += 1
             if isinstance(result, vault.VaultError):
                 assert isinstance(result, ALLOWED_ERRORS), f"byte {pos} ^ {mask:#x}: {result!r}"
@@ -111,7 +101,7 @@ def test_every_truncation_point(scratch: Path) -> None:
     target = scratch / "t.cbkv"
     earlier = 0
     for t in range(len(data)):
-        result = _outcome(target, data[:t])
+        result = outcome(target, data[:t])
         if t < LOG_START:
             assert isinstance(result, vault.CorruptVaultError), f"cut at {t}: {result!r}"
             continue
@@ -127,7 +117,7 @@ def test_a_zero_filled_tail_reads_as_torn_but_garbage_does_not(scratch: Path) ->
     data, _ends, states = build_reference(scratch / "ref.cbkv")
     target = scratch / "t.cbkv"
     for extra in (1, 7, 8, 100, 4096):
-        result = _outcome(target, data + bytes(extra))
+        result = outcome(target, data + bytes(extra))
         assert not isinstance(result, vault.VaultError) and freeze(result) == freeze(states[-1])
-    result = _outcome(target, data + bytes(range(1, 200)))
+    result = outcome(target, data + bytes(range(1, 200)))
     assert isinstance(result, vault.CorruptVaultError)
